@@ -1,0 +1,48 @@
+"""The agent interface: batched ``act`` on raw frames (and RAM, for scripted agents)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+
+class Agent(ABC):
+    """Chooses actions for a batch of environments.
+
+    ``act`` gets raw ALE observations ``(B, 210, 160, 3)`` uint8 and the RAM ``(B, 128)`` uint8
+    of the same frames, and must return ``(B,)`` int64 actions in the env's action space.
+    """
+
+    name: str = "agent"
+
+    def reset(self, seed: int | None = None) -> None:  # noqa: B027 - optional hook
+        """Start new episodes; ``seed`` makes the agent's own randomness reproducible."""
+
+    @abstractmethod
+    def act(self, frames: np.ndarray, ram: np.ndarray) -> np.ndarray:
+        """``(B, H, W, 3)`` uint8 frames and ``(B, 128)`` uint8 RAM -> ``(B,)`` int64 actions."""
+
+    def describe(self) -> dict[str, object]:
+        """What the dataset manifest records about this agent."""
+        return {"name": self.name}
+
+
+class RandomAgent(Agent):
+    """Uniformly random actions."""
+
+    name = "random"
+
+    def __init__(self, n_actions: int, seed: int | None = None) -> None:
+        self.n_actions = n_actions
+        self.rng = np.random.default_rng(seed)
+
+    def reset(self, seed: int | None = None) -> None:
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+
+    def act(self, frames: np.ndarray, ram: np.ndarray) -> np.ndarray:
+        return self.rng.integers(0, self.n_actions, size=len(frames), dtype=np.int64)
+
+    def describe(self) -> dict[str, object]:
+        return {"name": self.name, "n_actions": self.n_actions}

@@ -1,0 +1,27 @@
+"""Build an agent from a command-line spec: ``random``, ``scripted`` or a path to an SB3 ``.zip``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agents.base import Agent, RandomAgent
+from agents.sb3 import AgentLoadError, SB3Agent
+from agents.scripted import ScriptedPongAgent
+
+AGENT_CHOICES = ("random", "scripted", "PATH.zip")
+
+
+def make_agent(spec: str, game: str, n_actions: int, seed: int | None = None, noise: float = 0.1) -> Agent:
+    """``spec`` is ``"random"``, ``"scripted"`` (Pong only) or a path to a Stable-Baselines3 zip."""
+    if spec == "random":
+        return RandomAgent(n_actions, seed=seed)
+    if spec == "scripted":
+        if game != "Pong":
+            raise AgentLoadError(f"the scripted agent plays Pong only, not {game}; use --agent random or a policy .zip")
+        return ScriptedPongAgent(noise=noise, n_actions=n_actions, seed=seed)
+    if spec.endswith(".zip") or Path(spec).exists():
+        agent = SB3Agent(spec)
+        if agent.model.action_space.n != n_actions:
+            raise AgentLoadError(f"{spec}: policy has {agent.model.action_space.n} actions, {game} has {n_actions}")
+        return agent
+    raise AgentLoadError(f"unknown agent {spec!r}; choose one of: {', '.join(AGENT_CHOICES)}")

@@ -1,0 +1,73 @@
+"""Collection throughput vs a raw ALE loop, measured in the same run.
+
+    python benchmarks/collection.py --steps 20000 --repeats 3
+
+Prints agent steps/s of a bare ``env.step`` loop (one process, random actions, nothing stored)
+and of ``collect`` with 1 and 2 workers (random agent, everything written to disk), and the
+ratios. Rounds are interleaved (raw, 1 worker, 2 workers, raw, ...); each ratio is taken within
+one round and the median over rounds is reported, because shared machines are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from dataset_tools.collect import CollectConfig, collect
+from dataset_tools.games import EnvSettings, make_env
+
+
+def raw_loop(settings: EnvSettings, steps: int, seed: int) -> float:
+    env = make_env(settings)
+    env.reset(seed=seed)
+    env.action_space.seed(seed)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        _, _, term, trunc, _ = env.step(env.action_space.sample())
+        if term or trunc:
+            env.reset()
+    rate = steps / (time.perf_counter() - t0)
+    env.close()
+    return rate
+
+
+def collect_rate(settings: EnvSettings, steps: int, workers: int, seed: int, root: Path) -> float:
+    out = root / f"w{workers}-{seed}"
+    result = collect(CollectConfig(out=out, env=settings, frames=steps, workers=workers, seed=seed), progress=False)
+    shutil.rmtree(out)
+    return result.steps_per_second
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--game", default="Pong")
+    p.add_argument("--steps", type=int, default=20000)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--dir", type=Path, default=None, help="where the datasets are written (default: a temp dir)")
+    args = p.parse_args()
+    settings = EnvSettings(game=args.game)
+    rates: dict[str, list[float]] = {"raw ALE loop": [], "collect, 1 worker": [], "collect, 2 workers": []}
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        for r in range(args.repeats):
+            rates["raw ALE loop"].append(raw_loop(settings, args.steps, r))
+            rates["collect, 1 worker"].append(collect_rate(settings, args.steps, 1, r, Path(tmp)))
+            rates["collect, 2 workers"].append(collect_rate(settings, args.steps, 2, r, Path(tmp)))
+    raw = rates["raw ALE loop"]
+    print(
+        f"{args.game}, {args.steps} steps per run, median of {args.repeats} rounds; {platform.machine()}, {os.cpu_count()} cores"
+    )
+    print(f"{'':<22}{'steps/s':>10}{'x raw':>8}   per-round steps/s (x raw)")
+    for name, values in rates.items():
+        ratios = [v / r for v, r in zip(values, raw, strict=True)]
+        runs = ", ".join(f"{v:.0f} ({q:.2f})" for v, q in zip(values, ratios, strict=True))
+        print(f"{name:<22}{statistics.median(values):>10.0f}{statistics.median(ratios):>8.2f}   {runs}")
+
+
+if __name__ == "__main__":
+    main()

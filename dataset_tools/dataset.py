@@ -1,0 +1,150 @@
+"""A dataset directory: ``dataset.json`` manifest plus ``episodes/`` shards.
+
+The manifest holds the schema version, the game and env settings, the preprocessing, and one entry
+per collection run (agent, seed, workers, episodes added, command). The episode shards on disk are
+the source of truth for what exists; the manifest's counts are refreshed after every run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dataset_tools.episode import DatasetError, episode_index, load_episode, read_meta, verify_episode
+from dataset_tools.games import EnvSettings
+from dataset_tools.preprocess import Preprocess
+
+SCHEMA_VERSION = 1
+MANIFEST = "dataset.json"
+
+
+@dataclass
+class DatasetDir:
+    """Handle on a dataset directory (it need not exist yet)."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / MANIFEST
+
+    @property
+    def episodes_dir(self) -> Path:
+        return self.root / "episodes"
+
+    def exists(self) -> bool:
+        return self.manifest_path.exists()
+
+    # ----------------------------------------------------------------- manifest
+    def read_manifest(self) -> dict[str, Any]:
+        try:
+            manifest = json.loads(self.manifest_path.read_text())
+        except FileNotFoundError:
+            raise DatasetError(
+                f"{self.manifest_path}: missing; is {self.root} a dataset made by create-dataset?"
+            ) from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise DatasetError(f"{self.manifest_path}: corrupted manifest ({err})") from None
+        version = manifest.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise DatasetError(f"{self.manifest_path}: schema version {version}, this library reads {SCHEMA_VERSION}")
+        for key in ("env", "preprocess"):
+            if key not in manifest:
+                raise DatasetError(f"{self.manifest_path}: no {key!r} entry")
+        return manifest
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        """Write the manifest atomically (temporary file + rename)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".{MANIFEST}.tmp-{os.getpid()}"
+        tmp.write_text(json.dumps(manifest, indent=1))
+        os.replace(tmp, self.manifest_path)
+
+    def env_settings(self) -> EnvSettings:
+        return EnvSettings.from_dict(self.read_manifest()["env"])
+
+    def preprocess(self) -> Preprocess:
+        return Preprocess.from_dict(self.read_manifest()["preprocess"])
+
+    def manifest_hash(self) -> str:
+        """sha256 of the manifest's env + preprocessing + episode list (recorded by checkpoints)."""
+        manifest = self.read_manifest()
+        key = json.dumps(
+            {"env": manifest["env"], "preprocess": manifest["preprocess"], "episodes": self.episode_indices()},
+            sort_keys=True,
+        )
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+    # ----------------------------------------------------------------- episodes
+    def episode_dirs(self) -> list[Path]:
+        """Finished episode directories, sorted by index."""
+        if not self.episodes_dir.exists():
+            return []
+        dirs = [p for p in self.episodes_dir.iterdir() if p.is_dir() and p.name.startswith("ep_")]
+        return sorted(dirs, key=episode_index)
+
+    def episode_indices(self) -> list[int]:
+        return [episode_index(p) for p in self.episode_dirs()]
+
+    def clean_partial(self) -> int:
+        """Remove leftovers of interrupted writes; returns how many were removed."""
+        if not self.episodes_dir.exists():
+            return 0
+        stale = [p for p in self.episodes_dir.iterdir() if p.name.startswith(".tmp-")]
+        for path in stale:
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        for ep in self.episode_dirs():
+            for leftover in ep.glob(".tmp-*"):
+                leftover.unlink(missing_ok=True)
+        return len(stale)
+
+    def counts(self) -> dict[str, int]:
+        """Episodes and transitions on disk (from each shard's meta.json)."""
+        steps = 0
+        dirs = self.episode_dirs()
+        for ep in dirs:
+            steps += int(read_meta(ep)["length"])
+        return {"episodes": len(dirs), "steps": steps, "frames": steps + len(dirs)}
+
+    def split(self, val_fraction: float = 0.1) -> tuple[list[int], list[int]]:
+        """Deterministic (train, val) split of episode indices: the last episodes are held out.
+
+        With one episode only, it is used for training and val is empty.
+        """
+        indices = self.episode_indices()
+        if len(indices) < 2 or val_fraction <= 0:
+            return indices, []
+        n_val = min(len(indices) - 1, max(1, round(val_fraction * len(indices))))
+        return indices[:-n_val], indices[-n_val:]
+
+    def load(self, index: int, mmap: bool = True):  # -> Episode
+        return load_episode(self.episodes_dir / f"ep_{index:06d}", mmap=mmap)
+
+    # ----------------------------------------------------------------- validation
+    def validate(self) -> list[str]:
+        """Check the manifest and every shard; returns a list of problems (empty: valid)."""
+        problems: list[str] = []
+        try:
+            manifest = self.read_manifest()
+        except DatasetError as err:
+            return [str(err)]
+        shape = tuple(manifest.get("frame_shape", ()))
+        for ep in self.episode_dirs():
+            try:
+                verify_episode(ep)
+                meta = read_meta(ep)
+                if shape and tuple(meta["frame_shape"]) != shape:
+                    problems.append(
+                        f"{ep}: frame shape {meta['frame_shape']} differs from the manifest's {list(shape)}"
+                    )
+            except DatasetError as err:
+                problems.append(str(err))
+        return problems

@@ -1,0 +1,119 @@
+"""A torch ``Dataset`` of sequence windows, read lazily from memory-mapped episode shards.
+
+Item ``i`` is a window of ``seq_len`` consecutive frames of one episode with the ``seq_len - 1``
+transitions between them::
+
+    frames      (T, C, H, W) float32 in [0, 1]   preprocessed (crop / resize / colour)
+    actions     (T-1,) int64                     action taken at frame t, leading to frame t+1
+    rewards     (T-1,) float32
+    terminated  (T-1,) float32                   1.0 where the transition ended the episode
+    ram         (T, 128) uint8                   (for RAM-based evaluation)
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from dataset_tools.dataset import DatasetDir
+from dataset_tools.episode import Episode
+from dataset_tools.preprocess import Preprocess, to_tensor_layout
+
+
+@dataclass
+class SequenceBatch:
+    """A batch of windows; ``.to(device)`` moves every tensor."""
+
+    frames: torch.Tensor  # (B, T, C, H, W)
+    actions: torch.Tensor  # (B, T-1)
+    rewards: torch.Tensor  # (B, T-1)
+    terminated: torch.Tensor  # (B, T-1)
+    ram: torch.Tensor  # (B, T, 128)
+
+    def to(self, device: torch.device | str) -> SequenceBatch:
+        return SequenceBatch(**{k: v.to(device, non_blocking=True) for k, v in self.__dict__.items()})
+
+    @staticmethod
+    def collate(items: list[dict[str, torch.Tensor]]) -> SequenceBatch:
+        return SequenceBatch(**{k: torch.stack([it[k] for it in items]) for k in items[0]})
+
+
+class SequenceDataset(Dataset):
+    """Windows of ``seq_len`` frames over the episodes of one split of a dataset directory.
+
+    ``split`` is ``"train"``, ``"val"`` (held-out last episodes, see :meth:`DatasetDir.split`) or
+    ``"all"``. ``preprocess`` defaults to the one recorded in the dataset's manifest. At most
+    ``cache_episodes`` episodes are kept open (memory-mapped) at a time.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        seq_len: int,
+        split: Literal["train", "val", "all"] = "train",
+        preprocess: Preprocess | None = None,
+        stride: int = 1,
+        val_fraction: float = 0.1,
+        cache_episodes: int = 16,
+    ) -> None:
+        if seq_len < 1 or stride < 1:
+            raise ValueError(f"seq_len and stride must be >= 1, got {seq_len}, {stride}")
+        self.ds = DatasetDir(root)
+        self.preprocess = preprocess if preprocess is not None else self.ds.preprocess()
+        self.seq_len = seq_len
+        train, val = self.ds.split(val_fraction)
+        self.episodes = {"train": train, "val": val, "all": train + val}[split]
+        self._open: OrderedDict[int, Episode] = OrderedDict()
+        self._cache_size = cache_episodes
+        starts = []
+        for ep in self.episodes:
+            n_frames = int(self.ds.load(ep).frames.shape[0])
+            starts.extend((ep, t) for t in range(0, n_frames - seq_len + 1, stride))
+        self.index = np.asarray(starts, dtype=np.int64).reshape(-1, 2)  # (N, 2) rows [episode, start]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def _episode(self, ep: int) -> Episode:
+        if ep in self._open:
+            self._open.move_to_end(ep)
+            return self._open[ep]
+        episode = self.ds.load(ep, mmap=True)
+        self._open[ep] = episode
+        if len(self._open) > self._cache_size:
+            self._open.popitem(last=False)
+        return episode
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        ep, t = (int(v) for v in self.index[i])
+        episode = self._episode(ep)
+        end = t + self.seq_len
+        frames = self.preprocess(np.asarray(episode.frames[t:end]))  # (T, 210, 160, 3) -> (T, H, W, C)
+        return {
+            "frames": torch.from_numpy(to_tensor_layout(frames)),  # (T, H, W, C) -> (T, C, H, W)
+            "actions": torch.from_numpy(np.array(episode.actions[t : end - 1], dtype=np.int64)),
+            "rewards": torch.from_numpy(np.array(episode.rewards[t : end - 1], dtype=np.float32)),
+            "terminated": torch.from_numpy(np.array(episode.terminated[t : end - 1], dtype=np.float32)),
+            "ram": torch.from_numpy(np.array(episode.ram[t:end])),
+        }
+
+    def loader(
+        self, batch_size: int, shuffle: bool = True, num_workers: int = 0, seed: int = 0
+    ) -> torch.utils.data.DataLoader:
+        """A DataLoader yielding :class:`SequenceBatch` objects."""
+        generator = torch.Generator().manual_seed(seed)
+        return torch.utils.data.DataLoader(
+            self,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=num_workers,
+            collate_fn=SequenceBatch.collate,
+            generator=generator,
+            drop_last=False,
+        )

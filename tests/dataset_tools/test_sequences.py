@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dataset_tools.dataset import DatasetDir
+from dataset_tools.preprocess import Preprocess
+from dataset_tools.sequences import SequenceBatch, SequenceDataset
+
+
+def test_windows_line_up_with_the_episode(pong_dataset: Path) -> None:
+    data = SequenceDataset(pong_dataset, seq_len=6, split="all")
+    assert len(data) == 3 * (201 - 6 + 1)
+    item = data[200]  # episode 1, start 4
+    episode = DatasetDir(pong_dataset).load(1)
+    assert item["frames"].shape == (6, 3, 64, 64) and item["frames"].dtype == torch.float32
+    assert 0.0 <= item["frames"].min() and item["frames"].max() <= 1.0
+    np.testing.assert_array_equal(item["actions"].numpy(), episode.actions[4:9])
+    np.testing.assert_array_equal(item["ram"].numpy(), episode.ram[4:10])
+    expected = data.preprocess(np.asarray(episode.frames[4:10]))
+    np.testing.assert_allclose(item["frames"].permute(0, 2, 3, 1).numpy(), expected / 255.0, atol=1e-6)
+
+
+def test_split_holds_out_last_episode(pong_dataset: Path) -> None:
+    train = SequenceDataset(pong_dataset, seq_len=4, split="train")
+    val = SequenceDataset(pong_dataset, seq_len=4, split="val")
+    assert train.episodes == [0, 1] and val.episodes == [2]
+    assert set(train.index[:, 0]) == {0, 1} and set(val.index[:, 0]) == {2}
+
+
+def test_loader_batches_and_custom_preprocess(pong_dataset: Path) -> None:
+    data = SequenceDataset(
+        pong_dataset, seq_len=3, split="train", preprocess=Preprocess(size=(32, 48), grayscale=True), stride=5
+    )
+    batch = next(iter(data.loader(batch_size=4)))
+    assert isinstance(batch, SequenceBatch)
+    assert batch.frames.shape == (4, 3, 1, 32, 48)
+    assert batch.actions.shape == batch.rewards.shape == batch.terminated.shape == (4, 2)
+    assert batch.to("cpu").frames.shape == batch.frames.shape
+
+
+def test_bad_arguments(pong_dataset: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        SequenceDataset(pong_dataset, seq_len=0)
+    from dataset_tools.episode import DatasetError
+
+    with pytest.raises(DatasetError, match="dataset.json"):
+        SequenceDataset(tmp_path, seq_len=4)

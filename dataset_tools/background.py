@@ -100,7 +100,8 @@ def _mode_rows(packed: np.ndarray) -> np.ndarray:
     new_run[::n] = True
     starts = np.flatnonzero(new_run)  # (R,) flat index where each run begins
     lengths = np.diff(starts, append=flat.size)  # (R,)
-    # one int64 key per run: longer runs win, then earlier starts (smaller colours)
+    # one int64 key per run: longer runs win, then earlier starts (smaller colours); starts need < 32 bits
+    assert flat.size < 2**32, "chunk too large for the run key"
     key = (lengths.astype(np.int64) << 32) | (flat.size - 1 - starts).astype(np.int64)
     first_run = np.flatnonzero(starts % n == 0)  # (P,) index of each row's first run
     best = np.maximum.reduceat(key, first_run)  # (P,)

@@ -6,9 +6,10 @@ Methods (:data:`MotionMethod`):
   ``mode.png`` / ``median.png``, or when none is given the episode's own, computed from its frames
   with :func:`dataset_tools.background.background_images`) by more than ``threshold`` in any channel.
   ALE frames are noise-free, so any difference is real; the default threshold of 10 only ignores
-  near-identical palette shades. An object that sits still at one place for most of the frames
-  becomes part of the mode image, so when it moves both it and its "ghost" (the uncovered
-  background) are marked.
+  near-identical palette shades. Every object that is not part of the background is marked, moving
+  or not (Pong's paddles also when still, score digits that differ from the background's). An object
+  that sits at one place for most of the frames becomes part of the background, so when it moves
+  both it and its "ghost" (the uncovered background) are marked.
 * ``flow``: dense OpenCV Farneback optical flow between consecutive grayscale frames; a pixel moves
   if the flow magnitude exceeds ``threshold`` (pixels per frame). The flow for frame t is computed
   backwards (frame t -> frame t-1), so it lives on frame t's pixel grid and marks objects where they
@@ -54,7 +55,7 @@ FLOW_PARAMS: dict[str, float | int] = {
     "poly_sigma": 1.1,
     "flags": 0,
 }
-"""Farneback parameters, tuned on ALE Pong: the smallest window and one pyramid level give the tightest
+"""Farneback parameters, tuned on ALE Pong: a 3 px window and a shallow pyramid (levels=1) give the tightest
 blobs that still catch the fast 2x4 ball (larger windows / more levels only add blur and false blobs)."""
 
 CLOSE_KERNEL = 3

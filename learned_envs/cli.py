@@ -47,9 +47,32 @@ def _create_dataset(args: argparse.Namespace) -> int:
     return create_main(args.rest)
 
 
+# Subcommands defined next to the code they run: "module:function" adds a parser to `sub` and
+# sets its `func`. A module that is missing (not built yet) is skipped.
+PLUGINS = (
+    "world_models.train_cli:add_parser",
+    "world_models.eval_cli:add_parser",
+)
+
+
+def _add_plugins(sub: argparse._SubParsersAction) -> None:
+    import importlib
+
+    for spec in PLUGINS:
+        module, func = spec.split(":")
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name == module:
+                continue
+            raise
+        getattr(mod, func)(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="learned-envs", description="Learned simulators of Atari games.")
     sub = p.add_subparsers(dest="command", required=True)
+    _add_plugins(sub)
     v = sub.add_parser("validate", help="check every shard of a dataset")
     v.add_argument("dir", type=Path)
     v.set_defaults(func=_validate)

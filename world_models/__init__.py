@@ -1,0 +1,23 @@
+"""World models: one contract (:class:`WorldModel`), a registry, checkpoints, trainer and evaluator."""
+
+from __future__ import annotations
+
+from world_models.base import MODELS, ModelConfig, State, StepResult, WorldModel, build_model, model_class, register
+from world_models.checkpoint import CheckpointError, load_context, load_model
+
+# Model modules register themselves on import.
+from world_models import rnn_deconv  # noqa: E402,F401  isort: skip
+
+__all__ = [
+    "MODELS",
+    "CheckpointError",
+    "ModelConfig",
+    "State",
+    "StepResult",
+    "WorldModel",
+    "build_model",
+    "load_context",
+    "load_model",
+    "model_class",
+    "register",
+]

@@ -1,0 +1,105 @@
+"""The WorldModel contract, config overrides and checkpoints, on rnn_deconv."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from dataset_tools.sequences import SequenceDataset
+from world_models import MODELS, CheckpointError, build_model, load_model
+from world_models.base import select_state
+from world_models.checkpoint import checkpoint_dirs, save_checkpoint
+from world_models.config import ConfigError, apply_overrides, expand_grid, parse_pairs, run_name
+from world_models.rnn_deconv import RNNDeconvConfig
+
+TINY = RNNDeconvConfig(n_past=2, n_future=3, hidden=32, nf=8, action_dim=8)
+
+
+def _batch(pong_dataset: Path, batch_size: int = 4):
+    data = SequenceDataset(pong_dataset, seq_len=TINY.n_past + TINY.n_future, split="train")
+    return next(iter(data.loader(batch_size, seed=0)))
+
+
+def test_registry_and_shapes(pong_dataset: Path) -> None:
+    assert "rnn_deconv" in MODELS
+    model = build_model("rnn_deconv", TINY, (3, 64, 64), 6)
+    batch = _batch(pong_dataset)
+    loss, logs = model.loss(batch)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    assert {"recon", "reward_ce", "term_bce", "reward_acc"} <= set(logs)
+    state = model.start(batch.frames[:, :2], batch.actions[:, :1])
+    state, reward, term = model.step(state, batch.actions[:, 1])
+    assert model.decode(state).shape == (4, 3, 64, 64)
+    assert model.features(state).shape == (4, model.feature_dim)
+    assert set(reward.tolist()) <= {-1.0, 0.0, 1.0} and ((0 <= term) & (term <= 1)).all()
+    out = model.rollout(batch.frames[:, :2], batch.actions[:, :1], batch.actions[:, 1:4])
+    assert out["frames"].shape == (4, 3, 3, 64, 64) and out["rewards"].shape == (4, 3)
+    mixed = select_state(
+        torch.tensor([True, False, True, False]), state, {k: torch.zeros_like(v) for k, v in state.items()}
+    )
+    assert torch.equal(mixed["h"][0], state["h"][0]) and not mixed["h"][1].any()
+
+
+def test_rnn_deconv_learns_a_real_batch(pong_dataset: Path) -> None:
+    torch.manual_seed(0)
+    model = build_model("rnn_deconv", TINY, (3, 64, 64), 6)
+    batch = _batch(pong_dataset)
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    first = None
+    for _ in range(40):
+        loss, logs = model.loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        first = first if first is not None else logs["recon"]
+    assert logs["recon"] < 0.5 * first
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_non_square_frames_are_refused() -> None:
+    with pytest.raises(ValueError, match="square"):
+        build_model("rnn_deconv", TINY, (3, 64, 48), 6)
+
+
+def test_overrides_and_grid() -> None:
+    @dataclasses.dataclass
+    class Train:
+        lr: float = 1e-3
+        steps: int = 10
+        device: str = "auto"
+
+    train, model = apply_overrides(
+        [Train(), TINY], parse_pairs(["lr=3e-4", "hidden=64", "steps=1e3", "change_weight=0"])
+    )
+    assert train.lr == 3e-4 and train.steps == 1000 and model.hidden == 64 and model.change_weight == 0.0
+    with pytest.raises(ConfigError, match="valid keys: .*hidden.*lr"):
+        apply_overrides([Train(), TINY], {"hiden": "3"})
+    with pytest.raises(ConfigError, match="cannot read"):
+        apply_overrides([Train(), TINY], {"steps": "many"})
+    grid = expand_grid(["seed=0,1,2", "beta=1e-4,1e-3", "lr=0.1"])
+    assert len(grid) == 6 and grid[0] == {"seed": "0", "beta": "1e-4", "lr": "0.1"}
+    assert run_name(grid[-1], ["seed", "beta"]) == "seed=2-beta=1e-3"
+
+
+def test_checkpoint_round_trip_keep_last_and_errors(tmp_path: Path) -> None:
+    model = build_model("rnn_deconv", TINY, (3, 64, 64), 6)
+    info = {"model": "rnn_deconv", "model_config": dataclasses.asdict(TINY), "frame_shape": [3, 64, 64], "n_actions": 6}
+    for step in (1, 2, 3, 4):
+        save_checkpoint(tmp_path, step, model, info, keep_last=2)
+    assert [p.name for p in checkpoint_dirs(tmp_path)] == ["step_00000003", "step_00000004"]
+    loaded, config = load_model(tmp_path)
+    assert config["step"] == 4 and not loaded.training
+    for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    weights = checkpoint_dirs(tmp_path)[-1] / "model.pt"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="model.pt: corrupted"):
+        load_model(tmp_path)
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_model(tmp_path / "nope")
+    (checkpoint_dirs(tmp_path)[0] / "config.json").write_text("{")
+    with pytest.raises(CheckpointError, match="config.json: corrupted"):
+        load_model(checkpoint_dirs(tmp_path)[0])

@@ -1,0 +1,168 @@
+"""The WorldModel contract every model implements, and the model registry.
+
+Tensor conventions (batch first everywhere, frames in [0, 1])::
+
+    frames   (B, T, C, H, W) float32      actions (B, T-1) int64: action t leads from frame t to t+1
+    state    dict[str, Tensor], every tensor batch-first (B, ...)
+
+Imagination: ``start`` from ``n_past`` real frames (and the ``n_past - 1`` actions between them),
+then ``step`` with one action per env -> next state plus reward and termination from the model's
+own heads; ``decode`` draws the state's current frame; ``features`` is the agents' latent vector.
+Rewards are predicted as their sign (-1, 0, +1), as DQN-style agents clip them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple
+
+import torch
+from torch import nn
+
+from dataset_tools.sequences import SequenceBatch
+
+State = dict[str, torch.Tensor]
+REWARD_VALUES = (-1.0, 0.0, 1.0)
+
+
+@dataclass
+class ModelConfig:
+    """Fields every model config has; each model subclasses it with its own fields."""
+
+    n_past: int = 2
+    """Real context frames a rollout starts from."""
+    n_future: int = 8
+    """Frames predicted per training sequence (sequence length = n_past + n_future)."""
+    reward_weight: float = 1.0
+    """Weight of the reward-sign cross-entropy in the loss."""
+    termination_weight: float = 1.0
+    """Weight of the termination binary cross-entropy in the loss."""
+
+
+class StepResult(NamedTuple):
+    state: State
+    reward: torch.Tensor  # (B,) float in {-1, 0, 1}
+    terminated: torch.Tensor  # (B,) float probability of termination
+
+
+class WorldModel(nn.Module, ABC):
+    """Base class of all world models. Subclasses set ``name`` and ``Config`` and register."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type[ModelConfig]]
+    stochastic: ClassVar[bool] = False
+
+    def __init__(self, cfg: ModelConfig, frame_shape: tuple[int, int, int], n_actions: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.frame_shape = tuple(frame_shape)  # (C, H, W)
+        self.n_actions = n_actions
+
+    # ------------------------------------------------------------------ imagination
+    @abstractmethod
+    def start(self, frames: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None) -> State:
+        """``frames`` (B, n_past, C, H, W), ``actions`` (B, n_past - 1) -> the state at the last frame."""
+
+    @abstractmethod
+    def step(self, state: State, actions: torch.Tensor, generator: torch.Generator | None = None) -> StepResult:
+        """``actions`` (B,) int64 -> next state, reward (B,) in {-1, 0, 1}, termination probability (B,).
+
+        Stochastic models sample their latent with ``generator`` (reproducible rollouts).
+        """
+
+    @abstractmethod
+    def decode(self, state: State) -> torch.Tensor:
+        """The state's current frame, (B, C, H, W) in [0, 1]."""
+
+    @abstractmethod
+    def features(self, state: State) -> torch.Tensor:
+        """The latent observation for agents, (B, feature_dim)."""
+
+    @property
+    @abstractmethod
+    def feature_dim(self) -> int:
+        """Length of :meth:`features` vectors."""
+
+    # ------------------------------------------------------------------ training
+    @abstractmethod
+    def loss(self, batch: SequenceBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        """Training loss of a batch of sequences (T = n_past + n_future frames) and scalar logs.
+
+        ``logs`` should include ``"recon"`` (per-pixel MSE of predicted frames) and, for latent
+        variable models, ``"kl"``.
+        """
+
+    # ------------------------------------------------------------------ generic helpers
+    @torch.no_grad()
+    def rollout(
+        self,
+        frames: torch.Tensor,
+        actions: torch.Tensor,
+        future_actions: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Open-loop prediction: context ``frames`` (B, n_past, C, H, W), ``actions`` (B, n_past-1),
+        ``future_actions`` (B, K) -> frames (B, K, C, H, W), rewards (B, K), terminated (B, K)."""
+        state = self.start(frames, actions, generator=generator)
+        out_frames, rewards, terms = [], [], []
+        for k in range(future_actions.shape[1]):
+            state, reward, term = self.step(state, future_actions[:, k], generator=generator)
+            out_frames.append(self.decode(state))
+            rewards.append(reward)
+            terms.append(term)
+        return {
+            "frames": torch.stack(out_frames, dim=1),
+            "rewards": torch.stack(rewards, dim=1),
+            "terminated": torch.stack(terms, dim=1),
+        }
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameters per top-level module and ``total`` (printed at the start of training)."""
+        counts = {name: sum(p.numel() for p in mod.parameters()) for name, mod in self.named_children()}
+        counts["total"] = sum(p.numel() for p in self.parameters())
+        return counts
+
+
+def reward_classes(rewards: torch.Tensor) -> torch.Tensor:
+    """Rewards -> class index of their sign: -1 -> 0, 0 -> 1, +1 -> 2."""
+    return (torch.sign(rewards) + 1).long()
+
+
+def reward_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """(..., 3) logits -> the most likely reward sign in {-1, 0, 1}."""
+    return logits.argmax(dim=-1).to(logits.dtype) - 1.0
+
+
+def select_state(mask: torch.Tensor, new: State, old: State) -> State:
+    """Per-env choice between two states: ``new`` where ``mask`` (B,) is true, else ``old``."""
+    out = {}
+    for key, value in old.items():
+        m = mask.view(-1, *([1] * (value.dim() - 1)))  # (B,) -> (B, 1, ..., 1)
+        out[key] = torch.where(m, new[key], value)
+    return out
+
+
+# ---------------------------------------------------------------------- registry
+MODELS: dict[str, type[WorldModel]] = {}
+
+
+def register(cls: type[WorldModel]) -> type[WorldModel]:
+    """Class decorator: makes a model available to the trainer under ``cls.name``."""
+    MODELS[cls.name] = cls
+    return cls
+
+
+def model_class(name: str) -> type[WorldModel]:
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
+    return MODELS[name]
+
+
+def build_model(
+    name: str, cfg: ModelConfig | dict[str, Any], frame_shape: tuple[int, int, int], n_actions: int
+) -> WorldModel:
+    cls = model_class(name)
+    if isinstance(cfg, dict):
+        cfg = cls.Config(**cfg)
+    return cls(cfg, frame_shape, n_actions)

@@ -1,0 +1,15 @@
+"""Learned simulators as gymnasium environments.
+
+``import learned_envs`` registers ``LearnedPong-v0`` (the shipped default Pong model), so both
+``gym.make("LearnedPong-v0")`` and ``gym.make("learned_envs:LearnedPong-v0")`` work, and
+``gym.make_vec("LearnedPong-v0", num_envs=256)`` steps all envs in one batched forward pass.
+"""
+
+from __future__ import annotations
+
+from learned_envs.registration import _register_shipped as _register
+from learned_envs.registration import register_checkpoint, shipped_checkpoint
+
+_register()
+
+__all__ = ["register_checkpoint", "shipped_checkpoint"]

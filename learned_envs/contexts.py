@@ -1,0 +1,51 @@
+"""Real start contexts for learned envs: shipped with the checkpoint, or drawn from a dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dataset_tools.dataset import DatasetDir
+from dataset_tools.preprocess import Preprocess
+from world_models.checkpoint import CheckpointError, load_context
+
+
+def contexts_from_dataset(
+    data: str | Path, config: dict[str, Any], n: int = 256, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """``n`` windows of ``n_past`` frames (preprocessed as the checkpoint says) from a dataset."""
+    ds = DatasetDir(data)
+    manifest = ds.read_manifest()
+    if manifest["game"] != config.get("game"):
+        raise CheckpointError(f"{data}: holds {manifest['game']}, the checkpoint models {config.get('game')}")
+    pre = Preprocess.from_dict(config["preprocess"])
+    n_past = int(config["model_config"]["n_past"])
+    rng = np.random.default_rng(seed)
+    episodes = ds.episode_indices()
+    frames, actions = [], []
+    for ep in rng.choice(episodes, size=n, replace=True):
+        episode = ds.load(int(ep))
+        if len(episode.frames) < n_past:
+            continue
+        t = int(rng.integers(0, len(episode.frames) - n_past + 1))
+        frames.append(pre(np.asarray(episode.frames[t : t + n_past])))
+        actions.append(np.asarray(episode.actions[t : t + n_past - 1], dtype=np.int64))
+    if not frames:
+        raise CheckpointError(f"{data}: no episode has {n_past} frames")
+    return {"frames": np.stack(frames), "actions": np.stack(actions)}
+
+
+def load_contexts(
+    checkpoint: str | Path, config: dict[str, Any], data: str | Path | None = None
+) -> dict[str, np.ndarray]:
+    """Contexts from ``data`` if given, else the ones shipped in the checkpoint; shapes checked."""
+    ctx = contexts_from_dataset(data, config) if data is not None else load_context(checkpoint)
+    c, h, w = config["frame_shape"]
+    n_past = int(config["model_config"]["n_past"])
+    if ctx["frames"].shape[1:] != (n_past, h, w, c) or ctx["actions"].shape[1:] != (n_past - 1,):
+        raise CheckpointError(
+            f"{checkpoint}: start contexts have shape {ctx['frames'].shape[1:]}, the model needs {(n_past, h, w, c)}"
+        )
+    return ctx

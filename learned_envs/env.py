@@ -1,0 +1,211 @@
+"""Gymnasium environments that step a trained world model: :class:`LearnedVectorEnv` and :class:`LearnedEnv`.
+
+The model's state stays on its device as tensors; one ``step`` runs one batched forward pass for
+all envs. ``reset`` starts each env from a real context (frames + actions) shipped with the
+checkpoint (``context.npz``) or drawn from a dataset; rewards and terminations come from the
+model's own heads, so nothing of the real game is needed after reset.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode, VectorEnv
+
+from learned_envs.contexts import load_contexts
+from world_models import load_model
+
+ObsType = Literal["frames", "latent"]
+
+
+def pick_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class LearnedVectorEnv(VectorEnv):
+    """``num_envs`` imagined games of one world model, stepped together.
+
+    Args:
+        checkpoint: checkpoint dir, or a run dir (its newest checkpoint).
+        num_envs: number of parallel envs (one batched forward pass per step).
+        device: ``"auto"`` (CUDA if present), ``"cpu"``, ``"cuda:0"`` ...
+        obs_type: ``"frames"`` (H, W, C) uint8 model frames, or ``"latent"`` feature vectors.
+        render_mode: ``"rgb_array"`` or None.
+        max_episode_steps: truncate imagined episodes after this many steps.
+        contexts: a dataset dir to draw start contexts from (default: those in the checkpoint).
+        game: if given, the checkpoint must model this game (registered ids set it).
+
+    ``reset(options={"context_index": [i, ...]})`` picks the start contexts instead of drawing them.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "autoreset_mode": AutoresetMode.SAME_STEP, "render_fps": 15}
+
+    def __init__(
+        self,
+        checkpoint: str | Path,
+        num_envs: int = 1,
+        device: str = "auto",
+        obs_type: ObsType = "frames",
+        render_mode: str | None = None,
+        max_episode_steps: int = 1000,
+        contexts: str | Path | None = None,
+        game: str | None = None,
+    ) -> None:
+        if obs_type not in ("frames", "latent"):
+            raise ValueError(f"obs_type must be 'frames' or 'latent', got {obs_type!r}")
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be at least 1, got {num_envs}")
+        self.device = pick_device(device)
+        self.model, self.config = load_model(checkpoint, device=self.device)
+        if game is not None and self.config.get("game") != game:
+            raise ValueError(f"{checkpoint}: this checkpoint models {self.config.get('game')}, not {game}")
+        self.checkpoint = str(checkpoint)
+        self.num_envs = num_envs
+        self.obs_type = obs_type
+        self.render_mode = render_mode
+        self.max_episode_steps = max_episode_steps
+        ctx = load_contexts(checkpoint, self.config, contexts)
+        self._ctx_frames = torch.from_numpy(ctx["frames"]).to(self.device)  # (N, P, H, W, C) uint8
+        self._ctx_actions = torch.from_numpy(ctx["actions"]).to(self.device)  # (N, P-1)
+        c, h, w = self.config["frame_shape"]
+        n_actions = int(self.config["n_actions"])
+        self.single_action_space = gym.spaces.Discrete(n_actions)
+        self.action_space = gym.spaces.MultiDiscrete(np.full(num_envs, n_actions))
+        if obs_type == "frames":
+            self.single_observation_space = gym.spaces.Box(0, 255, (h, w, c), np.uint8)
+        else:
+            dim = self.model.feature_dim
+            self.single_observation_space = gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32)
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
+        self.action_meanings = list(self.config.get("action_meanings", []))
+        self._state: dict[str, torch.Tensor] | None = None
+        self._elapsed = np.zeros(num_envs, dtype=np.int64)
+        self._generator = torch.Generator(device=self.device)
+        self._np_random, _ = gym.utils.seeding.np_random(None)
+
+    # ------------------------------------------------------------------ helpers
+    def _start(self, n: int, index: Any = None) -> dict[str, torch.Tensor]:
+        if index is None:
+            index = self._np_random.integers(0, len(self._ctx_frames), size=n)
+        index = np.asarray(index, dtype=np.int64).reshape(-1)
+        if index.shape != (n,) or index.min() < 0 or index.max() >= len(self._ctx_frames):
+            raise ValueError(f"context_index must be {n} integers in [0, {len(self._ctx_frames)})")
+        idx = torch.from_numpy(index).to(self.device)
+        frames = self._ctx_frames[idx].permute(0, 1, 4, 2, 3).float() / 255.0  # (n, P, H, W, C) -> (n, P, C, H, W)
+        return self.model.start(frames, self._ctx_actions[idx], generator=self._generator)
+
+    def _observe(self, state: dict[str, torch.Tensor]) -> np.ndarray:
+        if self.obs_type == "latent":
+            return self.model.features(state).float().cpu().numpy()
+        frames = self.model.decode(state)  # (B, C, H, W) in [0, 1]
+        return (frames.permute(0, 2, 3, 1).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+
+    # ------------------------------------------------------------------ gymnasium API
+    @torch.no_grad()
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        if seed is not None:
+            self._np_random, _ = gym.utils.seeding.np_random(seed)
+            self._generator.manual_seed(int(seed))
+        self._state = self._start(self.num_envs, (options or {}).get("context_index"))
+        self._elapsed[:] = 0
+        return self._observe(self._state), {}
+
+    @torch.no_grad()
+    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        if self._state is None:
+            raise gym.error.ResetNeeded("call reset() before step()")
+        acts = np.asarray(actions).reshape(-1)
+        n = self.single_action_space.n
+        if (
+            acts.shape != (self.num_envs,)
+            or not np.issubdtype(acts.dtype, np.integer)
+            or acts.min() < 0
+            or acts.max() >= n
+        ):
+            raise ValueError(f"actions must be {self.num_envs} integers in [0, {n}), got {np.asarray(actions)!r}")
+        state, reward, term_prob = self.model.step(
+            self._state, torch.as_tensor(acts, device=self.device), generator=self._generator
+        )
+        self._elapsed += 1
+        terminated = (term_prob > 0.5).cpu().numpy()
+        truncated = (self._elapsed >= self.max_episode_steps) & ~terminated
+        obs = self._observe(state)
+        infos: dict[str, Any] = {}
+        done = terminated | truncated
+        if done.any():
+            final_obs = np.empty(self.num_envs, dtype=object)
+            for i in np.nonzero(done)[0]:
+                final_obs[i] = obs[i].copy()
+            rows = torch.from_numpy(np.nonzero(done)[0]).to(self.device)
+            fresh = self._start(len(rows))
+            state = {k: v.index_copy(0, rows, fresh[k]) for k, v in state.items()}  # restart only the finished envs
+            obs = obs.copy()
+            obs[done] = self._observe(fresh)
+            self._elapsed[done] = 0
+            infos = {
+                "final_obs": final_obs,
+                "_final_obs": done.copy(),
+                "final_info": np.array([{}] * self.num_envs),
+                "_final_info": done.copy(),
+            }
+        self._state = state
+        return obs, reward.float().cpu().numpy(), terminated, truncated, infos
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array" or self._state is None:
+            return None
+        frame = self.model.decode(self._state)[0]  # (C, H, W)
+        img = (frame.permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+        return np.repeat(img, 3, axis=-1) if img.shape[-1] == 1 else img
+
+
+class LearnedEnv(gym.Env):
+    """One imagined game: a :class:`LearnedVectorEnv` of size 1 behind the single-env API."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 15}
+
+    def __init__(
+        self,
+        checkpoint: str | Path,
+        device: str = "auto",
+        obs_type: ObsType = "frames",
+        render_mode: str | None = None,
+        max_episode_steps: int = 1000,
+        contexts: str | Path | None = None,
+        game: str | None = None,
+    ) -> None:
+        self.vec = LearnedVectorEnv(checkpoint, 1, device, obs_type, render_mode, max_episode_steps, contexts, game)
+        self.observation_space = self.vec.single_observation_space
+        self.action_space = self.vec.single_action_space
+        self.render_mode = render_mode
+        self.model, self.config = self.vec.model, self.vec.config
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        # draw the vector env's seed from this env's np_random, so reset(seed=s) is reproducible
+        obs, info = self.vec.reset(seed=int(self.np_random.integers(2**31)), options=options)
+        return obs[0], info
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if not self.action_space.contains(action):
+            raise ValueError(f"action must be an integer in [0, {self.action_space.n}), got {action!r}")
+        obs, reward, terminated, truncated, infos = self.vec.step(np.array([action], dtype=np.int64))
+        if terminated[0] or truncated[0]:
+            obs = infos["final_obs"][0][None]  # the single env does not autoreset: return the final frame
+            self.vec._state = None  # the caller must reset
+        return obs[0], float(reward[0]), bool(terminated[0]), bool(truncated[0]), {}
+
+    def render(self) -> np.ndarray | None:
+        return self.vec.render()

@@ -1,0 +1,88 @@
+"""The real-env twin: the real ALE game with a learned env's observation space.
+
+Frames go through the checkpoint's preprocessing; for latent observations the world model runs
+as a filter on the real frames: every step it starts from the last ``n_past`` real frames and the
+actions between them, and its features are the observation. A policy trained in the dream then
+runs unchanged on the real game.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from dataset_tools.games import EnvSettings, make_env
+from dataset_tools.preprocess import Preprocess
+from learned_envs.env import ObsType, pick_device
+from world_models import load_model
+
+
+class RealTwin(gym.Wrapper):
+    """Wraps the real ALE game (settings from the checkpoint) to observe like the learned env."""
+
+    def __init__(
+        self, checkpoint: str | Path, obs_type: ObsType = "frames", device: str = "cpu", **env_overrides: Any
+    ) -> None:
+        self.model, self.config = load_model(checkpoint, device=pick_device(device))
+        settings = EnvSettings.from_dict({**self.config["env"], **env_overrides})
+        super().__init__(make_env(settings))
+        self.settings = settings
+        self.preprocess = Preprocess.from_dict(self.config["preprocess"])
+        self.obs_type = obs_type
+        self.n_past = int(self.config["model_config"]["n_past"])
+        self._frames: deque[np.ndarray] = deque(maxlen=self.n_past)
+        self._actions: deque[int] = deque(maxlen=max(self.n_past - 1, 1))
+        c, h, w = self.config["frame_shape"]
+        if obs_type == "frames":
+            self.observation_space = gym.spaces.Box(0, 255, (h, w, c), np.uint8)
+        elif obs_type == "latent":
+            self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.model.feature_dim,), np.float32)
+        else:
+            raise ValueError(f"obs_type must be 'frames' or 'latent', got {obs_type!r}")
+        self.last_raw_frame: np.ndarray | None = None
+
+    @torch.no_grad()
+    def _observe(self) -> np.ndarray:
+        if self.obs_type == "frames":
+            return self._frames[-1]
+        device = next(self.model.parameters()).device
+        frames = torch.from_numpy(np.stack(self._frames)).to(device)  # (P, H, W, C)
+        frames = frames.permute(0, 3, 1, 2).float().unsqueeze(0) / 255.0  # -> (1, P, C, H, W)
+        actions = torch.tensor(
+            [list(self._actions)[-(self.n_past - 1) :] if self.n_past > 1 else []], dtype=torch.int64, device=device
+        )
+        state = self.model.start(frames, actions.reshape(1, self.n_past - 1))
+        return self.model.features(state)[0].float().cpu().numpy()
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        raw, info = self.env.reset(seed=seed, options=options)
+        self.last_raw_frame = raw
+        first = self.preprocess(raw)
+        self._frames.clear()
+        self._actions.clear()
+        for _ in range(self.n_past):  # before the first real steps, the context repeats the first frame
+            self._frames.append(first)
+        for _ in range(self.n_past - 1):
+            self._actions.append(0)
+        return self._observe(), info
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        raw, reward, terminated, truncated, info = self.env.step(action)
+        self.last_raw_frame = raw
+        self._frames.append(self.preprocess(raw))
+        self._actions.append(int(action))
+        return self._observe(), float(reward), terminated, truncated, info
+
+
+def make_real_twin(
+    checkpoint: str | Path, obs_type: ObsType = "frames", device: str = "cpu", **env_overrides: Any
+) -> RealTwin:
+    """The real game with the same observations as ``LearnedEnv(checkpoint, obs_type=obs_type)``."""
+    return RealTwin(checkpoint, obs_type=obs_type, device=device, **env_overrides)

@@ -1,0 +1,147 @@
+"""LearnedEnv / LearnedVectorEnv: the gymnasium and SB3 contracts, determinism, batching, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import learned_envs
+from learned_envs.env import LearnedEnv, LearnedVectorEnv
+from learned_envs.sb3 import SB3VecEnv
+from learned_envs.twin import make_real_twin
+from world_models import CheckpointError
+
+
+@pytest.fixture(scope="module")
+def registered(tiny_checkpoint: Path) -> str:
+    learned_envs.register_checkpoint("TinyPong-v0", tiny_checkpoint, max_episode_steps=50, device="cpu")
+    return "TinyPong-v0"
+
+
+@pytest.mark.parametrize("obs_type", ["frames", "latent"])
+def test_gymnasium_check_env(registered: str, obs_type: str) -> None:
+    env = gym.make(registered, obs_type=obs_type, render_mode="rgb_array")
+    check_env(env.unwrapped, skip_render_check=False)
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+    assert env.render().shape == (64, 64, 3)
+
+
+def test_sb3_check_env(tiny_checkpoint: Path) -> None:
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    sb3_check_env(LearnedEnv(tiny_checkpoint, device="cpu", obs_type="latent"))
+
+
+def test_both_make_spellings_and_make_vec(registered: str, tiny_checkpoint: Path) -> None:
+    assert gym.spec("LearnedPong-v0").vector_entry_point == "learned_envs.env:LearnedVectorEnv"
+    env = gym.make("learned_envs:LearnedPong-v0", checkpoint=tiny_checkpoint, device="cpu")
+    assert env.reset(seed=0)[0].shape == (64, 64, 3)
+    venv = gym.make_vec(registered, num_envs=8)
+    assert isinstance(venv, LearnedVectorEnv) and venv.metadata["autoreset_mode"].value == "SameStep"
+    obs, _ = venv.reset(seed=1)
+    assert obs.shape == (8, 64, 64, 3)
+    obs, reward, term, trunc, _ = venv.step(np.zeros(8, dtype=np.int64))
+    assert reward.shape == term.shape == trunc.shape == (8,)
+
+
+def test_seeded_reset_is_reproducible(tiny_checkpoint: Path) -> None:
+    runs = []
+    for _ in range(2):
+        env = LearnedEnv(tiny_checkpoint, device="cpu")
+        obs, _ = env.reset(seed=123)
+        frames = [obs]
+        for a in [0, 2, 3, 2, 1]:
+            frames.append(env.step(a)[0])
+        runs.append(np.stack(frames))
+    np.testing.assert_array_equal(runs[0], runs[1])
+    other = LearnedEnv(tiny_checkpoint, device="cpu")
+    first = [other.reset(seed=s)[0] for s in range(6)]
+    assert any(not np.array_equal(first[0], f) for f in first[1:])  # different seeds, different starts
+
+
+def test_vector_env_equals_single_envs(tiny_checkpoint: Path) -> None:
+    n = 4
+    venv = LearnedVectorEnv(tiny_checkpoint, n, device="cpu", obs_type="latent")
+    obs, _ = venv.reset(seed=0, options={"context_index": list(range(n))})
+    singles = [LearnedVectorEnv(tiny_checkpoint, 1, device="cpu", obs_type="latent") for _ in range(n)]
+    single_obs = [s.reset(seed=0, options={"context_index": [i]})[0][0] for i, s in enumerate(singles)]
+    np.testing.assert_allclose(obs, np.stack(single_obs), atol=1e-5)
+    rng = np.random.default_rng(0)
+    # An env that ends restarts from a random context, so compare each env until it ends. The
+    # untrained test model's reward logits are near ties, which float noise of batch vs single
+    # can flip: rewards must agree almost everywhere, latent states to 1e-5.
+    alive = np.ones(n, dtype=bool)
+    same_reward = []
+    for _ in range(5):
+        actions = rng.integers(0, 6, size=n)
+        obs, reward, term, trunc, _ = venv.step(actions)
+        outs = [s.step(actions[i : i + 1]) for i, s in enumerate(singles)]
+        single_done = np.concatenate([o[2] | o[3] for o in outs])
+        alive &= ~(term | trunc) & ~single_done
+        np.testing.assert_allclose(obs[alive], np.concatenate([o[0] for o in outs])[alive], atol=1e-5)
+        same_reward.extend(reward[alive] == np.concatenate([o[1] for o in outs])[alive])
+    assert alive.any() and np.mean(same_reward) >= 0.9
+
+
+def test_autoreset_and_truncation(tiny_checkpoint: Path) -> None:
+    venv = LearnedVectorEnv(tiny_checkpoint, 3, device="cpu", max_episode_steps=4)
+    venv.reset(seed=0)
+    ended = np.zeros(3, dtype=bool)
+    for _ in range(4):
+        obs, _, term, trunc, info = venv.step(np.zeros(3, dtype=np.int64))
+        done = term | trunc
+        ended |= done
+        if done.any():
+            assert (info["_final_obs"] == done).all()
+            assert all(info["final_obs"][i].shape == (64, 64, 3) for i in np.nonzero(done)[0])
+    assert ended.all()  # every env ended by step 4 (terminated earlier, or truncated at 4)
+    obs, *_ = venv.step(np.zeros(3, dtype=np.int64))  # continues after the same-step reset
+    assert obs.shape == (3, 64, 64, 3)
+
+
+def test_sb3_ppo_learns_on_the_adapter(tiny_checkpoint: Path) -> None:
+    from stable_baselines3 import PPO
+
+    env = SB3VecEnv(LearnedVectorEnv(tiny_checkpoint, 8, device="cpu", obs_type="latent", max_episode_steps=20))
+    model = PPO("MlpPolicy", env, n_steps=32, batch_size=64, n_epochs=1, seed=0, device="cpu")
+    model.learn(256)
+    assert model.num_timesteps >= 256
+    frames_env = SB3VecEnv(LearnedVectorEnv(tiny_checkpoint, 4, device="cpu", max_episode_steps=20))
+    PPO("CnnPolicy", frames_env, n_steps=16, batch_size=32, n_epochs=1, seed=0, device="cpu").learn(64)
+
+
+def test_bad_input(tiny_checkpoint: Path, tmp_path: Path, registered: str) -> None:
+    env = gym.make(registered)
+    with pytest.raises(gym.error.ResetNeeded):
+        env.step(0)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"\[0, 6\)"):
+        env.step(7)
+    venv = LearnedVectorEnv(tiny_checkpoint, 2, device="cpu")
+    venv.reset(seed=0)
+    with pytest.raises(ValueError, match="2 integers"):
+        venv.step(np.array([0, 9]))
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        LearnedEnv(tmp_path / "missing")
+    with pytest.raises(ValueError, match="models Pong, not Breakout"):
+        LearnedEnv(tiny_checkpoint, game="Breakout")
+    with pytest.raises(FileNotFoundError):
+        learned_envs.register_checkpoint("Nope-v0", tmp_path / "missing")
+
+
+@pytest.mark.parametrize("obs_type", ["frames", "latent"])
+def test_real_twin_matches_the_learned_observation_space(tiny_checkpoint: Path, obs_type: str) -> None:
+    learned = LearnedEnv(tiny_checkpoint, device="cpu", obs_type=obs_type)
+    twin = make_real_twin(tiny_checkpoint, obs_type=obs_type, max_episode_steps=10)
+    assert twin.observation_space == learned.observation_space
+    assert twin.settings.frameskip == 4 and twin.settings.game == "Pong"
+    obs, _ = twin.reset(seed=0)
+    assert twin.observation_space.contains(obs)
+    for _ in range(3):
+        obs, reward, term, trunc, _ = twin.step(twin.action_space.sample())
+        assert twin.observation_space.contains(obs)

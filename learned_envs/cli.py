@@ -52,6 +52,7 @@ def _create_dataset(args: argparse.Namespace) -> int:
 PLUGINS = (
     "world_models.train_cli:add_parser",
     "world_models.eval_cli:add_parser",
+    "learned_envs.play:add_parser",
 )
 
 

@@ -145,3 +145,18 @@ def test_real_twin_matches_the_learned_observation_space(tiny_checkpoint: Path, 
     for _ in range(3):
         obs, reward, term, trunc, _ = twin.step(twin.action_space.sample())
         assert twin.observation_space.contains(obs)
+
+
+def test_play_writes_a_side_by_side_gif(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    import imageio.v3 as iio
+
+    from learned_envs.cli import main
+
+    out = tmp_path / "play.gif"
+    assert (
+        main(["play", "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--steps", "6", "--agent", "scripted"])
+        == 0
+    )
+    video = iio.imread(out)
+    assert video.shape[0] == 6 and video.shape[2] == 3 * (3 * 64 + 4)  # real | dream | difference, x3
+    assert main(["play", "--checkpoint", str(tmp_path / "none"), "--out", str(out)]) == 2

@@ -1,0 +1,86 @@
+"""Learned env throughput vs the real ALE game, measured in the same run.
+
+    python benchmarks/learned_env.py --checkpoint learned_envs/assets/LearnedPong-v0 --repeats 3
+
+For each (obs_type, num_envs) it times ``LearnedVectorEnv.step`` with random actions (env steps/s
+= batched steps/s x num_envs) and divides by a real ALE Pong loop's steps/s (one process, random
+actions) timed in the same round; the median ratio over rounds is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from dataset_tools.games import EnvSettings, make_env
+from learned_envs.env import LearnedVectorEnv
+
+
+def real_rate(steps: int) -> float:
+    env = make_env(EnvSettings(game="Pong"))
+    env.reset(seed=0)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        _, _, term, trunc, _ = env.step(env.action_space.sample())
+        if term or trunc:
+            env.reset()
+    env.close()
+    return steps / (time.perf_counter() - t0)
+
+
+def learned_rate(venv: LearnedVectorEnv, seconds: float) -> float:
+    rng = np.random.default_rng(0)
+    venv.reset(seed=0)
+    venv.step(rng.integers(0, venv.single_action_space.n, venv.num_envs))  # warm-up
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        venv.step(rng.integers(0, venv.single_action_space.n, venv.num_envs))
+        n += 1
+    if venv.device.type == "cuda":
+        torch.cuda.synchronize()
+    return n * venv.num_envs / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", default="learned_envs/assets/LearnedPong-v0")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--envs", default="1,16,64,256")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
+    args = p.parse_args()
+    sizes = [int(s) for s in args.envs.split(",")]
+    venvs = {
+        (o, n): LearnedVectorEnv(args.checkpoint, n, device=args.device, obs_type=o)
+        for o in ("latent", "frames")
+        for n in sizes
+    }
+    ratios: dict[tuple[str, int], list[float]] = {k: [] for k in venvs}
+    rates: dict[tuple[str, int], list[float]] = {k: [] for k in venvs}
+    reals = []
+    for _ in range(args.repeats):
+        real = real_rate(3000)
+        reals.append(real)
+        for key, venv in venvs.items():
+            rate = learned_rate(venv, args.seconds)
+            rates[key].append(rate)
+            ratios[key].append(rate / real)
+    device = next(iter(venvs.values())).device
+    print(
+        f"checkpoint {args.checkpoint} ({next(iter(venvs.values())).config['model']}), device {device}, "
+        f"{platform.machine()} {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, median of {args.repeats} rounds"
+    )
+    print(f"real ALE Pong, 1 process: {statistics.median(reals):.0f} steps/s")
+    print(f"{'obs':<8}{'envs':>6}{'env steps/s':>14}{'x real':>9}")
+    for (obs, n), values in rates.items():
+        print(f"{obs:<8}{n:>6}{statistics.median(values):>14.0f}{statistics.median(ratios[(obs, n)]):>9.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""``learned-envs evaluate`` and ``learned-envs plot``: thin commands over :mod:`world_models.evaluate`
+and :mod:`world_models.plot` (added to the main command by ``learned_envs/cli.py``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from dataset_tools.episode import DatasetError
+from world_models.checkpoint import CheckpointError
+
+_ERRORS: tuple[type[Exception], ...] = (CheckpointError, DatasetError, FileNotFoundError)
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "-" if value is None or value != value else format(value, spec)
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The compact per-step table printed by ``evaluate``."""
+    head = f"{'step':>4} {'PSNR best':>9} {'avg':>6} {'worst':>6} {'copy':>6} {'SSIM avg':>8} {'copy':>6} {'ball err':>8} {'copy':>6}"
+    lines = [head]
+    for r in result["per_step"]:
+        lines.append(
+            f"{r['step']:>4} {_fmt(r['psnr_best'], '9.2f')} {_fmt(r['psnr_avg'], '6.2f')} {_fmt(r['psnr_worst'], '6.2f')}"
+            f" {_fmt(r['psnr_copy'], '6.2f')} {_fmt(r['ssim_avg'], '8.3f')} {_fmt(r['ssim_copy'], '6.3f')}"
+            f" {_fmt(r['ball_err'], '8.2f')} {_fmt(r['ball_err_copy'], '6.2f')}"
+        )
+    o = result["overall"]
+    lines.append(
+        f"overall: reward acc {_fmt(o.get('reward_acc'), '.3f')} (non-zero rewards {_fmt(o.get('reward_nonzero_acc'), '.3f')}"
+        f" of {o.get('reward_nonzero_count', 0)}), termination acc {_fmt(o.get('term_acc'), '.3f')},"
+        f" ball found {_fmt(o.get('ball_found'), '.3f')} (copy {_fmt(o.get('ball_found_copy'), '.3f')})"
+    )
+    return "\n".join(lines)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from world_models.evaluate import EvaluationDataError, evaluate
+
+    try:
+        result = evaluate(
+            args.checkpoint,
+            args.data,
+            args.out,
+            n_samples=args.samples,
+            horizon=args.horizon,
+            max_sequences=args.max_sequences,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            device=args.device,
+        )
+    except (EvaluationDataError, *_ERRORS) as err:
+        print(f"learned-envs: error: {err}", file=sys.stderr)
+        return 2
+    kind = f"{result['samples_per_window']} samples" if result["stochastic"] else "deterministic"
+    print(f"{result['model']} at step {result['step']}, {result['windows']} windows, {kind}")
+    print(format_table(result))
+    out = Path(args.out)
+    print(f"wrote {out / 'metrics.json'}, {out / 'metrics.csv'}, {out / 'per_step.png'}, {out / 'prediction.gif'}")
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from world_models.plot import plot_runs
+
+    out = args.out if args.out is not None else Path(args.runs_dir) / "losses.png"
+    try:
+        runs = plot_runs(args.runs_dir, out)
+    except _ERRORS as err:
+        print(f"learned-envs: error: {err}", file=sys.stderr)
+        return 2
+    print(f"plotted {len(runs)} run(s) to {out}")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add the ``evaluate`` and ``plot`` subcommands to ``sub``."""
+    e = sub.add_parser("evaluate", help="open-loop PSNR / SSIM / object errors of a checkpoint on held-out episodes")
+    e.add_argument("--checkpoint", required=True, type=Path, help="checkpoint directory or run directory (newest)")
+    e.add_argument("--data", required=True, type=Path, help="dataset directory (same game and env settings)")
+    e.add_argument(
+        "--out", required=True, type=Path, help="directory for metrics.json/.csv, per_step.png, prediction.gif"
+    )
+    e.add_argument("--samples", type=int, default=100, help="samples per window for stochastic models (default 100)")
+    e.add_argument("--horizon", type=int, default=10, help="predicted steps per window (default 10)")
+    e.add_argument("--max-sequences", type=int, default=64, help="most windows evaluated (default 64)")
+    e.add_argument("--batch-size", type=int, default=16, help="windows per batch (default 16)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the samples (default 0)")
+    e.add_argument("--device", default="auto", help="auto, cpu, cuda ... (default auto)")
+    e.set_defaults(func=_evaluate)
+    p = sub.add_parser("plot", help="plot recon / kl of every train_log.csv under a runs directory")
+    p.add_argument("runs_dir", type=Path)
+    p.add_argument("--out", type=Path, default=None, help="PNG to write (default RUNS_DIR/losses.png)")
+    p.set_defaults(func=_plot)

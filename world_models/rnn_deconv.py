@@ -103,19 +103,28 @@ class RNNDeconv(WorldModel):
             state = state + self.context_actions(self.action_embed(actions).flatten(1))  # (B, T-1, A) -> (B, (T-1)*A)
         return torch.tanh(state)
 
+    # The state is the GRU state ``h``; frames are drawn only when ``decode`` is called, so latent
+    # rollouts never run the decoder. Until the first step, ``decode`` shows the last context frame.
     def start(self, frames: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None) -> State:
         h = self._initial(frames, actions)
-        return {"h": h, "frame": frames[:, -1]}
+        stepped = torch.zeros(h.shape[0], dtype=torch.bool, device=h.device)
+        return {"h": h, "context_frame": frames[:, -1], "stepped": stepped}
 
     def step(self, state: State, actions: torch.Tensor, generator: torch.Generator | None = None) -> StepResult:
         h = self.rnn(self.action_embed(actions), state["h"])
-        frame = self.decoder(h)
         reward = reward_from_logits(self.reward_head(h))
         term = torch.sigmoid(self.term_head(h).squeeze(-1))
-        return StepResult({"h": h, "frame": frame}, reward, term)
+        new_state = {"h": h, "context_frame": state["context_frame"], "stepped": torch.ones_like(state["stepped"])}
+        return StepResult(new_state, reward, term)
 
     def decode(self, state: State) -> torch.Tensor:
-        return state["frame"]
+        stepped = state["stepped"]
+        if not stepped.any():
+            return state["context_frame"]
+        drawn = self.decoder(state["h"])
+        if stepped.all():
+            return drawn
+        return torch.where(stepped.view(-1, 1, 1, 1), drawn, state["context_frame"])  # (B,) -> (B, 1, 1, 1)
 
     def features(self, state: State) -> torch.Tensor:
         return state["h"]

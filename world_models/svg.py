@@ -56,6 +56,9 @@ class SVGConfig(ModelConfig):
     """``learned``: SVG-LP; ``fixed``: SVG-FP, z ~ N(0, 1)."""
     change_weight: float = 0.0
     """Extra MSE weight of pixels that changed since the previous frame (0: plain MSE, as the reference)."""
+    composite: bool = False
+    """Draw each frame as ``m * previous + (1 - m) * generated`` with a decoded mask ``m`` (SAVP-style
+    compositing with the previous frame); the mask starts near 1, so training starts from copy-last."""
 
 
 @dataclass
@@ -99,21 +102,34 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """g (B, g_dim) and the encoder's skips -> (B, C, S, S) in [0, 1]; each block reads [up, skip]."""
 
-    def __init__(self, g_dim: int, c_out: int, size: int, nf: int) -> None:
+    def __init__(self, g_dim: int, c_out: int, size: int, nf: int, mask: bool = False) -> None:
         super().__init__()
         chans = [nf * 2**i for i in range(_levels(size))]
+        self.mask = mask
         self.inp = _block(nn.ConvTranspose2d(g_dim, chans[-1], 4, 1, 0), chans[-1])  # 1 x 1 -> 4 x 4
         self.blocks = nn.ModuleList(
             _block(nn.ConvTranspose2d(2 * chans[i], chans[i - 1], 4, 2, 1), chans[i - 1])
             for i in reversed(range(1, len(chans)))
         )
-        self.out = nn.Sequential(nn.ConvTranspose2d(2 * chans[0], c_out, 4, 2, 1), nn.Sigmoid())
+        if mask:  # one more channel: the compositing mask, biased to "keep the previous frame"
+            conv = nn.ConvTranspose2d(2 * chans[0], c_out + 1, 4, 2, 1)
+            with torch.no_grad():
+                conv.bias[-1] = 6.0
+            self.out = nn.Sequential(conv)
+        else:
+            self.out = nn.Sequential(nn.ConvTranspose2d(2 * chans[0], c_out, 4, 2, 1), nn.Sigmoid())
 
-    def forward(self, g: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, g: torch.Tensor, skips: list[torch.Tensor], previous: torch.Tensor | None = None) -> torch.Tensor:
         x = self.inp(g[:, :, None, None])  # (B, g_dim) -> (B, g_dim, 1, 1) -> (B, c, 4, 4)
         for block, skip in zip(self.blocks, reversed(skips[1:]), strict=True):
             x = block(torch.cat([x, skip], dim=1))  # (B, 2c, s, s) -> (B, c/2, 2s, 2s)
-        return self.out(torch.cat([x, skips[0]], dim=1))  # (B, 2nf, S/2, S/2) -> (B, C, S, S)
+        out = self.out(torch.cat([x, skips[0]], dim=1))  # (B, 2nf, S/2, S/2) -> (B, C(+1), S, S)
+        if not self.mask:
+            return out
+        if previous is None:
+            raise ValueError("a compositing decoder needs the previous frame")
+        m = torch.sigmoid(out[:, -1:])  # (B, 1, S, S)
+        return m * previous + (1 - m) * torch.sigmoid(out[:, :-1])
 
 
 # ---------------------------------------------------------------------- recurrent parts
@@ -221,7 +237,7 @@ class SVG(WorldModel):
         self.action_embed = ActionInput(n_actions, cfg.action_mode, cfg.action_dim)
         a_dim = self.action_embed.out_dim
         self.encoder = Encoder(c, h, cfg.nf, cfg.g_dim)
-        self.decoder = Decoder(cfg.g_dim, c, h, cfg.nf)
+        self.decoder = Decoder(cfg.g_dim, c, h, cfg.nf, mask=cfg.composite)
         self.frame_predictor = FramePredictor(
             cfg.g_dim + cfg.z_dim + a_dim, cfg.rnn_size, cfg.predictor_rnn_layers, cfg.g_dim
         )
@@ -276,7 +292,7 @@ class SVG(WorldModel):
         x = torch.cat([g_in, z, a], -1)[:, None]  # (B, g+z+A) -> (B, 1, g+z+A)
         g, pred_hidden = self.frame_predictor(x, _from_state(state, "pred"))
         g = g[:, 0]  # (B, 1, g_dim) -> (B, g_dim)
-        new_state.update(_to_state(pred_hidden, "pred"), frame=self.decoder(g, skips), g=g, z=z)
+        new_state.update(_to_state(pred_hidden, "pred"), frame=self.decoder(g, skips, state["frame"]), g=g, z=z)
         reward = reward_from_logits(self.reward_head(g))
         term = torch.sigmoid(self.term_head(g).squeeze(-1))
         return StepResult(new_state, reward, term)
@@ -314,7 +330,8 @@ class SVG(WorldModel):
         if not self.cfg.last_frame_skip:
             src = src.clamp(max=max(self.cfg.n_past - 1, 0))
         skips = [s.view(b, t, *s.shape[1:])[:, src].flatten(0, 1) for s in skips_all]  # -> (B*(T-1), c, s, s)
-        pred = self.decoder(g.flatten(0, 1), skips).view(b, t - 1, *frames.shape[2:])  # -> (B, T-1, C, H, W)
+        previous = frames[:, :-1].flatten(0, 1)  # (B, T-1, C, H, W) -> (B*(T-1), C, H, W): teacher forcing
+        pred = self.decoder(g.flatten(0, 1), skips, previous).view(b, t - 1, *frames.shape[2:])  # -> (B, T-1, C, H, W)
 
         target = frames[:, 1:]
         recon = recon_loss(pred, target, frames[:, :-1], self.cfg.change_weight)

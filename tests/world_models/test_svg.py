@@ -149,3 +149,18 @@ def test_svg_learns_a_real_pong_batch(pong_dataset: Path) -> None:
         opt.step()
         first = first if first is not None else logs["recon"]
     assert logs["recon"] <= 0.5 * first, (first, logs["recon"])
+
+
+@pytest.mark.parametrize("last_frame_skip", [True, False])
+def test_composite_starts_as_copy_last(pong_dataset, last_frame_skip: bool) -> None:
+    """With compositing, an untrained model's rollout stays within a few percent of copy-last."""
+    torch.manual_seed(0)
+    batch = next(iter(SequenceDataset(pong_dataset, seq_len=6, split="train").loader(4, seed=1)))
+    cfg = SVGConfig(nf=8, g_dim=16, z_dim=4, rnn_size=16, composite=True, last_frame_skip=last_frame_skip)
+    model = build_model("svg_lp", cfg, (3, 64, 64), 6)
+    loss, _ = model.loss(batch)
+    assert torch.isfinite(loss)
+    out = model.rollout(batch.frames[:, :2], batch.actions[:, :1], batch.actions[:, 1:5])
+    last = batch.frames[:, 1:2].expand_as(out["frames"])
+    assert (out["frames"] - last).abs().mean() < 0.02
+    assert out["frames"].min() >= 0 and out["frames"].max() <= 1

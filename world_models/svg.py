@@ -56,6 +56,9 @@ class SVGConfig(ModelConfig):
     """``learned``: SVG-LP; ``fixed``: SVG-FP, z ~ N(0, 1)."""
     change_weight: float = 0.0
     """Extra MSE weight of pixels that changed since the previous frame (0: plain MSE, as the reference)."""
+    rollout_training: bool = False
+    """Train on the model's own predictions after the context, as rollouts run (posterior z from the
+    true frames, gradients through the fed-back frames), instead of teacher forcing every frame."""
     composite: bool = False
     """Draw each frame as ``m * previous + (1 - m) * generated`` with a decoded mask ``m`` (SAVP-style
     compositing with the previous frame); the mask starts near 1, so training starts from copy-last."""
@@ -309,6 +312,8 @@ class SVG(WorldModel):
 
     # ------------------------------------------------------------------ training
     def loss(self, batch: SequenceBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        if self.cfg.rollout_training:
+            return self._rollout_loss(batch)
         frames, actions = batch.frames, batch.actions  # (B, T, C, H, W), (B, T-1)
         b, t = frames.shape[:2]
         g_all, skips_all = self.encoder(frames.flatten(0, 1))  # (B, T, C, H, W) -> (B*T, C, H, W)
@@ -332,7 +337,11 @@ class SVG(WorldModel):
         skips = [s.view(b, t, *s.shape[1:])[:, src].flatten(0, 1) for s in skips_all]  # -> (B*(T-1), c, s, s)
         previous = frames[:, :-1].flatten(0, 1)  # (B, T-1, C, H, W) -> (B*(T-1), C, H, W): teacher forcing
         pred = self.decoder(g.flatten(0, 1), skips, previous).view(b, t - 1, *frames.shape[2:])  # -> (B, T-1, C, H, W)
+        return self._total(pred, frames, g, kl, batch)
 
+    def _total(
+        self, pred: torch.Tensor, frames: torch.Tensor, g: torch.Tensor, kl: torch.Tensor, batch: SequenceBatch
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         target = frames[:, 1:]
         recon = recon_loss(pred, target, frames[:, :-1], self.cfg.change_weight)
         reward_ce, term_bce, logs = head_losses(
@@ -343,6 +352,40 @@ class SVG(WorldModel):
             logs["recon"] = torch.mean((pred - target) ** 2).item()
         logs.update(kl=kl.item(), weighted_recon=recon.item())
         return loss, logs
+
+    def _rollout_loss(self, batch: SequenceBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        """Like ``loss``, but after the context each step sees the model's own previous frame."""
+        frames, actions = batch.frames, batch.actions  # (B, T, C, H, W), (B, T-1)
+        b, t = frames.shape[:2]
+        p = max(self.cfg.n_past, 1)
+        g_true, skips_true = self.encoder(frames.flatten(0, 1))  # (B, T, C, H, W) -> (B*T, C, H, W)
+        g_true = g_true.view(b, t, -1)  # (B*T, g_dim) -> (B, T, g_dim)
+        skips_true = [s.view(b, t, *s.shape[1:]) for s in skips_true]  # (B*T, c, s, s) -> (B, T, c, s, s)
+        a = self.action_embed(actions)  # (B, T-1, A)
+        mu, logvar, _ = self.posterior(g_true[:, 1:])  # q(z_t | x_1..t) on the true frames
+        z = gaussian_sample(mu, logvar)  # (B, T-1, z_dim)
+        pred_hidden = prior_hidden = None
+        preds, gs, kls = [], [], []
+        for i in range(t - 1):
+            if i < p:  # context: the real frame i
+                previous, g_in, skips = frames[:, i], g_true[:, i], [s[:, i] for s in skips_true]
+            else:  # the model's own frame
+                previous = preds[-1]
+                g_in, own_skips = self.encoder(previous)
+                skips = own_skips if self.cfg.last_frame_skip else [s[:, p - 1] for s in skips_true]
+            if self.prior is not None:
+                mu_p, logvar_p, prior_hidden = self.prior(torch.cat([g_in, a[:, i]], -1)[:, None], prior_hidden)
+                kls.append(gaussian_kl(mu[:, i], logvar[:, i], mu_p[:, 0], logvar_p[:, 0]))
+            else:
+                zero = torch.zeros_like(mu[:, i])
+                kls.append(gaussian_kl(mu[:, i], logvar[:, i], zero, zero))
+            g, pred_hidden = self.frame_predictor(torch.cat([g_in, z[:, i], a[:, i]], -1)[:, None], pred_hidden)
+            g = g[:, 0]  # (B, 1, g_dim) -> (B, g_dim)
+            preds.append(self.decoder(g, skips, previous))
+            gs.append(g)
+        pred = torch.stack(preds, dim=1)  # (B, T-1, C, H, W)
+        kl = torch.stack(kls, dim=1).mean()
+        return self._total(pred, frames, torch.stack(gs, dim=1), kl, batch)
 
 
 @register

@@ -78,6 +78,9 @@ class TrainConfig:
     """DataLoader worker processes."""
     n_contexts: int = 64
     """Real start contexts shipped with each checkpoint (for learned envs' resets)."""
+    init_from: str = ""
+    """Start from the weights of this checkpoint (or run dir: its newest), e.g. to fine-tune on more data
+    or continue with another model option; the model class and weight shapes must match."""
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "log_every", "ckpt_every"):
@@ -230,6 +233,18 @@ def _configs(
     return tuple(apply_overrides([old_cfg, old_mcfg], {k: v for k, v in pairs.items() if k in RESUMABLE}))
 
 
+def _init_weights(model: WorldModel, source: str, device: torch.device) -> None:
+    """Copy the weights of checkpoint ``source`` into ``model`` (``init_from``)."""
+    src, config = load_model(source, device)
+    if config["model"] != model.name:
+        raise TrainError(f"init_from={source} holds a {config['model']} model, this run trains {model.name}")
+    try:
+        model.load_state_dict(src.state_dict())
+    except RuntimeError as err:
+        raise TrainError(f"init_from={source}: weights do not fit this model's config ({err})") from None
+    log.info("initialised from %s (step %s)", source, config.get("step"))
+
+
 def _device(name: str, dd: _Dist) -> torch.device:
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -263,6 +278,8 @@ def _train(
     _seed(cfg.seed + dd.rank)
     if ckpt is None:
         model = cls(mcfg, frame_shape, n_actions).to(device)
+        if cfg.init_from:
+            _init_weights(model, cfg.init_from, device)
     else:
         model, _ = load_model(ckpt, device)
         model.train()

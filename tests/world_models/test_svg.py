@@ -164,3 +164,17 @@ def test_composite_starts_as_copy_last(pong_dataset, last_frame_skip: bool) -> N
     last = batch.frames[:, 1:2].expand_as(out["frames"])
     assert (out["frames"] - last).abs().mean() < 0.02
     assert out["frames"].min() >= 0 and out["frames"].max() <= 1
+
+
+def test_rollout_training_feeds_back_its_own_frames(pong_dataset) -> None:
+    torch.manual_seed(0)
+    batch = next(iter(SequenceDataset(pong_dataset, seq_len=6, split="train").loader(2, seed=1)))
+    cfg = SVGConfig(nf=8, g_dim=16, z_dim=4, rnn_size=16, composite=True, last_frame_skip=True, rollout_training=True)
+    model = build_model("svg_lp", cfg, (3, 64, 64), 6)
+    loss, logs = model.loss(batch)
+    loss.backward()
+    assert torch.isfinite(loss) and {"recon", "kl", "reward_acc"} <= set(logs)
+    assert all(p.grad is not None for p in model.parameters())
+    # with teacher forcing the same weights see true frames only: the two losses differ
+    model.cfg.rollout_training = False
+    assert not torch.isclose(model.loss(batch)[0], loss)

@@ -21,7 +21,7 @@ from learned_envs.cli import main
 from world_models import load_model
 from world_models.checkpoint import checkpoint_dirs, load_training_state
 from world_models.rnn_deconv import RNNDeconv
-from world_models.train import TrainingDiverged, train, train_grid
+from world_models.train import TrainError, TrainingDiverged, train, train_grid
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["n_future=3", "hidden=16", "nf=8", "action_dim=4", "batch_size=2", "log_every=1", "n_contexts=5"]
@@ -150,3 +150,36 @@ def test_ddp_two_processes_on_cpu(pong_dataset: Path, tmp_path: Path) -> None:
     assert [p.name for p in checkpoint_dirs(run)] == ["step_00000002"]
     assert len(load_training_state(checkpoint_dirs(run)[0])["rng"]) == 2  # one RNG state per rank
     assert [int(r["step"]) for r in _rows(run)] == [1, 2] and len(list((run / "samples").glob("*.gif"))) == 1
+
+
+def test_init_from_copies_weights_and_checks_the_model(pong_dataset: Path, tmp_path: Path) -> None:
+    first = train("rnn_deconv", pong_dataset, tmp_path / "a", [*TINY, "steps=2", "image_every=0"], progress=False)
+    source, _ = load_model(first)
+    # a fine-tune with 0 steps of training left is just the copied weights, saved
+    second = train(
+        "rnn_deconv",
+        pong_dataset,
+        tmp_path / "b",
+        [*TINY, "steps=1", "lr=0", "image_every=0", f"init_from={first}"],
+        progress=False,
+    )
+    copied, config = load_model(second)
+    assert config["train_config"]["init_from"] == str(first)
+    for a, b in zip(source.state_dict().values(), copied.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(TrainError, match="do not fit"):
+        train(
+            "rnn_deconv",
+            pong_dataset,
+            tmp_path / "c",
+            [*TINY, "hidden=24", "steps=1", f"init_from={first}"],
+            progress=False,
+        )
+    with pytest.raises(TrainError, match="holds a rnn_deconv model"):
+        train(
+            "svg_lp",
+            pong_dataset,
+            tmp_path / "d",
+            ["n_future=3", "nf=8", "batch_size=2", "steps=1", f"init_from={first}"],
+            progress=False,
+        )

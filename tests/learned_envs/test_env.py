@@ -31,6 +31,18 @@ def test_gymnasium_check_env(registered: str, obs_type: str) -> None:
     assert env.render().shape == (64, 64, 3)
 
 
+@pytest.mark.parametrize("env_id", sorted(learned_envs.registration.SHIPPED))
+def test_every_shipped_id_passes_both_env_checkers(env_id: str) -> None:
+    """gymnasium's and SB3's check_env over every registered id with a shipped checkpoint."""
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    learned_envs.shipped_checkpoint(env_id)  # the shipped weights are part of the package
+    for obs_type in ("frames", "latent"):
+        env = gym.make(env_id, obs_type=obs_type, device="cpu", render_mode="rgb_array")
+        check_env(env.unwrapped, skip_render_check=False)
+        sb3_check_env(env.unwrapped)
+
+
 def test_sb3_check_env(tiny_checkpoint: Path) -> None:
     from stable_baselines3.common.env_checker import check_env as sb3_check_env
 

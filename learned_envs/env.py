@@ -18,14 +18,9 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 
 from learned_envs.contexts import load_contexts
 from world_models import load_model
+from world_models.base import pick_device
 
 ObsType = Literal["frames", "latent"]
-
-
-def pick_device(device: str | torch.device = "auto") -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class LearnedVectorEnv(VectorEnv):

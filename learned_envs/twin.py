@@ -18,8 +18,9 @@ import torch
 
 from dataset_tools.games import EnvSettings, make_env
 from dataset_tools.preprocess import Preprocess
-from learned_envs.env import ObsType, pick_device
+from learned_envs.env import ObsType
 from world_models import load_model
+from world_models.base import pick_device
 
 
 class RealTwin(gym.Wrapper):

@@ -124,6 +124,13 @@ class WorldModel(nn.Module, ABC):
         return counts
 
 
+def pick_device(name: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> CUDA if available, else the CPU; anything else as torch reads it."""
+    if str(name) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 def reward_classes(rewards: torch.Tensor) -> torch.Tensor:
     """Rewards -> class index of their sign: -1 -> 0, 0 -> 1, +1 -> 2."""
     return (torch.sign(rewards) + 1).long()

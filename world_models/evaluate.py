@@ -40,7 +40,7 @@ from dataset_tools.dataset import DatasetDir
 from dataset_tools.preprocess import Preprocess
 from dataset_tools.sequences import SequenceBatch, SequenceDataset
 from world_models import pong_objects
-from world_models.base import WorldModel
+from world_models.base import WorldModel, pick_device
 from world_models.checkpoint import CheckpointError, load_model, resolve_checkpoint
 
 log = logging.getLogger(__name__)
@@ -281,9 +281,7 @@ def evaluate(
                      device, val_fraction, gif_sequences)  # fmt: skip
     if horizon < 1 or n_samples < 1 or max_sequences < 1 or batch_size < 1:
         raise ValueError("horizon, n_samples, max_sequences and batch_size must be at least 1")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
+    dev = pick_device(device)
     model, config = load_model(checkpoint, dev)
     check_dataset(config, DatasetDir(data).read_manifest())
     preprocess = Preprocess.from_dict(config["preprocess"])

@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from dataset_tools.dataset import DatasetDir
 from dataset_tools.sequences import SequenceBatch, SequenceDataset
-from world_models.base import ModelConfig, WorldModel, model_class
+from world_models.base import ModelConfig, WorldModel, model_class, pick_device
 from world_models.checkpoint import checkpoint_dirs, load_model, load_training_state, read_config, save_checkpoint
 from world_models.config import ConfigError, apply_overrides, expand_grid, from_dict, parse_pairs, run_name, to_dict
 
@@ -246,7 +246,7 @@ def _init_weights(model: WorldModel, source: str, device: torch.device) -> None:
 
 
 def _device(name: str, dd: _Dist) -> torch.device:
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
+    device = pick_device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={name}, but CUDA is not available here (use device=cpu or auto)")
     if device.type == "cuda" and device.index is None:

@@ -13,6 +13,7 @@ Rewards are predicted as their sign (-1, 0, +1), as DQN-style agents clip them.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
@@ -129,6 +130,14 @@ def pick_device(name: str | torch.device = "auto") -> torch.device:
     if str(name) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def conv_levels(size: int, model: str) -> int:
+    """Stride-2 conv blocks that take a ``size`` x ``size`` frame down to 4 x 4 (log2(size) - 2)."""
+    levels = int(math.log2(size)) - 2 if size > 0 else 0
+    if size != 2 ** (levels + 2) or levels < 2:
+        raise ValueError(f"{model} needs square frames of a power-of-two size >= 16, got {size}")
+    return levels
 
 
 def reward_classes(rewards: torch.Tensor) -> torch.Tensor:

@@ -7,14 +7,13 @@ frame from the GRU state alone. Reward and termination heads read the same state
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from dataset_tools.sequences import SequenceBatch
-from world_models.base import ModelConfig, State, StepResult, WorldModel, register, reward_from_logits
+from world_models.base import ModelConfig, State, StepResult, WorldModel, conv_levels, register, reward_from_logits
 from world_models.losses import head_losses, recon_loss
 
 
@@ -31,10 +30,7 @@ class RNNDeconvConfig(ModelConfig):
 
 
 def _levels(size: int) -> int:
-    levels = int(math.log2(size)) - 2  # down to 4 x 4
-    if size != 2 ** (levels + 2) or levels < 2:
-        raise ValueError(f"rnn_deconv needs square frames of a power-of-two size >= 16, got {size}")
-    return levels
+    return conv_levels(size, "rnn_deconv")
 
 
 class ConvEncoder(nn.Module):

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dataset_tools.sequences import SequenceBatch
-from world_models.base import ModelConfig, State, StepResult, WorldModel, register, reward_from_logits
+from world_models.base import ModelConfig, State, StepResult, WorldModel, conv_levels, register, reward_from_logits
 from world_models.losses import head_losses, recon_loss
 
 Hidden = tuple[torch.Tensor, torch.Tensor]  # nn.LSTM layout: (layers, B, H) each
@@ -72,11 +72,7 @@ class SVGFPConfig(SVGConfig):
 
 # ---------------------------------------------------------------------- frame encoder / decoder
 def _levels(size: int) -> int:
-    """Stride-2 blocks from ``size`` down to 4 x 4 (log2(size) - 2)."""
-    levels = int(math.log2(size)) - 2 if size > 0 else 0
-    if size != 2 ** (levels + 2) or levels < 2:
-        raise ValueError(f"svg needs square frames of a power-of-two size >= 16, got {size}")
-    return levels
+    return conv_levels(size, "svg")
 
 
 def _block(conv: nn.Module, c_out: int) -> nn.Sequential:

@@ -21,6 +21,7 @@ from typing import Any, ClassVar, NamedTuple
 import torch
 from torch import nn
 
+from dataset_tools.preprocess import Preprocess
 from dataset_tools.sequences import SequenceBatch
 
 State = dict[str, torch.Tensor]
@@ -53,12 +54,19 @@ class WorldModel(nn.Module, ABC):
     name: ClassVar[str]
     Config: ClassVar[type[ModelConfig]]
     stochastic: ClassVar[bool] = False
+    needs_frames: ClassVar[bool] = True
+    """False for models that train on the RAM alone: the trainer then reads no frames."""
 
     def __init__(self, cfg: ModelConfig, frame_shape: tuple[int, int, int], n_actions: int) -> None:
         super().__init__()
         self.cfg = cfg
         self.frame_shape = tuple(frame_shape)  # (C, H, W)
         self.n_actions = n_actions
+
+    def bind_data(self, game: str | None, preprocess: Preprocess) -> None:  # noqa: B027  (optional hook)
+        """Called by the trainer with the dataset's game and preprocessing before training (and on
+        resume). Models that need them keep what they need in buffers; raise ValueError if the data
+        does not suit the model. The default does nothing."""
 
     # ------------------------------------------------------------------ imagination
     @abstractmethod

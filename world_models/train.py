@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -54,6 +54,8 @@ class TrainConfig:
     """Sequences per step and per process."""
     lr: float = 1e-3
     """Adam learning rate."""
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    """``cosine`` decays the learning rate from ``lr`` to 0 over ``steps`` (set from the step, so resumes agree)."""
     weight_decay: float = 0.0
     """Adam (L2) weight decay."""
     grad_clip: float = 1.0
@@ -267,7 +269,7 @@ def _train(
     dd: _Dist,
 ) -> Path:
     seq_len = mcfg.n_past + mcfg.n_future
-    dataset = SequenceDataset(data, seq_len, split="train", val_fraction=cfg.val_fraction)
+    dataset = SequenceDataset(data, seq_len, split="train", val_fraction=cfg.val_fraction, frames=cls.needs_frames)
     if len(dataset) == 0:
         raise TrainError(f"{data}: no training window of {seq_len} frames (episodes too short or none)")
     ds: DatasetDir = dataset.ds
@@ -283,6 +285,10 @@ def _train(
     else:
         model, _ = load_model(ckpt, device)
         model.train()
+    try:
+        model.bind_data(manifest.get("game"), dataset.preprocess)
+    except ValueError as err:
+        raise TrainError(f"{data}: {err}") from None
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     state = load_training_state(ckpt, "cpu") if ckpt is not None else {}
     if state:
@@ -291,7 +297,7 @@ def _train(
     if dd.world > 1:
         net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
 
-    dataset_info = {"path": str(data.resolve()), "manifest_hash": ds.manifest_hash()}
+    dataset_info = {"path": str(data.resolve()), "manifest_hash": ds.manifest_hash(), "steps": ds.counts()["steps"]}
     info: dict[str, Any] = {
         "model": cls.name,
         "model_config": to_dict(mcfg),
@@ -362,6 +368,9 @@ def _train(
             amp = cfg.amp and device.type == "cuda"
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 loss, logs = net(batch)
+            if cfg.lr_schedule == "cosine":
+                for group in optimizer.param_groups:
+                    group["lr"] = cfg.lr * 0.5 * (1.0 + math.cos(math.pi * (step - 1) / cfg.steps))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             norm = nn.utils.clip_grad_norm_(model.parameters(), max_norm)

@@ -208,3 +208,69 @@ def centre_errors(found: np.ndarray, truth: np.ndarray) -> np.ndarray:
     both = (found[:, 0] > 0) & (truth[:, 0] > 0)
     dist = np.hypot(found[:, 1] - truth[:, 1], found[:, 2] - truth[:, 2])
     return np.where(both, dist, np.nan)
+
+
+# ---------------------------------------------------------------------- object vectors and drawing
+SIZES = {"player": (4.0, 16.0), "enemy": (4.0, 16.0), "ball": (2.0, 4.0)}
+"""Raw (width, height) in pixels of each object as drawn by :func:`render`."""
+COLOURS = {"player": PLAYER, "enemy": ENEMY, "ball": BALL}
+_SCALE = np.array([RAW_SHAPE[1] / 2, RAW_SHAPE[0] / 2], dtype=np.float32)
+"""Raw pixels per normalised unit along (x, y): x in [0, 160] and y in [0, 210] map to [-1, 1]."""
+
+
+def to_vectors(centres: dict[str, np.ndarray]) -> np.ndarray:
+    """``{name: (N, 3) [flag, x, y]}`` in raw pixels -> (N, 3 objects, 3) ``[present, x, y]``, x and y
+    in [-1, 1] (0 where absent), objects in :data:`OBJECTS` order."""
+    out = np.stack([centres[name] for name in OBJECTS], axis=1).astype(np.float32)  # (N, 3, 3)
+    present = out[..., :1] > 0
+    out[..., 1:] = np.where(present, out[..., 1:] / _SCALE - 1.0, 0.0)
+    out[..., 0] = present[..., 0]
+    return out
+
+
+def frame_vectors(frames: np.ndarray | torch.Tensor, preprocess: Preprocess) -> np.ndarray:
+    """Object vectors (N, 3, 3) read from preprocessed frames (N, C, H, W) by :func:`find_objects`."""
+    return to_vectors(find_objects(frames, preprocess))
+
+
+def ram_vectors(ram: np.ndarray) -> np.ndarray:
+    """Object vectors (..., 3, 3) from RAM (..., 128): the training targets of object models."""
+    ram = np.asarray(ram)
+    flat = ram.reshape(-1, ram.shape[-1])  # (..., 128) -> (N, 128)
+    return to_vectors(ram_centres(flat)).reshape(*ram.shape[:-1], len(OBJECTS), 3)
+
+
+def _coverage(lo: torch.Tensor, hi: torch.Tensor, start: float, stop: float, n: int) -> torch.Tensor:
+    """Fraction of each of ``n`` equal cells of [start, stop] covered by [lo, hi]; (B, K) -> (B, K, n)."""
+    step = (stop - start) / n
+    edges = start + step * torch.arange(n + 1, device=lo.device, dtype=lo.dtype)
+    left, right = edges[:-1], edges[1:]  # (n,)
+    overlap = torch.minimum(hi[..., None], right) - torch.maximum(lo[..., None], left)  # (B, K, n)
+    return overlap.clamp(min=0.0) / step
+
+
+def render(vectors: torch.Tensor, preprocess: Preprocess) -> torch.Tensor:
+    """Draw object vectors (B, 3, 3) as preprocessed frames (B, C, H, W) in [0, 1].
+
+    Each present object is a rectangle of its :data:`SIZES` and :data:`COLOURS` on the field colour,
+    area-averaged into the model's pixels as ``cv2.INTER_AREA`` does (the ball is a fraction of one pixel).
+    """
+    top, bottom, left, right = preprocess.crop if preprocess.crop is not None else (0, RAW_SHAPE[0], 0, RAW_SHAPE[1])
+    h, w = preprocess.size
+    dev, dtype = vectors.device, vectors.dtype
+    sizes = torch.tensor([SIZES[n] for n in OBJECTS], device=dev, dtype=dtype)  # (3, 2) raw (w, h)
+    scale = torch.as_tensor(_SCALE, device=dev, dtype=dtype)
+    centre = (vectors[..., 1:] + 1.0) * scale  # (B, 3, 2) raw pixels
+    lo, hi = centre - sizes / 2, centre + sizes / 2
+    cover_x = _coverage(lo[..., 0], hi[..., 0], left, right, w)  # (B, 3, W)
+    # objects are hidden behind the walls: clip them to the field rows
+    cover_y = _coverage(lo[..., 1].clamp(min=FIELD_Y[0]), hi[..., 1].clamp(max=FIELD_Y[1]), top, bottom, h)  # (B, 3, H)
+    alpha = vectors[..., 0, None, None] * cover_y[..., :, None] * cover_x[..., None, :]  # (B, 3, H, W)
+    colours = np.stack([COLOURS[n] for n in OBJECTS])  # (3, 3) RGB
+    field = FIELD
+    if preprocess.grayscale:
+        colours, field = (colours @ _LUMA)[:, None], np.array([FIELD @ _LUMA])
+    col = torch.as_tensor(colours, device=dev, dtype=dtype)  # (3, C)
+    bg = torch.as_tensor(field, device=dev, dtype=dtype).view(1, -1, 1, 1)  # (1, C, 1, 1)
+    ink = torch.einsum("bkhw,kc->bchw", alpha, col - bg[0, :, 0, 0])  # (B, C, H, W)
+    return (bg + ink).clamp(0.0, 1.0)

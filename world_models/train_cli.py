@@ -20,7 +20,7 @@ from world_models.base import MODELS
 from world_models.checkpoint import CheckpointError
 from world_models.train import TrainConfig, TrainError, train_grid
 
-_MODEL_MODULES = ("world_models.rnn_deconv", "world_models.svg")
+_MODEL_MODULES = ("world_models.rnn_deconv", "world_models.svg", "world_models.object_dynamics")
 
 
 def _load_models() -> None:

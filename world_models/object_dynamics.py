@@ -1,0 +1,250 @@
+"""``object_dynamics``: an object-level world model (Pong): it steps object states, not pixels.
+
+The state is the last ``n_past`` object vectors ``[present, x, y]`` of the player, the enemy and the
+ball (x, y in [-1, 1] over the raw 210 x 160 frame) and the actions between them. An MLP reads that
+window (positions, their frame-to-frame differences, the actions) and the new action, and predicts
+each object's presence and its move, the reward sign and termination. The features for agents are
+the object window itself, so a policy sees in the dream what :func:`frame_vectors` reads off real
+frames in the real-env twin. Frames are drawn by :func:`world_models.pong_objects.render`.
+
+Training targets come from the RAM (:func:`ram_vectors`; the frame detector agrees with them to
+about 0.2 px on real frames), so training reads no frames at all; ``start`` reads the objects off
+the context frames with the detector, as the twin does. Training is open loop: after the real
+context the model's own predictions are fed back, as they are in the learned env.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dataset_tools.preprocess import Preprocess
+from dataset_tools.sequences import SequenceBatch
+from world_models.base import ModelConfig, State, StepResult, WorldModel, register, reward_classes, reward_from_logits
+from world_models.pong_objects import OBJECTS, frame_vectors, ram_vectors, render
+
+N_OBJ = len(OBJECTS)
+PIXELS = (80.0, 105.0)
+"""Raw pixels per normalised unit along x and y (for losses and logs in pixels)."""
+
+
+@dataclass
+class ObjectDynamicsConfig(ModelConfig):
+    n_past: int = 4
+    """Object frames in the state window (>= 2, so velocities can be read)."""
+    n_future: int = 8
+    """Steps predicted open loop per training sequence."""
+    hidden: int = 256
+    """Width of the MLP."""
+    layers: int = 3
+    """Hidden layers of the MLP."""
+    move_scale: float = 0.1
+    """Predicted moves are ``tanh``-free outputs times this (normalised units per step)."""
+    position_weight: float = 0.1
+    """Weight of the position loss (smooth L1 in raw pixels, over objects present in the target)."""
+    presence_weight: float = 1.0
+    """Weight of the presence binary cross-entropy."""
+    sample_presence: bool = True
+    """In imagination, draw each object's presence from its predicted probability (a served ball
+    appears after a random wait, as in the game); False thresholds it at 0.5."""
+    modes: int = 2
+    """Alternative next states predicted per object (winner-takes-all: each training sample trains
+    the mode closest to the truth, a classifier learns which one wins, imagination draws one). With
+    one mode, a ball that may be hit or missed is predicted as the average: it slows down and turns
+    back without a paddle; with two, it is hit or it is missed."""
+    open_loop: bool = True
+    """Feed the model's own predictions back during training (as in imagination); False feeds the
+    true objects back (teacher forcing: every step is a one-step prediction)."""
+    wta_relax: float = 0.05
+    """Share of the loss spread over the losing modes, so that no mode is left untrained."""
+
+
+@register
+class ObjectDynamics(WorldModel):
+    name = "object_dynamics"
+    Config = ObjectDynamicsConfig
+    stochastic = True
+    needs_frames: ClassVar[bool] = False
+
+    def __init__(self, cfg: ObjectDynamicsConfig, frame_shape: tuple[int, int, int], n_actions: int) -> None:
+        super().__init__(cfg, frame_shape, n_actions)
+        if cfg.n_past < 2:
+            raise ValueError(f"object_dynamics needs n_past >= 2 to read velocities, got {cfg.n_past}")
+        self.cfg: ObjectDynamicsConfig = cfg
+        k = cfg.n_past
+        # window, moves, ball relative to both paddles, actions (+ the new one)
+        n_in = k * N_OBJ * 3 + (k - 1) * N_OBJ * 2 + k * 2 * 2 + k * n_actions
+        layers: list[nn.Module] = []
+        width = n_in
+        for _ in range(cfg.layers):
+            layers += [nn.Linear(width, cfg.hidden), nn.SiLU()]
+            width = cfg.hidden
+        self.trunk = nn.Sequential(*layers)
+        if cfg.modes < 1:
+            raise ValueError(f"modes must be >= 1, got {cfg.modes}")
+        # per mode: presence logit, dx, dy per object; then per object one logit per mode
+        self.objects_head = nn.Linear(cfg.hidden, cfg.modes * N_OBJ * 3 + N_OBJ * cfg.modes)
+        # reward and termination read the trunk and the predicted next objects (a point is the ball leaving)
+        self.reward_head = nn.Sequential(nn.Linear(cfg.hidden + N_OBJ * 3, 128), nn.SiLU(), nn.Linear(128, 3))
+        self.term_head = nn.Sequential(nn.Linear(cfg.hidden + N_OBJ * 3, 128), nn.SiLU(), nn.Linear(128, 1))
+        # (top, bottom, left, right) crop of the frames the detector and renderer work on; set by bind_data
+        self.register_buffer("crop", torch.tensor([34.0, 194.0, 0.0, 160.0]))
+
+    def bind_data(self, game: str | None, preprocess: Preprocess) -> None:
+        if game != "Pong":
+            raise ValueError(f"object_dynamics reads Pong's objects; this dataset holds {game}")
+        crop = preprocess.crop if preprocess.crop is not None else (0, 210, 0, 160)
+        self.crop.copy_(torch.tensor([float(v) for v in crop]))
+        if tuple(preprocess.shape) != (self.frame_shape[1], self.frame_shape[2], self.frame_shape[0]):
+            raise ValueError(
+                f"preprocessing makes {preprocess.shape} frames, the model was built for {self.frame_shape}"
+            )
+
+    def _preprocess(self) -> Preprocess:
+        c, h, w = self.frame_shape
+        top, bottom, left, right = (int(v) for v in self.crop.tolist())
+        return Preprocess(crop=(top, bottom, left, right), size=(h, w), grayscale=c == 1)
+
+    # ------------------------------------------------------------------ the network
+    def _predict(
+        self, window: torch.Tensor, past_actions: torch.Tensor, action: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``window`` (B, K, 3, 3), ``past_actions`` (B, K-1), ``action`` (B,) -> the trunk's hidden
+        state (B, hidden), presence logits (B, M, 3), next positions (B, M, 3, 2), mode logits (B, 3, M)."""
+        b, m = window.shape[0], self.cfg.modes
+        diffs = window[:, 1:, :, 1:] - window[:, :-1, :, 1:]  # (B, K-1, 3, 2) moves between frames
+        # where the ball is relative to each paddle decides a bounce: (B, K, 2 paddles, 2), 0 unless both are seen
+        seen = window[:, :, 2:3, 0:1] * window[:, :, :2, 0:1]  # (B, K, 2, 1)
+        relative = (window[:, :, 2:3, 1:] - window[:, :, :2, 1:]) * seen
+        acts = F.one_hot(torch.cat([past_actions, action[:, None]], dim=1), self.n_actions).to(window.dtype)
+        x = torch.cat(
+            [window.flatten(1), diffs.flatten(1) / self.cfg.move_scale, relative.flatten(1) * 4.0, acts.flatten(1)],
+            dim=1,
+        )
+        hidden = self.trunk(x)
+        head = self.objects_head(hidden)
+        out = head[:, : m * N_OBJ * 3].view(b, m, N_OBJ, 3)  # (B, M*9) -> (B, M, 3, [logit, dx, dy])
+        positions = window[:, -1, None, :, 1:] + out[..., 1:] * self.cfg.move_scale  # absent objects sit at 0
+        return hidden, out[..., 0], positions, head[:, m * N_OBJ * 3 :].view(b, N_OBJ, m)
+
+    @staticmethod
+    def _pick(logits: torch.Tensor, positions: torch.Tensor, mode: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each object's chosen mode ``mode`` (B, 3): (B, M, 3), (B, M, 3, 2) -> (B, 3), (B, 3, 2)."""
+        chosen = logits.gather(1, mode[:, None]).squeeze(1)  # (B, M, 3) -> (B, 3)
+        index = mode[:, None, :, None].expand(-1, 1, -1, 2)  # (B, 1, 3, 2)
+        return chosen, positions.gather(1, index).squeeze(1)
+
+    def _heads(
+        self, hidden: torch.Tensor, presence: torch.Tensor, positions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reward logits (B, 3) and termination logit (B,) of the chosen next state: presence
+        probabilities (B, 3) and positions (B, 3, 2) (a point is the ball leaving the field)."""
+        summary = torch.cat([hidden, presence, positions.flatten(1)], dim=1)
+        return self.reward_head(summary), self.term_head(summary).squeeze(-1)
+
+    # ------------------------------------------------------------------ imagination
+    def start(self, frames: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None) -> State:
+        b, k = frames.shape[:2]
+        vectors = frame_vectors(frames.flatten(0, 1), self._preprocess())  # (B*K, C, H, W) -> (B*K, 3, 3)
+        window = torch.from_numpy(vectors).to(frames.device).view(b, k, N_OBJ, 3)
+        return {"window": window, "actions": actions.to(torch.int64)}
+
+    def step(self, state: State, actions: torch.Tensor, generator: torch.Generator | None = None) -> StepResult:
+        window, past = state["window"], state["actions"]
+        hidden, logits, positions, mode_logits = self._predict(window, past, actions)
+        b = window.shape[0]
+        if self.cfg.modes > 1:
+            probs = torch.softmax(mode_logits.float(), dim=-1).flatten(0, 1)  # (B, 3, M) -> (B*3, M)
+            mode = torch.multinomial(probs, 1, generator=generator).view(b, N_OBJ)
+        else:
+            mode = torch.zeros(b, N_OBJ, dtype=torch.long, device=window.device)
+        logits, positions = self._pick(logits, positions, mode)
+        prob = torch.sigmoid(logits)
+        r_logits, t_logit = self._heads(hidden, prob, positions)
+        if self.cfg.sample_presence:
+            present = torch.rand(prob.shape, device=prob.device, generator=generator) < prob
+        else:
+            present = prob > 0.5
+        present = present.to(window.dtype)
+        positions = positions.clamp(-1.0, 1.0) * present[..., None]  # absent objects sit at 0, as the detector says
+        new = torch.cat([present[..., None], positions], dim=-1)  # (B, 3, 3)
+        window = torch.cat([window[:, 1:], new[:, None]], dim=1)  # drop the oldest frame
+        past = torch.cat([past[:, 1:], actions[:, None].to(past.dtype)], dim=1)
+        reward = reward_from_logits(r_logits)
+        return StepResult({"window": window, "actions": past}, reward, torch.sigmoid(t_logit))
+
+    def decode(self, state: State) -> torch.Tensor:
+        return render(state["window"][:, -1], self._preprocess())
+
+    def features(self, state: State) -> torch.Tensor:
+        return state["window"].flatten(1)  # (B, K, 3, 3) -> (B, K*9)
+
+    @property
+    def feature_dim(self) -> int:
+        return self.cfg.n_past * N_OBJ * 3
+
+    # ------------------------------------------------------------------ training
+    def loss(self, batch: SequenceBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        p = self.cfg.n_past
+        truth = torch.from_numpy(ram_vectors(batch.ram.cpu().numpy())).to(batch.actions.device)  # (B, T, 3, 3)
+        window, past = truth[:, :p], batch.actions[:, : p - 1]
+        pixels = torch.tensor(PIXELS, device=truth.device)
+        m, relax = self.cfg.modes, (self.cfg.wta_relax if self.cfg.modes > 1 else 0.0)
+        state_loss, mode_ce, r_logits, t_logits, errors = [], [], [], [], []
+        for t in range(p - 1, truth.shape[1] - 1):
+            action = batch.actions[:, t]
+            hidden, logits, positions, mode_logits = self._predict(window, past, action)
+            target = truth[:, t + 1, None]  # (B, 1, 3, 3) against every mode (B, M, ...)
+            present = target[..., 0]
+            presence = F.binary_cross_entropy_with_logits(logits, present.expand_as(logits), reduction="none")
+            err = (positions - target[..., 1:]) * pixels  # (B, M, 3, 2) in raw pixels
+            position = F.smooth_l1_loss(err, torch.zeros_like(err), reduction="none").sum(-1) * present
+            per_mode = self.cfg.presence_weight * presence + self.cfg.position_weight * position  # (B, M, 3)
+            best = per_mode.detach().argmin(dim=1)  # (B, 3) per object, the mode closest to the truth wins
+            won = F.one_hot(best, m).transpose(1, 2).to(per_mode.dtype)  # (B, 3, M) -> (B, M, 3)
+            weights = won * (1 - relax) + (1 - won) * relax / max(m - 1, 1)
+            state_loss.append((per_mode * weights).sum(dim=(1, 2)))
+            if m > 1:
+                mode_ce.append(F.cross_entropy(mode_logits.flatten(0, 1), best.flatten(), reduction="none"))
+            logits, positions = self._pick(logits, positions, best)
+            errors.append((positions.detach() - target[:, 0, :, 1:]).mul(pixels).norm(dim=-1) * present[:, 0])
+            prob = torch.sigmoid(logits)
+            r_logit, t_logit = self._heads(hidden, prob, positions)
+            r_logits.append(r_logit)
+            t_logits.append(t_logit)
+            # feed the winning prediction back, softly, as imagination does (or the truth: teacher forcing)
+            new = (
+                torch.cat([prob[..., None], positions * prob[..., None]], dim=-1)
+                if self.cfg.open_loop
+                else target[:, 0]
+            )
+            window = torch.cat([window[:, 1:], new[:, None]], dim=1)
+            past = torch.cat([past[:, 1:], action[:, None]], dim=1)
+        present_all = truth[:, p:, :, 0]  # (B, F, 3)
+        states = torch.stack(state_loss, 1).mean()
+        modes = torch.stack(mode_ce, 1).mean() if mode_ce else torch.zeros((), device=truth.device)
+        r_logits_t, t_logits_t = torch.stack(r_logits, 1), torch.stack(t_logits, 1)  # (B, F, 3), (B, F)
+        rewards, terminated = batch.rewards[:, p - 1 :], batch.terminated[:, p - 1 :]
+        reward_ce = F.cross_entropy(r_logits_t.reshape(-1, 3), reward_classes(rewards).reshape(-1))
+        term_bce = F.binary_cross_entropy_with_logits(t_logits_t, terminated)
+        loss = states + modes + self.cfg.reward_weight * reward_ce + self.cfg.termination_weight * term_bce
+        with torch.no_grad():
+            err = torch.stack(errors, 1)  # (B, F, 3)
+            per_obj = err.sum(dim=(0, 1)) / present_all.sum(dim=(0, 1)).clamp(min=1.0)
+            points = rewards != 0
+            hit = (r_logits_t.argmax(-1) - 1).float() == torch.sign(rewards)
+            logs = {
+                "state": states.item(),
+                "mode_ce": modes.item(),
+                "reward_ce": reward_ce.item(),
+                "term_bce": term_bce.item(),
+                "reward_acc": hit.float().mean().item(),
+                "point_recall": hit[points].float().mean().item() if points.any() else float("nan"),
+                **{f"{name}_px": per_obj[i].item() for i, name in enumerate(OBJECTS)},
+                "ball_px_step1": (err[:, 0, 2].sum() / present_all[:, 0, 2].sum().clamp(min=1.0)).item(),
+            }
+        return loss, logs

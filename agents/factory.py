@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from agents.base import Agent, RandomAgent
+from agents.dream_agent import DreamAgent, is_dream_agent
 from agents.sb3 import AgentLoadError, SB3Agent
 from agents.scripted import ScriptedPongAgent
 
@@ -12,13 +13,19 @@ AGENT_CHOICES = ("random", "scripted", "PATH.zip")
 
 
 def make_agent(spec: str, game: str, n_actions: int, seed: int | None = None, noise: float = 0.1) -> Agent:
-    """``spec`` is ``"random"``, ``"scripted"`` (Pong only) or a path to a Stable-Baselines3 zip."""
+    """``spec`` is ``"random"``, ``"scripted"`` (Pong only), an agent from ``learned-envs dream``
+    (its ``agent.zip`` or directory) or a path to a Stable-Baselines3 zip of an image policy."""
     if spec == "random":
         return RandomAgent(n_actions, seed=seed)
     if spec == "scripted":
         if game != "Pong":
             raise AgentLoadError(f"the scripted agent plays Pong only, not {game}; use --agent random or a policy .zip")
         return ScriptedPongAgent(noise=noise, n_actions=n_actions, seed=seed)
+    if is_dream_agent(spec):
+        dreamer = DreamAgent(spec)
+        if dreamer.n_actions != n_actions:
+            raise AgentLoadError(f"{spec}: policy has {dreamer.n_actions} actions, {game} has {n_actions}")
+        return dreamer
     if spec.endswith(".zip") or Path(spec).exists():
         agent = SB3Agent(spec)
         if agent.model.action_space.n != n_actions:

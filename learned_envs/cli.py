@@ -1,7 +1,6 @@
-"""``learned-envs``: one command with subcommands (``validate``, ``score-boxes``, ``create-dataset``).
-
-Later stages add ``train``, ``evaluate``, ``dream`` ... as further subcommands here.
-"""
+"""``learned-envs``: one command with subcommands (``validate``, ``score-boxes``, ``create-dataset``,
+and, from the modules in :data:`PLUGINS`, ``train``, ``evaluate``, ``plot``, ``play``, ``dream``,
+``evaluate-agent``)."""
 
 from __future__ import annotations
 
@@ -53,6 +52,7 @@ PLUGINS = (
     "world_models.train_cli:add_parser",
     "world_models.eval_cli:add_parser",
     "learned_envs.play:add_parser",
+    "agents.cli:add_parser",
 )
 
 

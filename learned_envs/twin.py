@@ -19,8 +19,60 @@ import torch
 from dataset_tools.games import EnvSettings, make_env
 from dataset_tools.preprocess import Preprocess
 from learned_envs.env import ObsType
-from world_models import load_model
+from world_models import WorldModel, load_model
 from world_models.base import pick_device
+
+
+class Observer:
+    """Real frames -> a learned env's observations: the last ``n_past`` preprocessed frames and the
+    actions between them, and, for latent observations, the model's features of that window.
+
+    Used by the real twin and by agents that play the real game with a dream-trained policy.
+    """
+
+    def __init__(self, model: WorldModel, config: dict[str, Any], obs_type: ObsType) -> None:
+        if obs_type not in ("frames", "latent"):
+            raise ValueError(f"obs_type must be 'frames' or 'latent', got {obs_type!r}")
+        self.model, self.config, self.obs_type = model, config, obs_type
+        self.preprocess = Preprocess.from_dict(config["preprocess"])
+        self.n_past = int(config["model_config"]["n_past"])
+        self._frames: deque[np.ndarray] = deque(maxlen=self.n_past)
+        self._actions: deque[int] = deque(maxlen=max(self.n_past - 1, 1))
+        c, h, w = config["frame_shape"]
+        if obs_type == "frames":
+            self.observation_space = gym.spaces.Box(0, 255, (h, w, c), np.uint8)
+        else:
+            self.observation_space = gym.spaces.Box(-np.inf, np.inf, (model.feature_dim,), np.float32)
+
+    def reset(self, raw: np.ndarray) -> np.ndarray:
+        """Start from the first raw frame (the context repeats it until real steps fill it)."""
+        first = self.preprocess(raw)
+        self._frames.clear()
+        self._actions.clear()
+        for _ in range(self.n_past):
+            self._frames.append(first)
+        for _ in range(self.n_past - 1):
+            self._actions.append(0)
+        return self.observe()
+
+    def step(self, action: int, raw: np.ndarray) -> np.ndarray:
+        """``action`` led to the raw frame ``raw``; returns the new observation."""
+        self._frames.append(self.preprocess(raw))
+        self._actions.append(int(action))
+        return self.observe()
+
+    @torch.no_grad()
+    def observe(self) -> np.ndarray:
+        if self.obs_type == "frames":
+            return self._frames[-1]
+        device = next(self.model.parameters()).device
+        frames = torch.from_numpy(np.stack(self._frames)).to(device)  # (P, H, W, C)
+        frames = frames.permute(0, 3, 1, 2).float().unsqueeze(0) / 255.0  # -> (1, P, C, H, W)
+        actions = torch.tensor(
+            [list(self._actions)[-(self.n_past - 1) :] if self.n_past > 1 else []], dtype=torch.int64, device=device
+        )
+        state = self.model.start(frames, actions.reshape(1, self.n_past - 1))
+        return self.model.features(state)[0].float().cpu().numpy()
 
 
 class RealTwin(gym.Wrapper):
@@ -33,53 +85,23 @@ class RealTwin(gym.Wrapper):
         settings = EnvSettings.from_dict({**self.config["env"], **env_overrides})
         super().__init__(make_env(settings))
         self.settings = settings
-        self.preprocess = Preprocess.from_dict(self.config["preprocess"])
+        self.observer = Observer(self.model, self.config, obs_type)
+        self.preprocess = self.observer.preprocess
         self.obs_type = obs_type
-        self.n_past = int(self.config["model_config"]["n_past"])
-        self._frames: deque[np.ndarray] = deque(maxlen=self.n_past)
-        self._actions: deque[int] = deque(maxlen=max(self.n_past - 1, 1))
-        c, h, w = self.config["frame_shape"]
-        if obs_type == "frames":
-            self.observation_space = gym.spaces.Box(0, 255, (h, w, c), np.uint8)
-        elif obs_type == "latent":
-            self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.model.feature_dim,), np.float32)
-        else:
-            raise ValueError(f"obs_type must be 'frames' or 'latent', got {obs_type!r}")
+        self.observation_space = self.observer.observation_space
         self.last_raw_frame: np.ndarray | None = None
-
-    @torch.no_grad()
-    def _observe(self) -> np.ndarray:
-        if self.obs_type == "frames":
-            return self._frames[-1]
-        device = next(self.model.parameters()).device
-        frames = torch.from_numpy(np.stack(self._frames)).to(device)  # (P, H, W, C)
-        frames = frames.permute(0, 3, 1, 2).float().unsqueeze(0) / 255.0  # -> (1, P, C, H, W)
-        actions = torch.tensor(
-            [list(self._actions)[-(self.n_past - 1) :] if self.n_past > 1 else []], dtype=torch.int64, device=device
-        )
-        state = self.model.start(frames, actions.reshape(1, self.n_past - 1))
-        return self.model.features(state)[0].float().cpu().numpy()
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         raw, info = self.env.reset(seed=seed, options=options)
         self.last_raw_frame = raw
-        first = self.preprocess(raw)
-        self._frames.clear()
-        self._actions.clear()
-        for _ in range(self.n_past):  # before the first real steps, the context repeats the first frame
-            self._frames.append(first)
-        for _ in range(self.n_past - 1):
-            self._actions.append(0)
-        return self._observe(), info
+        return self.observer.reset(raw), info
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         raw, reward, terminated, truncated, info = self.env.step(action)
         self.last_raw_frame = raw
-        self._frames.append(self.preprocess(raw))
-        self._actions.append(int(action))
-        return self._observe(), float(reward), terminated, truncated, info
+        return self.observer.step(int(action), raw), float(reward), terminated, truncated, info
 
 
 def make_real_twin(

@@ -1,0 +1,108 @@
+"""``learned-envs dream``, ``evaluate-agent``, ``loop`` and ``quickstart``: parse arguments, call the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import fields
+from pathlib import Path
+
+from agents.dream import DreamConfig, train_in_dream
+from agents.evaluate import evaluate_agent
+from agents.loop import LoopConfig
+from world_models.config import apply_overrides, parse_pairs
+
+
+def _dream(args: argparse.Namespace) -> int:
+    cfg = DreamConfig(env=args.env, algo=args.algo, steps=args.steps, n_envs=args.n_envs, seed=args.seed)
+    (cfg,) = apply_overrides([cfg], parse_pairs(args.overrides))
+    path = train_in_dream(cfg, args.out, progress=args.progress)
+    print(f"agent: {path}")
+    return 0
+
+
+def _evaluate_agent(args: argparse.Namespace) -> int:
+    result = evaluate_agent(
+        args.agent,
+        args.game,
+        args.episodes,
+        args.seed,
+        gif=args.gif,
+        out=args.json,
+        progress=args.progress,
+        max_steps=args.max_steps,
+    )
+    print(json.dumps({k: result[k] for k in ("game", "episodes", "mean", "std", "scores")}))
+    return 0
+
+
+def _quickstart(args: argparse.Namespace) -> int:
+    from agents.report import quickstart
+
+    report = quickstart(args.out, args.env, args.steps, args.episodes, args.seed, progress=args.progress)
+    print(report.read_text())
+    print(f"report: {report}")
+    return 0
+
+
+def _loop(args: argparse.Namespace) -> int:
+    from agents.loop import LoopConfig, format_table, run_loop
+
+    cfg = LoopConfig(game=args.game, real_steps=args.real_steps, iterations=args.iterations, seed=args.seed)
+    (cfg,) = apply_overrides([cfg], parse_pairs(args.overrides))
+    rows = run_loop(cfg, args.out, progress=args.progress)
+    print(format_table(rows))
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add ``dream``, ``evaluate-agent``, ``loop`` and ``quickstart`` to the ``learned-envs`` command."""
+    d = sub.add_parser(
+        "dream",
+        help="train an SB3 agent inside a learned env, scored on the real game",
+        description="Train an agent in the dream. Trailing key=value pairs set any of: "
+        + ", ".join(f.name for f in fields(DreamConfig)),
+    )
+    d.add_argument("--env", default="LearnedPong-v0", help="learned-env id or checkpoint path")
+    d.add_argument("--algo", default="ppo", choices=("ppo", "a2c"))
+    d.add_argument("--steps", type=int, default=DreamConfig.steps, help="dream steps in total")
+    d.add_argument("--n-envs", type=int, default=DreamConfig.n_envs, help="parallel dream envs")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--out", type=Path, default=Path("agents_out/dream"), help="output directory")
+    d.add_argument("--no-progress", dest="progress", action="store_false")
+    d.add_argument("overrides", nargs="*", metavar="key=value")
+    d.set_defaults(func=_dream)
+    e = sub.add_parser("evaluate-agent", help="score a dream-trained agent on the real game (Atari 100k protocol)")
+    e.add_argument("--agent", required=True, type=Path, help="agent.zip (or its directory) from learned-envs dream")
+    e.add_argument("--game", default=None, help="check the agent plays this game")
+    e.add_argument("--episodes", type=int, default=10)
+    e.add_argument("--seed", type=int, default=0, help="episode i is seeded seed + i")
+    e.add_argument("--gif", type=Path, default=None, help="write the first episode as a GIF")
+    e.add_argument("--json", type=Path, default=None, help="write the scores as JSON")
+    e.add_argument("--max-steps", type=int, default=None, help="cut episodes short (a quick check, not the protocol)")
+    e.add_argument("--no-progress", dest="progress", action="store_false")
+    e.set_defaults(func=_evaluate_agent)
+    q = sub.add_parser(
+        "quickstart", help="train an agent in the shipped dream, score it on the real game, write a report"
+    )
+    q.add_argument("--out", type=Path, default=Path("report"), help="report directory (default report/)")
+    q.add_argument("--env", default="LearnedPong-v0", help="learned-env id or checkpoint path")
+    q.add_argument("--steps", type=int, default=1_000_000, help="dream steps (default 1,000,000)")
+    q.add_argument("--episodes", type=int, default=5, help="real episodes scored (default 5)")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--no-progress", dest="progress", action="store_false")
+    q.set_defaults(func=_quickstart)
+    lp = sub.add_parser(
+        "loop",
+        help="SimPLe-style loop: collect real steps, train the world model, train the agent in the dream, repeat",
+        description="Resumable: run the same command again to continue. Trailing key=value pairs set any of: "
+        + ", ".join(f.name for f in fields(LoopConfig)),
+    )
+    lp.add_argument("-g", "--game", default="Pong")
+    lp.add_argument("--real-steps", type=int, default=100_000, help="real agent steps over the whole loop")
+    lp.add_argument("--iterations", type=int, default=4)
+    lp.add_argument("--seed", type=int, default=0)
+    lp.add_argument("--out", type=Path, default=Path("runs/loop"))
+    lp.add_argument("--no-progress", dest="progress", action="store_false")
+    lp.add_argument("overrides", nargs="*", metavar="key=value")
+    lp.set_defaults(func=_loop)

@@ -1,0 +1,208 @@
+"""Train a Stable-Baselines3 agent inside a learned env ("in the dream"), scored on the real game.
+
+:func:`train_in_dream` builds the batched :class:`~learned_envs.env.LearnedVectorEnv` behind an
+SB3 ``VecEnv``, trains PPO (or A2C) on it, and every ``eval_every`` dream steps plays
+``eval_episodes`` episodes of the real game through the real-env twin (same observations), logging
+the real score to TensorBoard (``real/score``). It writes into ``out``::
+
+    agent.zip     the SB3 model          agent.json   what evaluate-agent needs: env id, checkpoint,
+    tb/           TensorBoard logs                    obs_type, config, real-score history
+    evals.csv     dream step, real score mean / std, wall time
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DreamConfig:
+    """Settings of :func:`train_in_dream` (``learned-envs dream`` flags and ``key=value`` overrides)."""
+
+    env: str = "LearnedPong-v0"
+    """A registered learned-env id, or a checkpoint / run directory."""
+    algo: Literal["ppo", "a2c"] = "ppo"
+    """SB3 algorithm."""
+    steps: int = 1_000_000
+    """Dream steps (summed over all envs)."""
+    n_envs: int = 64
+    """Parallel dream envs (one batched model step)."""
+    obs_type: Literal["latent", "frames"] = "latent"
+    """``latent`` (the model's features; MlpPolicy) or ``frames`` (CnnPolicy)."""
+    max_episode_steps: int = 1000
+    """Truncate dream episodes after this many steps."""
+    seed: int = 0
+    """Seeds SB3, the dream's resets and the real evaluation episodes."""
+    device: str = "auto"
+    """Device of the world model and the policy."""
+    eval_every: int = 250_000
+    """Dream steps between real-game evaluations (0: only at the end)."""
+    eval_episodes: int = 2
+    """Real episodes per evaluation (full games of Pong: 21 points)."""
+    eval_max_steps: int = 0
+    """Cut real evaluation episodes after this many steps (0: full episodes, the protocol)."""
+    n_steps: int = 128
+    """Rollout length per env between updates."""
+    batch_size: int = 1024
+    """PPO minibatch size."""
+    n_epochs: int = 4
+    """PPO epochs per rollout."""
+    lr: float = 2.5e-4
+    """Learning rate."""
+    gamma: float = 0.99
+    """Discount."""
+    ent_coef: float = 0.01
+    """Entropy bonus."""
+    net_arch: list[int] = field(default_factory=lambda: [128, 128])
+    """Hidden layers of the policy and value MLPs (latent observations)."""
+
+
+def resolve_env(env: str) -> tuple[str | None, Path]:
+    """A registered id or a checkpoint path -> (registered id or None, checkpoint directory)."""
+    import gymnasium as gym
+
+    import learned_envs  # noqa: F401  (registers the shipped ids)
+    from world_models.checkpoint import resolve_checkpoint
+
+    if env in gym.registry:
+        checkpoint = gym.registry[env].kwargs.get("checkpoint")
+        if checkpoint is None:
+            raise ValueError(f"{env} is not a learned env (no checkpoint)")
+        return env, Path(checkpoint)
+    if not Path(env).exists():
+        known = [k for k in gym.registry if str(gym.registry[k].entry_point).startswith("learned_envs")]
+        raise ValueError(f"{env!r} is neither a registered learned env ({', '.join(known)}) nor a checkpoint path")
+    return None, resolve_checkpoint(env)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def train_in_dream(cfg: DreamConfig, out: str | Path, progress: bool = True) -> Path:
+    """Train an agent in the learned env ``cfg.env``; returns the path of ``agent.zip``."""
+    import stable_baselines3 as sb3
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.vec_env import VecMonitor
+    from tqdm import tqdm
+
+    from agents.evaluate import play_real
+    from learned_envs.env import LearnedVectorEnv
+    from learned_envs.sb3 import SB3VecEnv
+    from world_models.base import pick_device
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    env_id, checkpoint = resolve_env(cfg.env)
+    device = pick_device(cfg.device)
+    venv = LearnedVectorEnv(
+        checkpoint, cfg.n_envs, device=str(device), obs_type=cfg.obs_type, max_episode_steps=cfg.max_episode_steps
+    )
+    env = VecMonitor(SB3VecEnv(venv))  # episode returns and lengths in the logs (rollout/ep_rew_mean)
+    env.seed(cfg.seed)
+    policy = "MlpPolicy" if cfg.obs_type == "latent" else "CnnPolicy"
+    common = {"learning_rate": cfg.lr, "gamma": cfg.gamma, "ent_coef": cfg.ent_coef, "n_steps": cfg.n_steps}
+    if cfg.algo == "ppo":
+        algo = sb3.PPO(
+            policy,
+            env,
+            batch_size=cfg.batch_size,
+            n_epochs=cfg.n_epochs,
+            policy_kwargs={"net_arch": list(cfg.net_arch)} if cfg.obs_type == "latent" else None,
+            tensorboard_log=str(out / "tb"),
+            seed=cfg.seed,
+            device=str(device),
+            **common,
+        )
+    elif cfg.algo == "a2c":
+        algo = sb3.A2C(policy, env, tensorboard_log=str(out / "tb"), seed=cfg.seed, device=str(device), **common)
+    else:
+        raise ValueError(f"algo must be 'ppo' or 'a2c', got {cfg.algo!r}")
+
+    meta: dict[str, Any] = {
+        "format": 1,
+        "env_id": env_id,
+        "checkpoint": str(checkpoint.resolve()),
+        "game": venv.config.get("game"),
+        "obs_type": cfg.obs_type,
+        "config": asdict(cfg),
+        "real_steps_used": (venv.config.get("dataset") or {}).get("steps"),
+        "evals": [],
+    }
+    evals_csv = out / "evals.csv"
+    start = time.perf_counter()
+
+    def evaluate(step: int) -> None:
+        scores = play_real(
+            algo, checkpoint, cfg.obs_type, cfg.eval_episodes, seed=cfg.seed + 1000, max_steps=cfg.eval_max_steps or None
+        )
+        row = {
+            "dream_steps": step,
+            "real_mean": float(np.mean(scores)),
+            "real_std": float(np.std(scores)),
+            "scores": scores,
+            "wall_s": round(time.perf_counter() - start, 1),
+        }
+        meta["evals"].append(row)
+        algo.logger.record("real/score", row["real_mean"])
+        algo.logger.dump(step)
+        new = not evals_csv.exists()
+        with evals_csv.open("a", newline="") as f:
+            writer = csv.writer(f)
+            if new:
+                writer.writerow(["dream_steps", "real_mean", "real_std", "wall_s"])
+            writer.writerow([step, row["real_mean"], row["real_std"], row["wall_s"]])
+        log.info("dream step %d: real score %.1f +- %.1f (%s)", step, row["real_mean"], row["real_std"], scores)
+
+    class RealEval(BaseCallback):
+        """Real-game evaluation every ``eval_every`` dream steps, and a tqdm progress bar."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.next_eval = cfg.eval_every if cfg.eval_every > 0 else None
+            self.bar = tqdm(total=cfg.steps, disable=not progress, desc="dream", unit="step", dynamic_ncols=True)
+
+        def _on_step(self) -> bool:
+            self.bar.update(self.num_timesteps - self.bar.n)
+            if self.next_eval is not None and self.num_timesteps >= self.next_eval:
+                self.next_eval += cfg.eval_every
+                save()
+                evaluate(self.num_timesteps)
+            return True
+
+        def _on_training_end(self) -> None:
+            self.bar.close()
+
+    def save() -> None:
+        algo.save(out / "agent.zip")  # SB3 writes the zip in one go
+        meta["dream_steps"] = int(algo.num_timesteps)
+        if algo.ep_info_buffer:  # returns of the last (up to 100) finished dream episodes
+            meta["dream_return"] = float(np.mean([ep["r"] for ep in algo.ep_info_buffer]))
+        meta["train_wall_s"] = round(time.perf_counter() - start, 1)
+        _write_json(out / "agent.json", meta)
+
+    log.info("training %s in %s (%s, %d envs, %s) for %d steps", cfg.algo, cfg.env, checkpoint, cfg.n_envs, device, cfg.steps)
+    try:
+        algo.learn(cfg.steps, callback=RealEval(), tb_log_name="dream")
+    except KeyboardInterrupt:
+        log.warning("interrupted at dream step %d: saving the agent as it is", algo.num_timesteps)
+        save()
+        raise
+    save()
+    if not meta["evals"] or meta["evals"][-1]["dream_steps"] != algo.num_timesteps:
+        evaluate(int(algo.num_timesteps))
+        save()
+    return out / "agent.zip"

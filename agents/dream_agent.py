@@ -1,0 +1,66 @@
+"""A dream-trained agent (``learned-envs dream``) playing from raw frames, e.g. to collect real data.
+
+It sees the real game as its learned env's twin does (:class:`learned_envs.twin.Observer`: the
+model's preprocessing and, for latent observations, the model's features), so ``create-dataset
+--agent runs/agent/agent.zip`` and the SimPLe-style loop collect with the policy being trained.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from agents.base import Agent
+
+
+def is_dream_agent(path: str | Path) -> bool:
+    """True for an ``agent.zip`` (or its directory) with the ``agent.json`` that ``dream`` writes."""
+    path = Path(path)
+    meta = (path / "agent.json") if path.is_dir() else path.with_suffix(".json")
+    if not meta.is_file():
+        return False
+    try:
+        return {"obs_type", "checkpoint"} <= set(json.loads(meta.read_text()))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+
+
+class DreamAgent(Agent):
+    """Plays one env at a time (``act`` on a batch of 1) with a policy trained in a learned env."""
+
+    name = "dream"
+
+    def __init__(self, path: str | Path, deterministic: bool = False) -> None:
+        from agents.evaluate import agent_checkpoint, load_agent
+        from learned_envs.twin import Observer
+        from world_models import load_model
+
+        self.path = Path(path)
+        self.policy, self.meta = load_agent(self.path)
+        zip_path = self.path / "agent.zip" if self.path.is_dir() else self.path
+        model, config = load_model(agent_checkpoint(self.meta, zip_path))
+        self.observer = Observer(model, config, self.meta["obs_type"])
+        self.n_actions = int(config["n_actions"])
+        self.deterministic = deterministic
+        self._last_action: int | None = None
+
+    def reset(self, seed: int | None = None) -> None:
+        self._last_action = None
+        if seed is not None:
+            self.policy.set_random_seed(seed)
+
+    def act(self, frames: np.ndarray, ram: np.ndarray) -> np.ndarray:
+        if len(frames) != 1:
+            raise ValueError(f"DreamAgent plays one env at a time, got a batch of {len(frames)}")
+        if self._last_action is None:
+            obs = self.observer.reset(frames[0])
+        else:
+            obs = self.observer.step(self._last_action, frames[0])
+        action, _ = self.policy.predict(obs[None], deterministic=self.deterministic)
+        self._last_action = int(np.asarray(action).reshape(-1)[0])
+        return np.array([self._last_action], dtype=np.int64)
+
+    def describe(self) -> dict[str, object]:
+        return {"name": self.name, "path": str(self.path), "deterministic": self.deterministic}

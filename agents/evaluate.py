@@ -1,0 +1,148 @@
+"""Score an agent trained in the dream on the real game (the Atari 100k protocol).
+
+Protocol: ALE v5 defaults (sticky actions 0.25, frameskip 4, the minimal action set), full episodes
+(the game's own end, at most 108,000 emulator frames), the policy's deterministic action. The real
+game is seen through the learned env's twin, so the policy gets exactly the observations it was
+trained on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+PROTOCOL = {"frameskip": 4, "repeat_action_probability": 0.25, "max_episode_steps": None}
+"""Real-game settings of every evaluation (ALE v5 defaults, full episodes)."""
+
+
+def play_real(
+    policy: Any,
+    checkpoint: str | Path,
+    obs_type: str,
+    episodes: int,
+    seed: int = 0,
+    deterministic: bool = True,
+    gif: str | Path | None = None,
+    gif_frames: int = 600,
+    progress: bool = False,
+    max_steps: int | None = None,
+) -> list[float]:
+    """Play ``episodes`` real episodes side by side (one batched policy call per step); returns scores.
+
+    ``policy`` has SB3's ``predict(obs, deterministic=)``. Episode ``i`` is seeded ``seed + i``.
+    ``gif`` records the first episode's raw frames (every other frame, at most ``gif_frames``).
+    ``max_steps`` cuts episodes short (quick checks only: scores are then not the protocol's).
+    """
+    from tqdm import tqdm
+
+    from learned_envs.twin import make_real_twin
+
+    settings = {**PROTOCOL, "max_episode_steps": max_steps}
+    twins = [make_real_twin(checkpoint, obs_type=obs_type, **settings) for _ in range(episodes)]
+    obs = [twin.reset(seed=seed + i)[0] for i, twin in enumerate(twins)]
+    scores = [0.0] * episodes
+    live = list(range(episodes))
+    frames: list[np.ndarray] = []
+    bar = tqdm(desc="real episodes", total=episodes, disable=not progress, unit="ep")
+    steps = 0
+    while live:
+        actions, _ = policy.predict(np.stack([obs[i] for i in live]), deterministic=deterministic)
+        still = []
+        for i, action in zip(live, np.asarray(actions).reshape(-1), strict=True):
+            obs[i], reward, terminated, truncated, _ = twins[i].step(int(action))
+            scores[i] += reward
+            if i == 0 and gif is not None and steps % 2 == 0 and len(frames) < gif_frames:
+                frames.append(twins[0].last_raw_frame)
+            if terminated or truncated:
+                bar.update(1)
+                bar.set_postfix(last=scores[i], refresh=False)
+            else:
+                still.append(i)
+        live = still
+        steps += 1
+    bar.close()
+    for twin in twins:
+        twin.close()
+    if gif is not None and frames:
+        import imageio.v3 as iio
+
+        iio.imwrite(gif, np.stack(frames), duration=1000 / 30, loop=0)
+    return scores
+
+
+def load_agent(path: str | Path) -> tuple[Any, dict[str, Any]]:
+    """An agent saved by ``learned-envs dream`` (``agent.zip`` + ``agent.json``, or their directory)."""
+    import stable_baselines3 as sb3
+
+    from agents.sb3 import AgentLoadError
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "agent.zip"
+    meta_path = path.with_suffix(".json")
+    if not path.is_file():
+        raise AgentLoadError(f"{path}: no such agent (expected the agent.zip written by learned-envs dream)")
+    if not meta_path.is_file():
+        raise AgentLoadError(f"{meta_path}: missing; it says which learned env the agent was trained in")
+    meta = json.loads(meta_path.read_text())
+    algo = {"ppo": sb3.PPO, "a2c": sb3.A2C}[meta["config"]["algo"]]
+    return algo.load(path, device="cpu"), meta
+
+
+def agent_checkpoint(meta: dict[str, Any], agent_path: Path) -> Path:
+    """The world-model checkpoint an agent was trained in: a shipped id's own, else the recorded path
+    (relative paths are read next to the agent)."""
+    from learned_envs.registration import SHIPPED, shipped_checkpoint
+
+    if meta.get("env_id") in SHIPPED:
+        return shipped_checkpoint(meta["env_id"])
+    path = Path(meta["checkpoint"])
+    return path if path.is_absolute() else (agent_path.parent / path).resolve()
+
+
+def evaluate_agent(
+    agent: str | Path,
+    game: str | None = None,
+    episodes: int = 10,
+    seed: int = 0,
+    gif: str | Path | None = None,
+    out: str | Path | None = None,
+    progress: bool = True,
+    max_steps: int | None = None,
+) -> dict[str, Any]:
+    """Real-game scores of a dream-trained agent: ``{"mean", "std", "scores", ...}`` (also written to ``out``)."""
+    from dataset_tools.games import resolve_game
+
+    path = Path(agent)
+    model, meta = load_agent(path)
+    zip_path = path / "agent.zip" if path.is_dir() else path
+    if game is not None and resolve_game(game) != meta.get("game"):
+        raise ValueError(f"{agent}: this agent plays {meta.get('game')}, not {game}")
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    checkpoint = agent_checkpoint(meta, zip_path)
+    scores = play_real(
+        model, checkpoint, meta["obs_type"], episodes, seed=seed, gif=gif, progress=progress, max_steps=max_steps
+    )
+    result = {
+        "agent": str(zip_path),
+        "game": meta.get("game"),
+        "episodes": episodes,
+        "seed": seed,
+        "protocol": {**PROTOCOL, "max_episode_steps": max_steps, "full_action_space": False, "deterministic": True},
+        "mean": float(np.mean(scores)),
+        "std": float(np.std(scores)),
+        "scores": scores,
+        "dream_steps": meta.get("dream_steps"),
+        "real_steps_used": meta.get("real_steps_used"),
+    }
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(result, indent=1))
+    return result

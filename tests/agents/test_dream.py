@@ -1,0 +1,159 @@
+"""learned-envs dream / evaluate-agent on a tiny object-level learned env (the machinery, not the score)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agents.dream import DreamConfig, train_in_dream
+from agents.evaluate import evaluate_agent, load_agent
+from learned_envs.cli import main as cli_main
+
+
+def _cfg(checkpoint: Path, **changes) -> DreamConfig:
+    base = dict(
+        env=str(checkpoint),
+        steps=128,
+        n_envs=8,
+        n_steps=16,
+        batch_size=32,
+        n_epochs=1,
+        eval_every=64,
+        eval_episodes=2,
+        eval_max_steps=30,
+        device="cpu",
+        net_arch=[16],
+    )
+    return DreamConfig(**{**base, **changes})
+
+
+def test_dream_trains_saves_and_scores_on_the_real_game(tiny_object_checkpoint: Path, tmp_path: Path) -> None:
+    path = train_in_dream(_cfg(tiny_object_checkpoint), tmp_path / "agent", progress=False)
+    model, meta = load_agent(path)
+    assert meta["obs_type"] == "latent" and meta["game"] == "Pong" and meta["dream_steps"] >= 128
+    assert [e["dream_steps"] for e in meta["evals"]][:2] == [64, 128] and len(meta["evals"][0]["scores"]) == 2
+    assert (tmp_path / "agent" / "evals.csv").read_text().count("\n") == len(meta["evals"]) + 1
+    assert any((tmp_path / "agent" / "tb").rglob("events.*"))
+    assert model.observation_space.shape == (18,)
+
+    out = tmp_path / "scores.json"
+    result = evaluate_agent(
+        path.parent, "pong", episodes=2, seed=3, out=out, gif=tmp_path / "ep.gif", progress=False, max_steps=40
+    )
+    assert len(result["scores"]) == 2 and json.loads(out.read_text())["mean"] == result["mean"]
+    assert (tmp_path / "ep.gif").stat().st_size > 0
+    again = evaluate_agent(path, episodes=2, seed=3, progress=False, max_steps=40)
+    assert again["scores"] == result["scores"]  # seeded episodes, deterministic policy
+
+
+def test_cli_and_bad_input(tiny_object_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "cli"
+    code = cli_main(
+        [
+            "dream",
+            "--env",
+            str(tiny_object_checkpoint),
+            "--steps",
+            "64",
+            "--n-envs",
+            "8",
+            "--out",
+            str(out),
+            "--no-progress",
+            "n_steps=8",
+            "batch_size=32",
+            "n_epochs=1",
+            "eval_every=0",
+            "eval_episodes=1",
+            "eval_max_steps=20",
+            "device=cpu",
+            "net_arch=16",
+        ]
+    )
+    assert code == 0 and (out / "agent.zip").exists()
+    capsys.readouterr()
+    assert (
+        cli_main(["evaluate-agent", "--agent", str(out), "--episodes", "1", "--max-steps", "20", "--no-progress"]) == 0
+    )
+    assert json.loads(capsys.readouterr().out)["episodes"] == 1
+    assert cli_main(["evaluate-agent", "--agent", str(out), "--game", "Breakout", "--episodes", "1"]) == 2
+    assert "plays Pong, not Breakout" in capsys.readouterr().err
+    assert cli_main(["evaluate-agent", "--agent", str(tmp_path / "nothing.zip")]) == 2
+    assert "no such agent" in capsys.readouterr().err
+    assert cli_main(["dream", "--env", "NoSuchEnv-v0", "--out", str(tmp_path / "x")]) == 2
+    assert "neither a registered learned env" in capsys.readouterr().err
+    assert cli_main(["dream", "--env", str(tiny_object_checkpoint), "--out", str(tmp_path / "y"), "bogus=1"]) == 2
+    assert "unknown config key 'bogus'" in capsys.readouterr().err
+
+
+def test_quickstart_writes_the_report(tiny_object_checkpoint: Path, tmp_path: Path) -> None:
+    from agents.report import quickstart
+
+    report = quickstart(tmp_path / "report", env=str(tiny_object_checkpoint), steps=64, episodes=1, progress=False)
+    text = report.read_text()
+    assert "Real score:" in text and "dream_vs_real.gif" in text
+    scores = json.loads((tmp_path / "report" / "scores.json").read_text())
+    assert len(scores["scores"]) == 1 and -21 <= scores["mean"] <= 21
+    assert (tmp_path / "report" / "dream_vs_real.gif").stat().st_size > 0
+
+
+def test_dream_agent_collects_real_data(tiny_object_checkpoint: Path, tmp_path: Path) -> None:
+    from agents import make_agent
+    from agents.dream_agent import DreamAgent
+    from dataset_tools.collect import CollectConfig, collect
+    from dataset_tools.dataset import DatasetDir
+    from dataset_tools.games import EnvSettings
+
+    path = train_in_dream(_cfg(tiny_object_checkpoint, eval_every=0, eval_episodes=1), tmp_path / "a", progress=False)
+    assert isinstance(make_agent(str(path), "Pong", 6), DreamAgent)
+    assert isinstance(make_agent(str(path.parent), "Pong", 6), DreamAgent)
+    cfg = CollectConfig(
+        out=tmp_path / "data",
+        env=EnvSettings(game="Pong", max_episode_steps=50),
+        episodes=2,
+        agent=str(path),
+        workers=1,
+        seed=0,
+    )
+    collect(cfg, progress=False)
+    ds = DatasetDir(tmp_path / "data")
+    assert ds.counts()["episodes"] == 2 and ds.read_manifest()["runs"][0]["agent"] == str(path)
+    assert json.loads((ds.root / "episodes" / "ep_000000" / "meta.json").read_text())["agent"]["name"] == "dream"
+
+
+def test_loop_runs_two_iterations_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    args = [
+        "loop",
+        "-g",
+        "Pong",
+        "--real-steps",
+        "400",
+        "--iterations",
+        "2",
+        "--out",
+        str(tmp_path / "loop"),
+        "--no-progress",
+        "model_steps=3",
+        "dream_steps=64",
+        "n_envs=8",
+        "eval_episodes=1",
+        "workers=1",
+        "model_overrides=batch_size=4,n_past=2,n_future=2,hidden=16,layers=1",
+    ]
+    assert cli_main(args) == 0
+    table = capsys.readouterr().out
+    assert "| 0 | " in table and "| 1 | " in table
+    state = json.loads((tmp_path / "loop" / "loop.json").read_text())
+    assert [r["real_steps"] for r in state["rows"]] == [200, 400]
+    before = (tmp_path / "loop" / "loop.json").stat().st_mtime_ns
+    assert cli_main(args) == 0  # everything is done: nothing is redone
+    assert (tmp_path / "loop" / "loop.json").stat().st_mtime_ns == before
+    from dataset_tools.dataset import DatasetDir
+
+    runs = DatasetDir(tmp_path / "loop" / "data").read_manifest()["runs"]
+    assert runs[0]["agent"] == "random" and runs[1]["agent"].endswith("iter_0/agent.zip")
+    bad = [a if not a.startswith("model_steps") else "model_steps=4" for a in args]
+    assert cli_main(bad) == 2
+    assert "other settings" in capsys.readouterr().err

@@ -1,0 +1,74 @@
+"""Does the dream play Pong by Pong's rules? Long random-action rollouts of an object-level learned
+env against real episodes of a random agent.
+
+    python benchmarks/dream_fidelity.py --checkpoint learned_envs/assets/LearnedPongObjects-v0 --data data/pong_wm
+
+Per 1,000 steps: points lost and won, and "returns" (the ball turning back on the player's side);
+for each return, how far the ball was from the player's paddle (a real return needs the paddle
+within about 10 px; a dream that turns the ball back without the paddle is one an agent can
+exploit without learning to play). Real figures come from the dataset's random-agent episodes.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from dataset_tools.dataset import DatasetDir
+from learned_envs.env import LearnedVectorEnv
+from world_models.pong_objects import ram_vectors
+
+
+def returns(h: np.ndarray) -> list[float]:
+    """Object vectors (T, 3, 3) of one episode -> ball-paddle y distance (raw px) at each return."""
+    out = []
+    for t in range(2, len(h)):
+        seen = h[t - 2 : t + 1, 2, 0].all()
+        if seen and h[t - 1, 2, 1] > h[t - 2, 2, 1] and h[t, 2, 1] < h[t - 1, 2, 1] and h[t - 1, 2, 1] > 0.5:
+            out.append(abs(h[t - 1, 2, 2] - h[t - 1, 0, 2]) * 105)
+    return out
+
+
+def summary(lost: float, won: float, steps: int, dist: list[float]) -> str:
+    d = np.array(dist) if dist else np.array([np.nan])
+    k = 1000 / steps
+    return f"{lost * k:>6.1f}{won * k:>6.1f}{len(dist) * k:>9.1f}{np.median(d):>13.1f}{np.mean(d > 12):>12.2f}"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", default="learned_envs/assets/LearnedPongObjects-v0")
+    p.add_argument("--data", required=True, help="a Pong dataset with random-agent episodes")
+    p.add_argument("--envs", type=int, default=128)
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    venv = LearnedVectorEnv(args.checkpoint, args.envs, device="cpu", obs_type="latent", max_episode_steps=10**9)
+    k = venv.model.cfg.n_past
+    rng = np.random.default_rng(args.seed)
+    obs, _ = venv.reset(seed=args.seed)
+    frames, rewards = [], []
+    for _ in range(args.steps):
+        obs, r, *_ = venv.step(rng.integers(0, venv.single_action_space.n, args.envs))
+        frames.append(obs.reshape(args.envs, k, 3, 3)[:, -1].copy())
+        rewards.append(r)
+    h, r = np.stack(frames), np.array(rewards)  # (T, N, 3, 3), (T, N)
+    dream = sum((returns(h[:, e]) for e in range(args.envs)), [])
+    ds = DatasetDir(args.data)
+    real, lost, won, steps = [], 0.0, 0.0, 0
+    for i in ds.episode_indices():
+        ep = ds.load(i)
+        if ep.meta.get("agent", {}).get("name") != "random":
+            continue
+        real += returns(ram_vectors(np.asarray(ep.ram)))
+        rew = np.asarray(ep.rewards)
+        lost, won, steps = lost + (rew < 0).sum(), won + (rew > 0).sum(), steps + len(rew)
+    print(f"checkpoint {args.checkpoint}; random actions; per 1,000 steps")
+    print(f"{'':<22}{'lost':>6}{'won':>6}{'returns':>9}{'dist median':>13}{'dist > 12px':>12}")
+    print(f"{'dream (' + str(args.envs) + ' envs)':<22}" + summary((r < 0).sum(), (r > 0).sum(), r.size, dream))
+    print(f"{'real (random agent)':<22}" + summary(lost, won, max(steps, 1), real))
+
+
+if __name__ == "__main__":
+    main()

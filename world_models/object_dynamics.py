@@ -2,8 +2,9 @@
 
 The state is the last ``n_past`` object vectors ``[present, x, y]`` of the player, the enemy and the
 ball (x, y in [-1, 1] over the raw 210 x 160 frame) and the actions between them. An MLP reads that
-window (positions, their frame-to-frame differences, the actions) and the new action, and predicts
-each object's presence and its move, the reward sign and termination. The features for agents are
+window (positions, their frame-to-frame differences, the ball relative to each paddle, the actions)
+and the new action, and predicts each object's presence and the change of its move (objects keep
+their velocity unless something happens), the reward sign and termination. The features for agents are
 the object window itself, so a policy sees in the dream what :func:`frame_vectors` reads off real
 frames in the real-env twin. Frames are drawn by :func:`world_models.pong_objects.render`.
 
@@ -51,11 +52,20 @@ class ObjectDynamicsConfig(ModelConfig):
     sample_presence: bool = True
     """In imagination, draw each object's presence from its predicted probability (a served ball
     appears after a random wait, as in the game); False thresholds it at 0.5."""
-    modes: int = 2
+    modes: int = 1
     """Alternative next states predicted per object (winner-takes-all: each training sample trains
     the mode closest to the truth, a classifier learns which one wins, imagination draws one). With
     one mode, a ball that may be hit or missed is predicted as the average: it slows down and turns
     back without a paddle; with two, it is hit or it is missed."""
+    event_weight: float = 10.0
+    """Extra weight of the ball's loss on steps where it turns (a bounce off a paddle or a wall),
+    appears or vanishes (a point): rare steps that decide whether the dream plays by Pong's rules."""
+    bounce: bool = False
+    """A classifier of the ball turning (x: a paddle, y: a wall), sampled in imagination, so that a
+    ball that may be hit or missed is hit or missed, never the average of both (experimental: in a
+    first trial its dream gave worse agents than without)."""
+    flip_weight: float = 1.0
+    """Weight of the bounce classifier's binary cross-entropy (with ``bounce``)."""
     open_loop: bool = True
     """Feed the model's own predictions back during training (as in imagination); False feeds the
     true objects back (teacher forcing: every step is a one-step prediction)."""
@@ -88,6 +98,9 @@ class ObjectDynamics(WorldModel):
             raise ValueError(f"modes must be >= 1, got {cfg.modes}")
         # per mode: presence logit, dx, dy per object; then per object one logit per mode
         self.objects_head = nn.Linear(cfg.hidden, cfg.modes * N_OBJ * 3 + N_OBJ * cfg.modes)
+        # does the ball turn (x: a paddle, y: a wall or the paddle's edge)? sampled in imagination, so a
+        # ball that may be hit or missed is hit or missed, never the average of both
+        self.flip_head = nn.Linear(cfg.hidden, 2) if cfg.bounce else None  # the ball turns in x, in y
         # reward and termination read the trunk and the predicted next objects (a point is the ball leaving)
         self.reward_head = nn.Sequential(nn.Linear(cfg.hidden + N_OBJ * 3, 128), nn.SiLU(), nn.Linear(128, 3))
         self.term_head = nn.Sequential(nn.Linear(cfg.hidden + N_OBJ * 3, 128), nn.SiLU(), nn.Linear(128, 1))
@@ -112,9 +125,10 @@ class ObjectDynamics(WorldModel):
     # ------------------------------------------------------------------ the network
     def _predict(
         self, window: torch.Tensor, past_actions: torch.Tensor, action: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, ...]:
         """``window`` (B, K, 3, 3), ``past_actions`` (B, K-1), ``action`` (B,) -> the trunk's hidden
-        state (B, hidden), presence logits (B, M, 3), next positions (B, M, 3, 2), mode logits (B, 3, M)."""
+        state (B, hidden), presence logits (B, M, 3), next positions before the last move (B, M, 3, 2),
+        the last move (B, 3, 2), mode logits (B, 3, M) and the ball's flip logits (B, 2)."""
         b, m = window.shape[0], self.cfg.modes
         diffs = window[:, 1:, :, 1:] - window[:, :-1, :, 1:]  # (B, K-1, 3, 2) moves between frames
         # where the ball is relative to each paddle decides a bounce: (B, K, 2 paddles, 2), 0 unless both are seen
@@ -128,8 +142,22 @@ class ObjectDynamics(WorldModel):
         hidden = self.trunk(x)
         head = self.objects_head(hidden)
         out = head[:, : m * N_OBJ * 3].view(b, m, N_OBJ, 3)  # (B, M*9) -> (B, M, 3, [logit, dx, dy])
-        positions = window[:, -1, None, :, 1:] + out[..., 1:] * self.cfg.move_scale  # absent objects sit at 0
-        return hidden, out[..., 0], positions, head[:, m * N_OBJ * 3 :].view(b, N_OBJ, m)
+        # objects keep their last move unless the network changes it (absent objects sit at 0)
+        last = window[:, -1, :, 1:]  # (B, 3, 2)
+        last_move = diffs[:, -1] * (window[:, -1, :, :1] * window[:, -2, :, :1])  # moves of objects seen twice
+        positions = last[:, None] + out[..., 1:] * self.cfg.move_scale
+        mode_logits = head[:, m * N_OBJ * 3 :].view(b, N_OBJ, m)
+        flip_logits = self.flip_head(hidden) if self.flip_head is not None else None
+        return hidden, out[..., 0], positions, last_move, mode_logits, flip_logits
+
+    @staticmethod
+    def _move(positions: torch.Tensor, last_move: torch.Tensor, flip: torch.Tensor | None) -> torch.Tensor:
+        """Add the last move, the ball's turned where ``flip`` (B, 2) is 1: (B, M, 3, 2) -> (B, M, 3, 2)."""
+        if flip is None:
+            return positions + last_move[:, None]
+        sign = torch.ones_like(last_move)
+        sign[:, 2] = 1.0 - 2.0 * flip
+        return positions + (last_move * sign)[:, None]
 
     @staticmethod
     def _pick(logits: torch.Tensor, positions: torch.Tensor, mode: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -155,8 +183,13 @@ class ObjectDynamics(WorldModel):
 
     def step(self, state: State, actions: torch.Tensor, generator: torch.Generator | None = None) -> StepResult:
         window, past = state["window"], state["actions"]
-        hidden, logits, positions, mode_logits = self._predict(window, past, actions)
+        hidden, logits, positions, last_move, mode_logits, flip_logits = self._predict(window, past, actions)
         b = window.shape[0]
+        flip = None
+        if flip_logits is not None:
+            drawn = torch.rand(flip_logits.shape, device=window.device, generator=generator)
+            flip = (drawn < torch.sigmoid(flip_logits)).to(window.dtype)
+        positions = self._move(positions, last_move, flip)
         if self.cfg.modes > 1:
             probs = torch.softmax(mode_logits.float(), dim=-1).flatten(0, 1)  # (B, 3, M) -> (B*3, M)
             mode = torch.multinomial(probs, 1, generator=generator).view(b, N_OBJ)
@@ -194,16 +227,35 @@ class ObjectDynamics(WorldModel):
         window, past = truth[:, :p], batch.actions[:, : p - 1]
         pixels = torch.tensor(PIXELS, device=truth.device)
         m, relax = self.cfg.modes, (self.cfg.wta_relax if self.cfg.modes > 1 else 0.0)
-        state_loss, mode_ce, r_logits, t_logits, errors = [], [], [], [], []
+        ball = truth[:, :, 2]  # (B, T, 3)
+        move = ball[:, 1:, 1:] - ball[:, :-1, 1:]  # (B, T-1, 2) ball moves into frames 1..T-1
+        # did the ball turn (per axis) between the moves into and out of frame t: (B, T-2, 2), at [:, t-1]
+        seen3 = (ball[:, :-2, 0] * ball[:, 1:-1, 0] * ball[:, 2:, 0] > 0)[..., None]
+        flips = (move[:, 1:] * move[:, :-1] < 0).to(truth.dtype)
+        flip_valid = seen3 & (move[:, :-1] != 0)
+        # ball events (turns, appearing, vanishing) on the transitions t -> t+1: (B, T-1)
+        event = ball[:, 1:, 0] != ball[:, :-1, 0]
+        event[:, 1:] |= (flips > 0).any(-1) & seen3[..., 0]
+        object_weight = torch.ones(truth.shape[0], truth.shape[1] - 1, 1, N_OBJ, device=truth.device)  # (B, T-1, 1, 3)
+        object_weight[..., 2] += self.cfg.event_weight * event.to(truth.dtype)[..., None]
+        state_loss, mode_ce, flip_bce, r_logits, t_logits, errors = [], [], [], [], [], []
         for t in range(p - 1, truth.shape[1] - 1):
             action = batch.actions[:, t]
-            hidden, logits, positions, mode_logits = self._predict(window, past, action)
+            hidden, logits, positions, last_move, mode_logits, flip_logits = self._predict(window, past, action)
+            flip = None
+            if flip_logits is not None:
+                true_flip, valid = flips[:, t - 1], flip_valid[:, t - 1].to(truth.dtype)  # (B, 2)
+                bce = F.binary_cross_entropy_with_logits(flip_logits, true_flip, reduction="none")
+                flip_bce.append((bce * valid).sum(-1))
+                flip = true_flip * valid  # the true turn (teacher forcing)
+            positions = self._move(positions, last_move, flip)
             target = truth[:, t + 1, None]  # (B, 1, 3, 3) against every mode (B, M, ...)
             present = target[..., 0]
             presence = F.binary_cross_entropy_with_logits(logits, present.expand_as(logits), reduction="none")
             err = (positions - target[..., 1:]) * pixels  # (B, M, 3, 2) in raw pixels
             position = F.smooth_l1_loss(err, torch.zeros_like(err), reduction="none").sum(-1) * present
             per_mode = self.cfg.presence_weight * presence + self.cfg.position_weight * position  # (B, M, 3)
+            per_mode = per_mode * object_weight[:, t]
             best = per_mode.detach().argmin(dim=1)  # (B, 3) per object, the mode closest to the truth wins
             won = F.one_hot(best, m).transpose(1, 2).to(per_mode.dtype)  # (B, 3, M) -> (B, M, 3)
             weights = won * (1 - relax) + (1 - won) * relax / max(m - 1, 1)
@@ -227,11 +279,18 @@ class ObjectDynamics(WorldModel):
         present_all = truth[:, p:, :, 0]  # (B, F, 3)
         states = torch.stack(state_loss, 1).mean()
         modes = torch.stack(mode_ce, 1).mean() if mode_ce else torch.zeros((), device=truth.device)
+        flip = torch.stack(flip_bce, 1).mean() if flip_bce else torch.zeros((), device=truth.device)
         r_logits_t, t_logits_t = torch.stack(r_logits, 1), torch.stack(t_logits, 1)  # (B, F, 3), (B, F)
         rewards, terminated = batch.rewards[:, p - 1 :], batch.terminated[:, p - 1 :]
         reward_ce = F.cross_entropy(r_logits_t.reshape(-1, 3), reward_classes(rewards).reshape(-1))
         term_bce = F.binary_cross_entropy_with_logits(t_logits_t, terminated)
-        loss = states + modes + self.cfg.reward_weight * reward_ce + self.cfg.termination_weight * term_bce
+        loss = (
+            states
+            + modes
+            + self.cfg.flip_weight * flip
+            + self.cfg.reward_weight * reward_ce
+            + self.cfg.termination_weight * term_bce
+        )
         with torch.no_grad():
             err = torch.stack(errors, 1)  # (B, F, 3)
             per_obj = err.sum(dim=(0, 1)) / present_all.sum(dim=(0, 1)).clamp(min=1.0)
@@ -240,6 +299,7 @@ class ObjectDynamics(WorldModel):
             logs = {
                 "state": states.item(),
                 "mode_ce": modes.item(),
+                "flip_bce": flip.item(),
                 "reward_ce": reward_ce.item(),
                 "term_bce": term_bce.item(),
                 "reward_acc": hit.float().mean().item(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -55,9 +56,12 @@ def test_contract_shapes_and_reproducible_sampling(pong_dataset: Path) -> None:
     assert set(outs[0]["rewards"].unique().tolist()) <= {-1.0, 0.0, 1.0}
 
 
-def test_learns_a_real_batch_without_reading_frames(pong_dataset: Path) -> None:
+@pytest.mark.parametrize(
+    "changes", [{}, {"open_loop": False, "bounce": True}, {"modes": 2}], ids=["open-loop", "bounce", "modes"]
+)
+def test_learns_a_real_batch_without_reading_frames(pong_dataset: Path, changes: dict) -> None:
     torch.manual_seed(0)
-    model = build_model("object_dynamics", TINY, (3, 64, 64), 6)
+    model = build_model("object_dynamics", dataclasses.replace(TINY, **changes), (3, 64, 64), 6)
     batch = _batch(pong_dataset, 16, frames=False)
     assert batch.frames.numel() == 0
     opt = torch.optim.Adam(model.parameters(), 3e-3)
@@ -67,9 +71,12 @@ def test_learns_a_real_batch_without_reading_frames(pong_dataset: Path) -> None:
         opt.zero_grad()
         loss.backward()
         opt.step()
-        first = first if first is not None else logs["ball_px"]
-    assert logs["ball_px"] < 0.5 * first
-    assert {"state", "mode_ce", "reward_ce", "player_px", "enemy_px", "point_recall"} <= set(logs)
+        first = first if first is not None else loss.item()
+    assert loss.item() < 0.5 * first
+    assert {"state", "mode_ce", "flip_bce", "reward_ce", "player_px", "enemy_px", "point_recall"} <= set(logs)
+    assert (logs["flip_bce"] > 0) == bool(changes.get("bounce")) and (logs["mode_ce"] > 0) == ("modes" in changes)
+    state = model.start(torch.zeros(2, TINY.n_past, 3, 64, 64), torch.zeros(2, TINY.n_past - 1, dtype=torch.long))
+    assert model.step(state, torch.zeros(2, dtype=torch.long)).state["window"].shape == (2, TINY.n_past, 3, 3)
 
 
 def test_trains_from_the_cli_runner_and_refuses_other_games(pong_dataset: Path, tmp_path: Path) -> None:

@@ -63,7 +63,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Train an agent in the dream. Trailing key=value pairs set any of: "
         + ", ".join(f.name for f in fields(DreamConfig)),
     )
-    d.add_argument("--env", default="LearnedPong-v0", help="learned-env id or checkpoint path")
+    d.add_argument("--env", default="LearnedPongObjects-v0", help="learned-env id or checkpoint path")
     d.add_argument("--algo", default="ppo", choices=("ppo", "a2c"))
     d.add_argument("--steps", type=int, default=DreamConfig.steps, help="dream steps in total")
     d.add_argument("--n-envs", type=int, default=DreamConfig.n_envs, help="parallel dream envs")
@@ -86,8 +86,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "quickstart", help="train an agent in the shipped dream, score it on the real game, write a report"
     )
     q.add_argument("--out", type=Path, default=Path("report"), help="report directory (default report/)")
-    q.add_argument("--env", default="LearnedPong-v0", help="learned-env id or checkpoint path")
-    q.add_argument("--steps", type=int, default=1_000_000, help="dream steps (default 1,000,000)")
+    q.add_argument("--env", default="LearnedPongObjects-v0", help="learned-env id or checkpoint path")
+    q.add_argument("--steps", type=int, default=2_000_000, help="dream steps (default 2,000,000)")
     q.add_argument("--episodes", type=int, default=5, help="real episodes scored (default 5)")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--no-progress", dest="progress", action="store_false")

@@ -8,7 +8,10 @@ from typing import Any
 import gymnasium as gym
 
 ASSETS = Path(__file__).resolve().parent / "assets"
-SHIPPED = {"LearnedPong-v0": (ASSETS / "LearnedPong-v0", "Pong")}
+SHIPPED = {
+    "LearnedPong-v0": (ASSETS / "LearnedPong-v0", "Pong"),
+    "LearnedPongObjects-v0": (ASSETS / "LearnedPongObjects-v0", "Pong"),
+}
 """Ids of the shipped default models -> their checkpoint directories (package data)."""
 
 

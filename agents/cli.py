@@ -68,7 +68,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--steps", type=int, default=DreamConfig.steps, help="dream steps in total")
     d.add_argument("--n-envs", type=int, default=DreamConfig.n_envs, help="parallel dream envs")
     d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--out", type=Path, default=Path("agents_out/dream"), help="output directory")
+    d.add_argument("--out", type=Path, default=Path("runs/agent"), help="output directory (default runs/agent)")
     d.add_argument("--no-progress", dest="progress", action="store_false")
     d.add_argument("overrides", nargs="*", metavar="key=value")
     d.set_defaults(func=_dream)

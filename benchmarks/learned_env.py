@@ -54,10 +54,11 @@ def main() -> None:
     p.add_argument("--envs", default="1,16,64,256")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
+    p.add_argument("--precision", default="float32", choices=("float32", "bfloat16"))
     args = p.parse_args()
     sizes = [int(s) for s in args.envs.split(",")]
     venvs = {
-        (o, n): LearnedVectorEnv(args.checkpoint, n, device=args.device, obs_type=o)
+        (o, n): LearnedVectorEnv(args.checkpoint, n, device=args.device, obs_type=o, precision=args.precision)
         for o in ("latent", "frames")
         for n in sizes
     }
@@ -73,7 +74,7 @@ def main() -> None:
             ratios[key].append(rate / real)
     device = next(iter(venvs.values())).device
     print(
-        f"checkpoint {args.checkpoint} ({next(iter(venvs.values())).config['model']}), device {device}, "
+        f"checkpoint {args.checkpoint} ({next(iter(venvs.values())).config['model']}), device {device}, {args.precision}, "
         f"{platform.machine()} {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, median of {args.repeats} rounds"
     )
     print(f"real ALE Pong, 1 process: {statistics.median(reals):.0f} steps/s")

@@ -21,6 +21,7 @@ from world_models import load_model
 from world_models.base import pick_device
 
 ObsType = Literal["frames", "latent"]
+Precision = Literal["float32", "bfloat16"]
 
 
 class LearnedVectorEnv(VectorEnv):
@@ -35,6 +36,8 @@ class LearnedVectorEnv(VectorEnv):
         max_episode_steps: truncate imagined episodes after this many steps.
         contexts: a dataset dir to draw start contexts from (default: those in the checkpoint).
         game: if given, the checkpoint must model this game (registered ids set it).
+        precision: ``"bfloat16"`` runs the model's matrix products under bf16 autocast (about 1.3x
+            the env steps/s of an object model on a CPU with bf16 instructions; slower on one without).
 
     ``reset(options={"context_index": [i, ...]})`` picks the start contexts instead of drawing them.
     """
@@ -51,7 +54,11 @@ class LearnedVectorEnv(VectorEnv):
         max_episode_steps: int = 1000,
         contexts: str | Path | None = None,
         game: str | None = None,
+        precision: Precision = "float32",
     ) -> None:
+        if precision not in ("float32", "bfloat16"):
+            raise ValueError(f"precision must be 'float32' or 'bfloat16', got {precision!r}")
+        self.precision = precision
         if obs_type not in ("frames", "latent"):
             raise ValueError(f"obs_type must be 'frames' or 'latent', got {obs_type!r}")
         if render_mode not in (None, "rgb_array"):
@@ -85,6 +92,10 @@ class LearnedVectorEnv(VectorEnv):
         self._elapsed = np.zeros(num_envs, dtype=np.int64)
         self._generator = torch.Generator(device=self.device)
         self._np_random, _ = gym.utils.seeding.np_random(None)
+        self._start_cache: dict[str, torch.Tensor] | None = None
+        if self.model.deterministic_start:  # every reset then indexes these instead of running start()
+            with torch.no_grad():
+                self._start_cache = self._start_contexts(torch.arange(len(self._ctx_frames), device=self.device))
 
     # ------------------------------------------------------------------ helpers
     def _start(self, n: int, index: Any = None) -> dict[str, torch.Tensor]:
@@ -94,13 +105,22 @@ class LearnedVectorEnv(VectorEnv):
         if index.shape != (n,) or index.min() < 0 or index.max() >= len(self._ctx_frames):
             raise ValueError(f"context_index must be {n} integers in [0, {len(self._ctx_frames)})")
         idx = torch.from_numpy(index).to(self.device)
+        if self._start_cache is not None:
+            return {k: v.index_select(0, idx) for k, v in self._start_cache.items()}
+        return self._start_contexts(idx)
+
+    def _start_contexts(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         frames = self._ctx_frames[idx].permute(0, 1, 4, 2, 3).float() / 255.0  # (n, P, H, W, C) -> (n, P, C, H, W)
         return self.model.start(frames, self._ctx_actions[idx], generator=self._generator)
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16")
 
     def _observe(self, state: dict[str, torch.Tensor]) -> np.ndarray:
         if self.obs_type == "latent":
             return self.model.features(state).float().cpu().numpy()
-        frames = self.model.decode(state)  # (B, C, H, W) in [0, 1]
+        with self._autocast():
+            frames = self.model.decode(state).float()  # (B, C, H, W) in [0, 1]
         return (frames.permute(0, 2, 3, 1).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
 
     # ------------------------------------------------------------------ gymnasium API
@@ -128,9 +148,10 @@ class LearnedVectorEnv(VectorEnv):
             or acts.max() >= n
         ):
             raise ValueError(f"actions must be {self.num_envs} integers in [0, {n}), got {np.asarray(actions)!r}")
-        state, reward, term_prob = self.model.step(
-            self._state, torch.as_tensor(acts, device=self.device), generator=self._generator
-        )
+        with self._autocast():
+            state, reward, term_prob = self.model.step(
+                self._state, torch.as_tensor(acts, device=self.device), generator=self._generator
+            )
         self._elapsed += 1
         terminated = (term_prob > 0.5).cpu().numpy()
         truncated = (self._elapsed >= self.max_episode_steps) & ~terminated
@@ -178,8 +199,11 @@ class LearnedEnv(gym.Env):
         max_episode_steps: int = 1000,
         contexts: str | Path | None = None,
         game: str | None = None,
+        precision: Precision = "float32",
     ) -> None:
-        self.vec = LearnedVectorEnv(checkpoint, 1, device, obs_type, render_mode, max_episode_steps, contexts, game)
+        self.vec = LearnedVectorEnv(
+            checkpoint, 1, device, obs_type, render_mode, max_episode_steps, contexts, game, precision
+        )
         self.observation_space = self.vec.single_observation_space
         self.action_space = self.vec.single_action_space
         self.render_mode = render_mode

@@ -54,6 +54,9 @@ class WorldModel(nn.Module, ABC):
     name: ClassVar[str]
     Config: ClassVar[type[ModelConfig]]
     stochastic: ClassVar[bool] = False
+    deterministic_start: ClassVar[bool] = False
+    """True when ``start`` draws nothing: learned envs then start each of their fixed real contexts
+    once and reuse the states at every reset."""
     needs_frames: ClassVar[bool] = True
     """False for models that train on the RAM alone: the trainer then reads no frames."""
 

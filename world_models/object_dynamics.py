@@ -78,6 +78,7 @@ class ObjectDynamics(WorldModel):
     name = "object_dynamics"
     Config = ObjectDynamicsConfig
     stochastic = True
+    deterministic_start = True
     needs_frames: ClassVar[bool] = False
 
     def __init__(self, cfg: ObjectDynamicsConfig, frame_shape: tuple[int, int, int], n_actions: int) -> None:

@@ -76,6 +76,7 @@ class RNNDeconv(WorldModel):
     name = "rnn_deconv"
     Config = RNNDeconvConfig
     stochastic = False
+    deterministic_start = True
 
     def __init__(self, cfg: RNNDeconvConfig, frame_shape: tuple[int, int, int], n_actions: int) -> None:
         super().__init__(cfg, frame_shape, n_actions)

@@ -11,6 +11,7 @@ from gymnasium.utils.env_checker import check_env
 
 import learned_envs
 from learned_envs.env import LearnedEnv, LearnedVectorEnv
+from learned_envs.registration import shipped_checkpoint
 from learned_envs.sb3 import SB3VecEnv
 from learned_envs.twin import make_real_twin
 from world_models import CheckpointError
@@ -172,3 +173,19 @@ def test_play_writes_a_side_by_side_gif(tiny_checkpoint: Path, tmp_path: Path) -
     video = iio.imread(out)
     assert video.shape[0] == 6 and video.shape[2] == 3 * (3 * 64 + 4)  # real | dream | difference, x3
     assert main(["play", "--checkpoint", str(tmp_path / "none"), "--out", str(out)]) == 2
+
+
+def test_object_env_bf16_matches_float32_and_resets_from_cached_starts() -> None:
+    envs = {
+        p: LearnedVectorEnv(
+            shipped_checkpoint("LearnedPongObjects-v0"), 8, device="cpu", obs_type="latent", precision=p
+        )
+        for p in ("float32", "bfloat16")
+    }
+    assert envs["float32"]._start_cache is not None  # object_dynamics starts deterministically
+    obs = {p: env.reset(seed=1)[0] for p, env in envs.items()}
+    for _ in range(3):
+        obs = {p: env.step(np.arange(8) % 6)[0] for p, env in envs.items()}
+    assert np.abs(obs["float32"] - obs["bfloat16"]).max() < 0.05  # 0.05 of the half-width: ~4 px
+    with pytest.raises(ValueError, match="precision"):
+        LearnedVectorEnv(shipped_checkpoint("LearnedPongObjects-v0"), 1, precision="float16")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import fields
 from pathlib import Path
 
@@ -16,7 +17,11 @@ from world_models.config import apply_overrides, parse_pairs
 def _dream(args: argparse.Namespace) -> int:
     cfg = DreamConfig(env=args.env, algo=args.algo, steps=args.steps, n_envs=args.n_envs, seed=args.seed)
     (cfg,) = apply_overrides([cfg], parse_pairs(args.overrides))
-    path = train_in_dream(cfg, args.out, progress=args.progress)
+    try:
+        path = train_in_dream(cfg, args.out, progress=args.progress)
+    except KeyboardInterrupt:
+        print(f"interrupted: the agent so far is in {args.out / 'agent.zip'}", file=sys.stderr)
+        return 130
     print(f"agent: {path}")
     return 0
 
@@ -73,7 +78,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d.add_argument("overrides", nargs="*", metavar="key=value")
     d.set_defaults(func=_dream)
     e = sub.add_parser("evaluate-agent", help="score a dream-trained agent on the real game (Atari 100k protocol)")
-    e.add_argument("--agent", required=True, type=Path, help="agent.zip (or its directory) from learned-envs dream")
+    e.add_argument(
+        "--agent",
+        required=True,
+        help="agent.zip (or its directory) from learned-envs dream, or PongDreamPPO-v0 (shipped)",
+    )
     e.add_argument("--game", default=None, help="check the agent plays this game")
     e.add_argument("--episodes", type=int, default=10)
     e.add_argument("--seed", type=int, default=0, help="episode i is seeded seed + i")

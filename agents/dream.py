@@ -88,7 +88,8 @@ def resolve_env(env: str) -> tuple[str | None, Path]:
     return None, resolve_checkpoint(env)
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as JSON to a temporary name and rename it (never a half-written file)."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(data, indent=1))
     os.replace(tmp, path)
@@ -145,11 +146,17 @@ def train_in_dream(cfg: DreamConfig, out: str | Path, progress: bool = True) -> 
         "evals": [],
     }
     evals_csv = out / "evals.csv"
+    evals_csv.unlink(missing_ok=True)  # a new run in the same directory starts a new history
     start = time.perf_counter()
 
     def evaluate(step: int) -> None:
         scores = play_real(
-            algo, checkpoint, cfg.obs_type, cfg.eval_episodes, seed=cfg.seed + 1000, max_steps=cfg.eval_max_steps or None
+            algo,
+            checkpoint,
+            cfg.obs_type,
+            cfg.eval_episodes,
+            seed=cfg.seed + 1000,
+            max_steps=cfg.eval_max_steps or None,
         )
         row = {
             "dream_steps": step,
@@ -189,14 +196,18 @@ def train_in_dream(cfg: DreamConfig, out: str | Path, progress: bool = True) -> 
             self.bar.close()
 
     def save() -> None:
-        algo.save(out / "agent.zip")  # SB3 writes the zip in one go
+        tmp = out / f".agent.tmp-{os.getpid()}.zip"
+        algo.save(tmp)
+        os.replace(tmp, out / "agent.zip")  # a kill mid-save leaves the previous agent whole
         meta["dream_steps"] = int(algo.num_timesteps)
         if algo.ep_info_buffer:  # returns of the last (up to 100) finished dream episodes
             meta["dream_return"] = float(np.mean([ep["r"] for ep in algo.ep_info_buffer]))
         meta["train_wall_s"] = round(time.perf_counter() - start, 1)
-        _write_json(out / "agent.json", meta)
+        write_json(out / "agent.json", meta)
 
-    log.info("training %s in %s (%s, %d envs, %s) for %d steps", cfg.algo, cfg.env, checkpoint, cfg.n_envs, device, cfg.steps)
+    log.info(
+        "training %s in %s (%s, %d envs, %s) for %d steps", cfg.algo, cfg.env, checkpoint, cfg.n_envs, device, cfg.steps
+    )
     try:
         algo.learn(cfg.steps, callback=RealEval(), tb_log_name="dream")
     except KeyboardInterrupt:

@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from agents.base import Agent
+from agents.evaluate import SHIPPED_AGENTS
 
 
 def is_dream_agent(path: str | Path) -> bool:
     """True for an ``agent.zip`` (or its directory) with the ``agent.json`` that ``dream`` writes."""
-    path = Path(path)
+    path = SHIPPED_AGENTS.get(str(path), Path(path))
     meta = (path / "agent.json") if path.is_dir() else path.with_suffix(".json")
     if not meta.is_file():
         return False
@@ -37,7 +38,7 @@ class DreamAgent(Agent):
         from learned_envs.twin import Observer
         from world_models import load_model
 
-        self.path = Path(path)
+        self.path = SHIPPED_AGENTS.get(str(path), Path(path))
         self.policy, self.meta = load_agent(self.path)
         zip_path = self.path / "agent.zip" if self.path.is_dir() else self.path
         model, config = load_model(agent_checkpoint(self.meta, zip_path))

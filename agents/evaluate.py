@@ -76,13 +76,18 @@ def play_real(
     return scores
 
 
+SHIPPED_AGENTS = {"PongDreamPPO-v0": Path(__file__).resolve().parent / "assets" / "PongDreamPPO-v0"}
+"""Agents shipped with the package (trained only in a shipped dream; see their model cards)."""
+
+
 def load_agent(path: str | Path) -> tuple[Any, dict[str, Any]]:
-    """An agent saved by ``learned-envs dream`` (``agent.zip`` + ``agent.json``, or their directory)."""
+    """An agent saved by ``learned-envs dream`` (``agent.zip`` + ``agent.json``, or their directory),
+    or the name of a shipped one (:data:`SHIPPED_AGENTS`)."""
     import stable_baselines3 as sb3
 
     from agents.sb3 import AgentLoadError
 
-    path = Path(path)
+    path = SHIPPED_AGENTS.get(str(path), Path(path))
     if path.is_dir():
         path = path / "agent.zip"
     meta_path = path.with_suffix(".json")
@@ -119,7 +124,7 @@ def evaluate_agent(
     """Real-game scores of a dream-trained agent: ``{"mean", "std", "scores", ...}`` (also written to ``out``)."""
     from dataset_tools.games import resolve_game
 
-    path = Path(agent)
+    path = SHIPPED_AGENTS.get(str(agent), Path(agent))
     model, meta = load_agent(path)
     zip_path = path / "agent.zip" if path.is_dir() else path
     if game is not None and resolve_game(game) != meta.get("game"):

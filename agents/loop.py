@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,12 +54,6 @@ class LoopConfig:
     """Seeds collection, training and the dream."""
 
 
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
-
-
 def format_table(rows: list[dict[str, Any]]) -> str:
     """The per-iteration table: real steps used, model evaluation, real score."""
     lines = [
@@ -77,7 +70,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 def run_loop(cfg: LoopConfig, out: str | Path, progress: bool = True) -> list[dict[str, Any]]:
     """Run (or resume) the loop in ``out``; returns one row per finished iteration."""
-    from agents.dream import DreamConfig, train_in_dream
+    from agents.dream import DreamConfig, train_in_dream, write_json
     from agents.evaluate import evaluate_agent
     from dataset_tools.collect import CollectConfig, collect
     from dataset_tools.dataset import DatasetDir
@@ -156,7 +149,7 @@ def run_loop(cfg: LoopConfig, out: str | Path, progress: bool = True) -> list[di
                 "agent": str(agent_zip),
             }
             state["rows"].append(done)
-            _write_json(state_path, state)
+            write_json(state_path, state)
             log.info("\n%s", format_table(state["rows"]))
         previous_agent, previous_model = Path(done["agent"]), Path(done["checkpoint"])
     return state["rows"]

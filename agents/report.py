@@ -19,14 +19,9 @@ import numpy as np
 import torch
 
 from agents.dream import DreamConfig, resolve_env, train_in_dream
-from agents.evaluate import PROTOCOL, agent_checkpoint, evaluate_agent, load_agent
+from agents.evaluate import PROTOCOL, SHIPPED_AGENTS, agent_checkpoint, evaluate_agent, load_agent
 
 log = logging.getLogger(__name__)
-
-
-def _upscale(frame: np.ndarray, scale: int) -> np.ndarray:
-    frame = np.repeat(np.repeat(frame, scale, axis=0), scale, axis=1)
-    return np.repeat(frame, 3, axis=-1) if frame.shape[-1] == 1 else frame
 
 
 @torch.no_grad()
@@ -35,10 +30,12 @@ def dream_vs_real_gif(agent: str | Path, out: str | Path, steps: int = 300, seed
     import imageio.v3 as iio
 
     from learned_envs.env import LearnedVectorEnv
+    from learned_envs.play import upscale
     from learned_envs.twin import make_real_twin
 
+    agent = SHIPPED_AGENTS.get(str(agent), Path(agent))
     policy, meta = load_agent(agent)
-    zip_path = Path(agent) / "agent.zip" if Path(agent).is_dir() else Path(agent)
+    zip_path = agent / "agent.zip" if agent.is_dir() else agent
     checkpoint = agent_checkpoint(meta, zip_path)
     twin = make_real_twin(checkpoint, obs_type=meta["obs_type"], **PROTOCOL)
     dream = LearnedVectorEnv(checkpoint, 1, device="cpu", obs_type=meta["obs_type"], render_mode="rgb_array")
@@ -53,7 +50,7 @@ def dream_vs_real_gif(agent: str | Path, out: str | Path, steps: int = 300, seed
         real = twin.preprocess(twin.last_raw_frame)
         imagined = dream.render()
         gap = np.full((real.shape[0], 2, 3), 255, np.uint8)
-        video.append(_upscale(np.concatenate([real, gap, imagined], axis=1), scale))
+        video.append(upscale(np.concatenate([real, gap, imagined], axis=1), scale))
         if term or trunc:
             break
     twin.close()

@@ -15,7 +15,8 @@ from learned_envs.twin import make_real_twin
 log = logging.getLogger(__name__)
 
 
-def _upscale(frame: np.ndarray, scale: int) -> np.ndarray:
+def upscale(frame: np.ndarray, scale: int) -> np.ndarray:
+    """Nearest-neighbour enlargement by ``scale``; grey frames become RGB (for GIFs)."""
     frame = np.repeat(np.repeat(frame, scale, axis=0), scale, axis=1)
     return np.repeat(frame, 3, axis=-1) if frame.shape[-1] == 1 else frame
 
@@ -66,7 +67,7 @@ def play(
         dream = (model.decode(state)[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
         diff = np.abs(real.astype(np.int16) - dream.astype(np.int16)).astype(np.uint8)
         gap = np.full((real.shape[0], 2, real.shape[2]), 255, np.uint8)
-        video.append(_upscale(np.concatenate([real, gap, dream, gap, diff], axis=1), scale))
+        video.append(upscale(np.concatenate([real, gap, dream, gap, diff], axis=1), scale))
         if term or trunc:
             break
     out = Path(out)

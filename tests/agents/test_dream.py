@@ -157,3 +157,13 @@ def test_loop_runs_two_iterations_and_resumes(tmp_path: Path, capsys: pytest.Cap
     bad = [a if not a.startswith("model_steps") else "model_steps=4" for a in args]
     assert cli_main(bad) == 2
     assert "other settings" in capsys.readouterr().err
+
+
+def test_shipped_agent_plays_the_real_game(capsys: pytest.CaptureFixture) -> None:
+    from agents import make_agent
+    from agents.dream_agent import DreamAgent
+
+    assert isinstance(make_agent("PongDreamPPO-v0", "Pong", 6), DreamAgent)
+    args = ["evaluate-agent", "--agent", "PongDreamPPO-v0", "--game", "Pong", "--episodes", "1", "--max-steps", "50"]
+    assert cli_main([*args, "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out)["game"] == "Pong"

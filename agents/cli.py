@@ -96,7 +96,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     q.add_argument("--out", type=Path, default=Path("report"), help="report directory (default report/)")
     q.add_argument("--env", default="LearnedPongObjects-v0", help="learned-env id or checkpoint path")
-    q.add_argument("--steps", type=int, default=2_000_000, help="dream steps (default 2,000,000)")
+    q.add_argument("--steps", type=int, default=4_000_000, help="dream steps (default 4,000,000)")
     q.add_argument("--episodes", type=int, default=5, help="real episodes scored (default 5)")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--no-progress", dest="progress", action="store_false")

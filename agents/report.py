@@ -62,7 +62,7 @@ def dream_vs_real_gif(agent: str | Path, out: str | Path, steps: int = 300, seed
 def quickstart(
     out: str | Path = "report",
     env: str = "LearnedPongObjects-v0",
-    steps: int = 2_000_000,
+    steps: int = 4_000_000,
     episodes: int = 5,
     seed: int = 0,
     progress: bool = True,

@@ -36,13 +36,13 @@ class LoopConfig:
     """Collect / train model / train agent rounds."""
     model: str = "object_dynamics"
     """World model trained on the real data."""
-    model_steps: int = 5000
+    model_steps: int = 8000
     """Trainer steps per iteration."""
     model_overrides: list[str] = field(
-        default_factory=lambda: ["batch_size=256", "lr=1e-3", "grad_clip=10", "reward_weight=5", "modes=4"]
+        default_factory=lambda: ["batch_size=256", "lr=1e-3", "lr_schedule=cosine", "grad_clip=10", "reward_weight=5"]
     )
-    """Extra ``key=value`` settings of the world model's training."""
-    dream_steps: int = 1_000_000
+    """Extra ``key=value`` settings of the world model's training (those of LearnedPongObjects-v0)."""
+    dream_steps: int = 4_000_000
     """Dream steps of each iteration's agent."""
     n_envs: int = 64
     """Parallel dream envs."""

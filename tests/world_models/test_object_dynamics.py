@@ -57,7 +57,9 @@ def test_contract_shapes_and_reproducible_sampling(pong_dataset: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "changes", [{}, {"open_loop": False, "bounce": True}, {"modes": 2}], ids=["open-loop", "bounce", "modes"]
+    "changes",
+    [{}, {"open_loop": True}, {"bounce": True}, {"modes": 2}],
+    ids=["teacher-forced", "open-loop", "bounce", "modes"],
 )
 def test_learns_a_real_batch_without_reading_frames(pong_dataset: Path, changes: dict) -> None:
     torch.manual_seed(0)

@@ -57,7 +57,7 @@ class LoopConfig:
 def format_table(rows: list[dict[str, Any]]) -> str:
     """The per-iteration table: real steps used, model evaluation, real score."""
     lines = [
-        "| iteration | real steps | model: ball px (8-step open loop) | point recall | dream return | real score |",
+        "| iteration | real steps | model ball px (train log) | point recall (train log) | dream return | real score |",
         "|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:

@@ -13,7 +13,6 @@ the real score to TensorBoard (``real/score``). It writes into ``out``::
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import os
 import time
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+
+from dataset_tools.dataset import write_json
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +87,6 @@ def resolve_env(env: str) -> tuple[str | None, Path]:
         known = [k for k in gym.registry if str(gym.registry[k].entry_point).startswith("learned_envs")]
         raise ValueError(f"{env!r} is neither a registered learned env ({', '.join(known)}) nor a checkpoint path")
     return None, resolve_checkpoint(env)
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as JSON to a temporary name and rename it (never a half-written file)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
 
 
 def train_in_dream(cfg: DreamConfig, out: str | Path, progress: bool = True) -> Path:

@@ -70,10 +70,10 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 def run_loop(cfg: LoopConfig, out: str | Path, progress: bool = True) -> list[dict[str, Any]]:
     """Run (or resume) the loop in ``out``; returns one row per finished iteration."""
-    from agents.dream import DreamConfig, train_in_dream, write_json
+    from agents.dream import DreamConfig, train_in_dream
     from agents.evaluate import evaluate_agent
     from dataset_tools.collect import CollectConfig, collect
-    from dataset_tools.dataset import DatasetDir
+    from dataset_tools.dataset import DatasetDir, write_json
     from dataset_tools.games import EnvSettings, resolve_game
     from world_models.checkpoint import checkpoint_dirs, read_config
     from world_models.train import train

@@ -23,6 +23,14 @@ SCHEMA_VERSION = 1
 MANIFEST = "dataset.json"
 
 
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON to a temporary name beside ``path`` and rename it: readers never see
+    a half-written file, and a kill keeps the previous one."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
 @dataclass
 class DatasetDir:
     """Handle on a dataset directory (it need not exist yet)."""
@@ -64,9 +72,7 @@ class DatasetDir:
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         """Write the manifest atomically (temporary file + rename)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".{MANIFEST}.tmp-{os.getpid()}"
-        tmp.write_text(json.dumps(manifest, indent=1))
-        os.replace(tmp, self.manifest_path)
+        write_json(self.manifest_path, manifest)
 
     def env_settings(self) -> EnvSettings:
         return EnvSettings.from_dict(self.read_manifest()["env"])

@@ -35,7 +35,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from dataset_tools.dataset import DatasetDir
+from dataset_tools.dataset import DatasetDir, write_json
 from dataset_tools.sequences import SequenceBatch, SequenceDataset
 from world_models.base import ModelConfig, WorldModel, model_class, pick_device
 from world_models.checkpoint import checkpoint_dirs, load_model, load_training_state, read_config, save_checkpoint
@@ -480,9 +480,7 @@ def _write_run_json(out: Path, info: dict[str, Any], command: str, resumed: bool
     if resumed and path.exists():
         run = json.loads(path.read_text()) | {"train_config": info["train_config"]}
         run["resumed_by"] = [*run.get("resumed_by", []), command]
-    tmp = out / f".run.json.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(run, indent=1))
-    os.replace(tmp, path)
+    write_json(path, run)
 
 
 def _batches(dataset: SequenceDataset, cfg: TrainConfig, dd: _Dist, start: int) -> Iterator[SequenceBatch]:

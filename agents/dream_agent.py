@@ -13,13 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from agents.base import Agent
-from agents.evaluate import SHIPPED_AGENTS
+from agents.evaluate import agent_zip
 
 
 def is_dream_agent(path: str | Path) -> bool:
     """True for an ``agent.zip`` (or its directory) with the ``agent.json`` that ``dream`` writes."""
-    path = SHIPPED_AGENTS.get(str(path), Path(path))
-    meta = (path / "agent.json") if path.is_dir() else path.with_suffix(".json")
+    meta = agent_zip(path).with_suffix(".json")
     if not meta.is_file():
         return False
     try:
@@ -38,10 +37,9 @@ class DreamAgent(Agent):
         from learned_envs.twin import Observer
         from world_models import load_model
 
-        self.path = SHIPPED_AGENTS.get(str(path), Path(path))
+        self.path = agent_zip(path)
         self.policy, self.meta = load_agent(self.path)
-        zip_path = self.path / "agent.zip" if self.path.is_dir() else self.path
-        model, config = load_model(agent_checkpoint(self.meta, zip_path))
+        model, config = load_model(agent_checkpoint(self.meta, self.path))
         self.observer = Observer(model, config, self.meta["obs_type"])
         self.n_actions = int(config["n_actions"])
         self.deterministic = deterministic

@@ -80,16 +80,20 @@ SHIPPED_AGENTS = {"PongDreamPPO-v0": Path(__file__).resolve().parent / "assets" 
 """Agents shipped with the package (trained only in a shipped dream; see their model cards)."""
 
 
+def agent_zip(path: str | Path) -> Path:
+    """The ``agent.zip`` meant by ``path``: the file itself, the one in a directory, or a shipped
+    agent's name (:data:`SHIPPED_AGENTS`). Its ``agent.json`` sits beside it."""
+    resolved = SHIPPED_AGENTS.get(str(path), Path(path))
+    return resolved / "agent.zip" if resolved.is_dir() else resolved
+
+
 def load_agent(path: str | Path) -> tuple[Any, dict[str, Any]]:
-    """An agent saved by ``learned-envs dream`` (``agent.zip`` + ``agent.json``, or their directory),
-    or the name of a shipped one (:data:`SHIPPED_AGENTS`)."""
+    """An agent saved by ``learned-envs dream`` (see :func:`agent_zip` for what ``path`` may be)."""
     import stable_baselines3 as sb3
 
     from agents.sb3 import AgentLoadError
 
-    path = SHIPPED_AGENTS.get(str(path), Path(path))
-    if path.is_dir():
-        path = path / "agent.zip"
+    path = agent_zip(path)
     meta_path = path.with_suffix(".json")
     if not path.is_file():
         raise AgentLoadError(f"{path}: no such agent (expected the agent.zip written by learned-envs dream)")
@@ -124,9 +128,8 @@ def evaluate_agent(
     """Real-game scores of a dream-trained agent: ``{"mean", "std", "scores", ...}`` (also written to ``out``)."""
     from dataset_tools.games import resolve_game
 
-    path = SHIPPED_AGENTS.get(str(agent), Path(agent))
-    model, meta = load_agent(path)
-    zip_path = path / "agent.zip" if path.is_dir() else path
+    zip_path = agent_zip(agent)
+    model, meta = load_agent(zip_path)
     if game is not None and resolve_game(game) != meta.get("game"):
         raise ValueError(f"{agent}: this agent plays {meta.get('game')}, not {game}")
     if episodes < 1:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from agents.dream import DreamConfig, resolve_env, train_in_dream
-from agents.evaluate import PROTOCOL, SHIPPED_AGENTS, agent_checkpoint, evaluate_agent, load_agent
+from agents.evaluate import PROTOCOL, agent_checkpoint, agent_zip, evaluate_agent, load_agent
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +33,8 @@ def dream_vs_real_gif(agent: str | Path, out: str | Path, steps: int = 300, seed
     from learned_envs.play import upscale
     from learned_envs.twin import make_real_twin
 
-    agent = SHIPPED_AGENTS.get(str(agent), Path(agent))
-    policy, meta = load_agent(agent)
-    zip_path = agent / "agent.zip" if agent.is_dir() else agent
+    zip_path = agent_zip(agent)
+    policy, meta = load_agent(zip_path)
     checkpoint = agent_checkpoint(meta, zip_path)
     twin = make_real_twin(checkpoint, obs_type=meta["obs_type"], **PROTOCOL)
     dream = LearnedVectorEnv(checkpoint, 1, device="cpu", obs_type=meta["obs_type"], render_mode="rgb_array")

@@ -72,6 +72,13 @@ class ObjectDynamicsConfig(ModelConfig):
     made the model hedge more between a hit and a miss (worse long rollouts in our trials)."""
     wta_relax: float = 0.05
     """Share of the loss spread over the losing modes, so that no mode is left untrained."""
+    noise_px: float = 0.0
+    """Teacher forcing with noise: each training window's objects are shifted by a random offset
+    (this standard deviation, raw pixels, one offset per object and window) while the targets stay
+    true, so the model learns to pull drifted objects back (a paddle that slides off its column in a
+    long dream returns to it) instead of compounding its own errors."""
+    jitter_px: float = 0.0
+    """Independent per-frame noise (raw pixels, standard deviation) on the training windows."""
 
 
 @register
@@ -223,6 +230,18 @@ class ObjectDynamics(WorldModel):
         return self.cfg.n_past * N_OBJ * 3
 
     # ------------------------------------------------------------------ training
+    def _noisy(self, window: torch.Tensor) -> torch.Tensor:
+        """``window`` (B, K, 3, 3) with the positions of present objects shifted by ``noise_px`` (one
+        offset per object) and ``jitter_px`` (per frame), both in raw pixels."""
+        if self.cfg.noise_px <= 0 and self.cfg.jitter_px <= 0:
+            return window
+        scale = 1.0 / torch.tensor(PIXELS, device=window.device, dtype=window.dtype)  # px -> normalised
+        b, k = window.shape[:2]
+        offset = torch.randn(b, 1, N_OBJ, 2, device=window.device, dtype=window.dtype) * self.cfg.noise_px
+        jitter = torch.randn(b, k, N_OBJ, 2, device=window.device, dtype=window.dtype) * self.cfg.jitter_px
+        shift = (offset + jitter) * scale * window[..., :1]  # absent objects stay at 0
+        return torch.cat([window[..., :1], (window[..., 1:] + shift).clamp(-1.0, 1.0)], dim=-1)
+
     def loss(self, batch: SequenceBatch) -> tuple[torch.Tensor, dict[str, float]]:
         p = self.cfg.n_past
         truth = torch.from_numpy(ram_vectors(batch.ram.cpu().numpy())).to(batch.actions.device)  # (B, T, 3, 3)
@@ -243,7 +262,8 @@ class ObjectDynamics(WorldModel):
         state_loss, mode_ce, flip_bce, r_logits, t_logits, errors = [], [], [], [], [], []
         for t in range(p - 1, truth.shape[1] - 1):
             action = batch.actions[:, t]
-            hidden, logits, positions, last_move, mode_logits, flip_logits = self._predict(window, past, action)
+            seen = self._noisy(window) if self.training else window
+            hidden, logits, positions, last_move, mode_logits, flip_logits = self._predict(seen, past, action)
             flip = None
             if flip_logits is not None:
                 true_flip, valid = flips[:, t - 1], flip_valid[:, t - 1].to(truth.dtype)  # (B, 2)

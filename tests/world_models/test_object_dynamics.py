@@ -58,8 +58,8 @@ def test_contract_shapes_and_reproducible_sampling(pong_dataset: Path) -> None:
 
 @pytest.mark.parametrize(
     "changes",
-    [{}, {"open_loop": True}, {"bounce": True}, {"modes": 2}],
-    ids=["teacher-forced", "open-loop", "bounce", "modes"],
+    [{}, {"open_loop": True}, {"bounce": True}, {"modes": 2}, {"noise_px": 2.0, "jitter_px": 0.5}],
+    ids=["teacher-forced", "open-loop", "bounce", "modes", "noise"],
 )
 def test_learns_a_real_batch_without_reading_frames(pong_dataset: Path, changes: dict) -> None:
     torch.manual_seed(0)
@@ -100,3 +100,19 @@ def test_trains_from_the_cli_runner_and_refuses_other_games(pong_dataset: Path, 
     with pytest.raises(ValueError, match="Breakout"):
         model.bind_data("Breakout", default_preprocess("Breakout"))
     assert issubclass(TrainError, RuntimeError)
+
+
+def test_training_noise_shifts_only_present_objects_and_only_in_training(pong_dataset: Path) -> None:
+    model = build_model("object_dynamics", dataclasses.replace(TINY, noise_px=3.0), (3, 64, 64), 6)
+    window = torch.from_numpy(ram_vectors(_batch(pong_dataset, 16, frames=False).ram.numpy()))[:, :3]
+    noisy = model._noisy(window)
+    assert torch.equal(noisy[..., 0], window[..., 0])  # presence untouched
+    absent = window[..., 0] == 0
+    assert torch.equal(noisy[absent], window[absent])  # absent objects stay at 0
+    shift = (noisy - window)[..., 1:][~absent] * torch.tensor([80.0, 105.0])
+    assert 1.5 < shift.std().item() < 4.5
+    moves = (noisy[:, 1:] - noisy[:, :-1]) - (window[:, 1:] - window[:, :-1])  # one offset per window:
+    both = (window[:, 1:, :, :1] * window[:, :-1, :, :1]).expand_as(moves[..., :2]) > 0
+    assert moves[..., 1:][both].abs().max() < 1e-5  # velocities are kept
+    plain = build_model("object_dynamics", TINY, (3, 64, 64), 6)
+    assert plain._noisy(window) is window

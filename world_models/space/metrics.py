@@ -444,7 +444,9 @@ def evaluate_extractor(
 
     ``infer(frames)`` must return ``z_pres`` (B, N), ``z_where`` (B, N, 4) and ``z_what`` (B, N, D) (torch or
     numpy), one image per RAM row ``ram`` (B, 128) (leading dims are flattened: (B, T, ...) works too); the
-    frames are passed to it untouched. Returns the JSON-able metrics (NaN written as null).
+    frames are passed to it untouched (it runs under ``torch.no_grad``; putting the model in eval mode, so that
+    ``z_pres`` are probabilities rather than relaxed samples, is its job). Returns the JSON-able metrics (NaN
+    written as null). ``train.eval_on`` and a CLI call it with :func:`dataset_batches` of the validation episodes.
     """
     cfg = cfg or ExtractorEvalConfig()
     classes = tuple(classes or ram_truth.moving_classes(game))

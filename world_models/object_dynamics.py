@@ -73,12 +73,14 @@ class ObjectDynamicsConfig(ModelConfig):
     wta_relax: float = 0.05
     """Share of the loss spread over the losing modes, so that no mode is left untrained."""
     noise_px: float = 0.0
-    """Teacher forcing with noise: each training window's objects are shifted by a random offset
-    (this standard deviation, raw pixels, one offset per object and window) while the targets stay
-    true, so the model learns to pull drifted objects back (a paddle that slides off its column in a
-    long dream returns to it) instead of compounding its own errors."""
+    """Teacher forcing with noise on the paddles: each training window's paddles are shifted by a
+    random offset (this standard deviation, raw pixels, one offset per paddle and window) while the
+    targets stay true, so the model learns to pull a drifted paddle back to its column instead of
+    compounding its own errors (without it, dream paddles slid 10-30 px sideways over a few hundred
+    steps). The ball is left exact: noise on it blurs whether it meets the paddle, and the model
+    then hedges between a hit and a miss more (measured with benchmarks/dream_fidelity.py)."""
     jitter_px: float = 0.0
-    """Independent per-frame noise (raw pixels, standard deviation) on the training windows."""
+    """Independent per-frame noise on the paddles (raw pixels, standard deviation)."""
 
 
 @register
@@ -231,15 +233,16 @@ class ObjectDynamics(WorldModel):
 
     # ------------------------------------------------------------------ training
     def _noisy(self, window: torch.Tensor) -> torch.Tensor:
-        """``window`` (B, K, 3, 3) with the positions of present objects shifted by ``noise_px`` (one
-        offset per object) and ``jitter_px`` (per frame), both in raw pixels."""
+        """``window`` (B, K, 3, 3) with the positions of present paddles shifted by ``noise_px`` (one
+        offset per paddle) and ``jitter_px`` (per frame), both in raw pixels; the ball is kept."""
         if self.cfg.noise_px <= 0 and self.cfg.jitter_px <= 0:
             return window
         scale = 1.0 / torch.tensor(PIXELS, device=window.device, dtype=window.dtype)  # px -> normalised
         b, k = window.shape[:2]
         offset = torch.randn(b, 1, N_OBJ, 2, device=window.device, dtype=window.dtype) * self.cfg.noise_px
         jitter = torch.randn(b, k, N_OBJ, 2, device=window.device, dtype=window.dtype) * self.cfg.jitter_px
-        shift = (offset + jitter) * scale * window[..., :1]  # absent objects stay at 0
+        paddles = torch.tensor([1.0, 1.0, 0.0], device=window.device, dtype=window.dtype)[:, None]  # (3, 1)
+        shift = (offset + jitter) * scale * paddles * window[..., :1]  # the ball and absent objects stay
         return torch.cat([window[..., :1], (window[..., 1:] + shift).clamp(-1.0, 1.0)], dim=-1)
 
     def loss(self, batch: SequenceBatch) -> tuple[torch.Tensor, dict[str, float]]:

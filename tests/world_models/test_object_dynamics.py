@@ -109,7 +109,9 @@ def test_training_noise_shifts_only_present_objects_and_only_in_training(pong_da
     assert torch.equal(noisy[..., 0], window[..., 0])  # presence untouched
     absent = window[..., 0] == 0
     assert torch.equal(noisy[absent], window[absent])  # absent objects stay at 0
-    shift = (noisy - window)[..., 1:][~absent] * torch.tensor([80.0, 105.0])
+    assert torch.equal(noisy[:, :, 2], window[:, :, 2])  # the ball stays exact
+    paddles = ~absent[:, :, :2]
+    shift = (noisy - window)[:, :, :2, 1:][paddles] * torch.tensor([80.0, 105.0])
     assert 1.5 < shift.std().item() < 4.5
     moves = (noisy[:, 1:] - noisy[:, :-1]) - (window[:, 1:] - window[:, :-1])  # one offset per window:
     both = (window[:, 1:, :, :1] * window[:, :-1, :, :1]).expand_as(moves[..., :2]) > 0

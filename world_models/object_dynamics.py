@@ -81,6 +81,13 @@ class ObjectDynamicsConfig(ModelConfig):
     then hedges between a hit and a miss more (measured with benchmarks/dream_fidelity.py)."""
     jitter_px: float = 0.0
     """Independent per-frame noise on the paddles (raw pixels, standard deviation)."""
+    contact: bool = False
+    """Give the MLP, per paddle, when the ball reaches the paddle's column at its current velocity
+    (in steps, capped at ``contact_horizon``) and how far (y) from the paddle it would be then:
+    the two numbers that decide a hit or a miss, which the MLP otherwise has to compose itself from
+    positions and moves (it learned it only blurrily: the ball turned early or without the paddle)."""
+    contact_horizon: float = 8.0
+    """Cap of the time-to-contact feature, in steps."""
 
 
 @register
@@ -98,7 +105,7 @@ class ObjectDynamics(WorldModel):
         self.cfg: ObjectDynamicsConfig = cfg
         k = cfg.n_past
         # window, moves, ball relative to both paddles, actions (+ the new one)
-        n_in = k * N_OBJ * 3 + (k - 1) * N_OBJ * 2 + k * 2 * 2 + k * n_actions
+        n_in = k * N_OBJ * 3 + (k - 1) * N_OBJ * 2 + k * 2 * 2 + k * n_actions + (6 if cfg.contact else 0)
         layers: list[nn.Module] = []
         width = n_in
         for _ in range(cfg.layers):
@@ -146,10 +153,10 @@ class ObjectDynamics(WorldModel):
         seen = window[:, :, 2:3, 0:1] * window[:, :, :2, 0:1]  # (B, K, 2, 1)
         relative = (window[:, :, 2:3, 1:] - window[:, :, :2, 1:]) * seen
         acts = F.one_hot(torch.cat([past_actions, action[:, None]], dim=1), self.n_actions).to(window.dtype)
-        x = torch.cat(
-            [window.flatten(1), diffs.flatten(1) / self.cfg.move_scale, relative.flatten(1) * 4.0, acts.flatten(1)],
-            dim=1,
-        )
+        parts = [window.flatten(1), diffs.flatten(1) / self.cfg.move_scale, relative.flatten(1) * 4.0, acts.flatten(1)]
+        if self.cfg.contact:
+            parts.append(self._contact(window, diffs))
+        x = torch.cat(parts, dim=1)
         hidden = self.trunk(x)
         head = self.objects_head(hidden)
         out = head[:, : m * N_OBJ * 3].view(b, m, N_OBJ, 3)  # (B, M*9) -> (B, M, 3, [logit, dx, dy])
@@ -160,6 +167,21 @@ class ObjectDynamics(WorldModel):
         mode_logits = head[:, m * N_OBJ * 3 :].view(b, N_OBJ, m)
         flip_logits = self.flip_head(hidden) if self.flip_head is not None else None
         return hidden, out[..., 0], positions, last_move, mode_logits, flip_logits
+
+    def _contact(self, window: torch.Tensor, diffs: torch.Tensor) -> torch.Tensor:
+        """Per paddle: [ball approaching, steps until the ball reaches its column / horizon, the ball's
+        y relative to the paddle then * 4] from the last frame and move (B, 6); zeros unless the ball
+        and the paddle are seen and the ball was seen twice."""
+        horizon = self.cfg.contact_horizon
+        ball, paddles = window[:, -1, 2], window[:, -1, :2]  # (B, 3), (B, 2, 3)
+        vx, vy = diffs[:, -1, 2, 0:1], diffs[:, -1, 2, 1:2]  # (B, 1) each
+        gap = paddles[..., 1] - ball[:, 1:2]  # (B, 2) x distance from the ball to each paddle's column
+        approaching = (gap * vx > 0).to(window.dtype)
+        steps = torch.where(approaching > 0, gap / torch.where(vx == 0, torch.ones_like(vx), vx), horizon)
+        steps = steps.clamp(0.0, horizon)
+        miss = (ball[:, 2:3] + vy * steps - paddles[..., 2]).clamp(-1.0, 1.0)  # (B, 2)
+        seen = ball[:, :1] * window[:, -2, 2, :1] * paddles[..., 0]  # (B, 2)
+        return torch.cat([approaching * seen, steps / horizon * seen, miss * 4.0 * seen], dim=1)
 
     @staticmethod
     def _move(positions: torch.Tensor, last_move: torch.Tensor, flip: torch.Tensor | None) -> torch.Tensor:

@@ -58,8 +58,8 @@ def test_contract_shapes_and_reproducible_sampling(pong_dataset: Path) -> None:
 
 @pytest.mark.parametrize(
     "changes",
-    [{}, {"open_loop": True}, {"bounce": True}, {"modes": 2}, {"noise_px": 2.0, "jitter_px": 0.5}],
-    ids=["teacher-forced", "open-loop", "bounce", "modes", "noise"],
+    [{}, {"open_loop": True}, {"bounce": True}, {"modes": 2}, {"noise_px": 2.0, "jitter_px": 0.5}, {"contact": True}],
+    ids=["teacher-forced", "open-loop", "bounce", "modes", "noise", "contact"],
 )
 def test_learns_a_real_batch_without_reading_frames(pong_dataset: Path, changes: dict) -> None:
     torch.manual_seed(0)
@@ -118,3 +118,19 @@ def test_training_noise_shifts_only_present_objects_and_only_in_training(pong_da
     assert moves[..., 1:][both].abs().max() < 1e-5  # velocities are kept
     plain = build_model("object_dynamics", TINY, (3, 64, 64), 6)
     assert plain._noisy(window) is window
+
+
+def test_contact_features_say_when_and_where_the_ball_meets_a_paddle() -> None:
+    model = build_model("object_dynamics", dataclasses.replace(TINY, n_past=2, contact=True), (3, 64, 64), 6)
+    window = torch.zeros(1, 2, 3, 3)
+    window[0, :, 0] = torch.tensor([[1.0, 0.75, 0.1], [1.0, 0.75, 0.1]])  # player, still
+    window[0, :, 1] = torch.tensor([[1.0, -0.8, 0.0], [1.0, -0.8, 0.0]])  # enemy
+    window[0, :, 2] = torch.tensor([[1.0, 0.35, 0.0], [1.0, 0.45, 0.02]])  # ball moving right and down
+    diffs = window[:, 1:, :, 1:] - window[:, :-1, :, 1:]
+    approaching, steps, miss = model._contact(window, diffs).view(3, 2)
+    assert approaching.tolist() == [1.0, 0.0]  # towards the player, away from the enemy
+    assert steps[0].item() == pytest.approx(3.0 / 8.0)  # 0.3 to go at 0.1 per step: 3 of 8 steps
+    assert miss[0].item() == pytest.approx((0.02 + 3 * 0.02 - 0.1) * 4.0)  # y at contact minus the paddle's
+    assert steps[1].item() == pytest.approx(1.0) and miss[1].item() == pytest.approx((0.02 + 8 * 0.02) * 4)
+    window[0, 0, 2, 0] = 0.0  # the ball seen once: no velocity, no contact features
+    assert not model._contact(window, window[:, 1:, :, 1:] - window[:, :-1, :, 1:]).any()

@@ -88,9 +88,13 @@ class RNNDeconv(WorldModel):
         self.action_embed = nn.Embedding(n_actions, cfg.action_dim)
         self.context_actions = nn.Linear(cfg.action_dim * max(cfg.n_past - 1, 1), cfg.hidden)
         self.rnn = nn.GRUCell(cfg.action_dim, cfg.hidden)
-        self.decoder = DeconvDecoder(cfg.hidden, c, h, cfg.nf)
+        self.decoder = self._build_decoder(c, h)
         self.reward_head = nn.Sequential(nn.Linear(cfg.hidden, 128), nn.SiLU(), nn.Linear(128, 3))
         self.term_head = nn.Sequential(nn.Linear(cfg.hidden, 128), nn.SiLU(), nn.Linear(128, 1))
+
+    def _build_decoder(self, channels: int, size: int) -> nn.Module:
+        """The renderer ``h`` (B, hidden) -> frame (B, C, S, S) in [0, 1]; subclasses draw frames otherwise."""
+        return DeconvDecoder(self.cfg.hidden, channels, size, self.cfg.nf)
 
     # ------------------------------------------------------------------ imagination
     def _initial(self, frames: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,11 @@ Per 1,000 steps: points lost and won, and "returns" (the ball turning back on th
 for each return, how far the ball was from the player's paddle (a real return needs the paddle
 within about 10 px; a dream that turns the ball back without the paddle is one an agent can
 exploit without learning to play). Real figures come from the dataset's random-agent episodes.
+
+A second table looks at one step at a time: on the dataset's real windows where the ball flies
+towards the player near its column, how often the model turns the ball at the next step, split by
+whether it really turned and by how far the paddle was (a faithful model turns it when it turns
+and never before).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+import torch
 
 from dataset_tools.dataset import DatasetDir
 from learned_envs.env import LearnedVectorEnv
@@ -34,6 +40,46 @@ def summary(lost: float, won: float, steps: int, dist: list[float]) -> str:
     d = np.array(dist) if dist else np.array([np.nan])
     k = 1000 / steps
     return f"{lost * k:>6.1f}{won * k:>6.1f}{len(dist) * k:>9.1f}{np.median(d):>13.1f}{np.mean(d > 12):>12.2f}"
+
+
+def one_step_turns(venv: LearnedVectorEnv, ds: DatasetDir, samples: int = 5) -> str:
+    """The one-step table: predicted turn rate on real windows (ball moving right, x > 128 px)."""
+    model, k = venv.model, venv.model.cfg.n_past
+    windows, actions, nxt = [], [], []
+    for i in ds.episode_indices():
+        ep = ds.load(i)
+        v, a = ram_vectors(np.asarray(ep.ram)), np.asarray(ep.actions)
+        for t in range(k, len(v) - 1):
+            ball = v[t - 1 : t + 1, 2]
+            if ball[:, 0].all() and ball[1, 1] > ball[0, 1] and (ball[1, 1] + 1) * 80 > 128:
+                windows.append(v[t - k + 1 : t + 1])
+                actions.append(a[t - k + 1 : t + 1])
+                nxt.append(v[t + 1])
+    w, a, n = torch.from_numpy(np.array(windows)), torch.from_numpy(np.array(actions)), np.array(nxt)
+    cur = w[:, -1].numpy()
+    with torch.no_grad():
+        turned = [
+            (p[:, 2, 0] > 0) & (p[:, 2, 1] < cur[:, 2, 1])
+            for p in (
+                model.step({"window": w, "actions": a[:, :-1]}, a[:, -1], generator=torch.Generator().manual_seed(s))
+                .state["window"][:, -1]
+                .numpy()
+                for s in range(samples)
+            )
+        ]
+    predicted = np.mean(turned, axis=0)
+    real_turn = (n[:, 2, 0] > 0) & (n[:, 2, 1] < cur[:, 2, 1])
+    dist = np.abs(cur[:, 2, 2] - cur[:, 0, 2]) * 105
+    lines = [
+        f"{'one step, real windows':<24}{'paddle <12px':>14}{'12-30px':>14}{'>30px':>14}   (share turned by the model)"
+    ]
+    for name, sel in (("ball really turns", real_turn), ("ball flies on", ~real_turn)):
+        cells = []
+        for lo, hi in ((0, 12), (12, 30), (30, 1e9)):
+            m = sel & (dist >= lo) & (dist < hi)
+            cells.append(f"{predicted[m].mean():.2f} ({m.sum()})" if m.any() else "-")
+        lines.append(f"{name:<24}{cells[0]:>14}{cells[1]:>14}{cells[2]:>14}")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -68,6 +114,8 @@ def main() -> None:
     print(f"{'':<22}{'lost':>6}{'won':>6}{'returns':>9}{'dist median':>13}{'dist > 12px':>12}")
     print(f"{'dream (' + str(args.envs) + ' envs)':<22}" + summary((r < 0).sum(), (r > 0).sum(), r.size, dream))
     print(f"{'real (random agent)':<22}" + summary(lost, won, max(steps, 1), real))
+    print()
+    print(one_step_turns(venv, ds))
 
 
 if __name__ == "__main__":

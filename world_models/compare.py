@@ -18,9 +18,9 @@ model ``copy last frame``), ``compare.md`` (the Markdown summary table), ``compa
 SSIM avg and ball error per step of every model, copy-last dashed), and per model a directory with
 its own ``evaluate`` outputs (``metrics.json``, ``per_step.png``, ``prediction.gif`` ...).
 
-Every model sees the windows of ``n_past + horizon`` frames that the evaluator spreads evenly over
-the held-out episodes; models with different ``n_past`` therefore see slightly different windows
-(a warning says so).
+Every model predicts the same frames: the windows hold ``max(n_past) + horizon`` frames (the
+evaluator's ``context_frames``) and a model with a shorter ``n_past`` sees only the latest of the
+context frames, so the copy-last baseline is the same for all.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 from dataset_tools.dataset import DatasetDir
 from dataset_tools.preprocess import Preprocess
 from dataset_tools.sequences import SequenceDataset
-from world_models.base import WorldModel, pick_device
+from world_models.base import ModelConfig, WorldModel, pick_device
 from world_models.checkpoint import load_model, read_config, resolve_checkpoint
 from world_models.compare_report import write_report
 from world_models.evaluate import EvaluationDataError, check_dataset, evaluate
@@ -215,8 +215,7 @@ def compare(
     entries = _resolve(runs, DatasetDir(data).read_manifest())
     if val_fraction is None:
         val_fraction = _common_val_fraction(entries)
-    if len({e["config"]["model_config"].get("n_past") for e in entries}) > 1:
-        log.warning("the runs start from different numbers of context frames, so their windows differ slightly")
+    context_frames = max(int(e["config"]["model_config"].get("n_past", ModelConfig.n_past)) for e in entries)
     dev = pick_device(device)
     settings = dict(
         data=str(data),
@@ -226,6 +225,7 @@ def compare(
         batch_size=batch_size,
         seed=seed,
         val_fraction=val_fraction,
+        context_frames=context_frames,
     )
     models = []
     for entry in tqdm(entries, desc="compare", unit="model", disable=not progress):

@@ -15,6 +15,7 @@ from learned_envs.cli import main
 from world_models.checkpoint import resolve_checkpoint
 from world_models.compare import _reusable, compare
 from world_models.compare_report import COPY_NAME
+from world_models.evaluate import evaluate
 from world_models.train import train
 
 COMMON = ["n_future=3", "batch_size=2", "log_every=1", "image_every=0", "n_contexts=2", "steps=1"]
@@ -26,7 +27,7 @@ FAST += ["--speed-envs", "2", "--speed-steps", "1", "--speed-repeats", "1"]
 def two_runs(pong_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("compare_runs")
     rnn = ["hidden=16", "nf=8", "action_dim=4"]
-    svg = ["g_dim=16", "z_dim=4", "rnn_size=16", "nf=8", "action_dim=4"]
+    svg = ["g_dim=16", "z_dim=4", "rnn_size=16", "nf=8", "action_dim=4", "n_past=3"]  # rnn_deconv: n_past 2
     train("rnn_deconv", pong_dataset, root / "rnn", [*COMMON, *rnn], progress=False)
     train("svg_lp", pong_dataset, root / "svg", [*COMMON, *svg], progress=False)
     return root / "rnn", root / "svg"
@@ -57,11 +58,12 @@ def test_compare_cli_writes_one_table_of_both_models(
     result = json.loads((out / "compare.json").read_text())
     assert [m["name"] for m in result["models"]] == ["rnn", "svg"]
     assert result["settings"]["horizon"] == 3 and result["settings"]["val_fraction"] == 0.1
+    assert result["settings"]["context_frames"] == 3  # the larger n_past: both models predict the same frames
     for m in result["models"]:
         assert m["params"] > 1000 and m["train_frames_per_s"] > 0 and m["imagined_steps_per_s"] > 0
         assert m["windows"] == 3 and len(m["per_step"]) == 3
         assert all(0 <= r["ssim_avg"] <= 1 and 0 < r["psnr_avg"] <= 60 for r in m["per_step"])
-        # both saw the same windows: the copy-last baseline is the same for both
+        # both predicted the same frames: the copy-last baseline is the same for both
         assert [r["psnr_copy"] for r in m["per_step"]] == [r["psnr"] for r in result["copy_last"]]
     assert [m["samples_per_window"] for m in result["models"]] == [1, 2]
 
@@ -76,11 +78,11 @@ def test_compare_cli_writes_one_table_of_both_models(
     # a bare checkpoint (like a shipped asset: no train_log.csv beside it), and --reuse
     bare = tmp_path / "shipped"
     shutil.copytree(next((rnn / "checkpoints").iterdir()), bare)
-    stamp = (out / "rnn" / "metrics.json").stat().st_mtime_ns
+    stamps = [(out / n / "metrics.json").stat().st_mtime_ns for n in ("rnn", "svg")]
     kwargs = dict(horizon=3, max_sequences=3, n_samples=2, speed_envs=2, speed_steps=1, speed_repeats=1)
-    again = compare([bare, rnn], pong_dataset, out, reuse=True, progress=False, **kwargs)
-    assert (out / "rnn" / "metrics.json").stat().st_mtime_ns == stamp  # not evaluated again
-    assert [m["name"] for m in again["models"]] == ["shipped", "rnn"] and (out / "shipped" / "metrics.json").exists()
+    again = compare([bare, rnn, svg_ckpt], pong_dataset, out, reuse=True, progress=False, **kwargs)
+    assert [(out / n / "metrics.json").stat().st_mtime_ns for n in ("rnn", "svg")] == stamps  # not evaluated again
+    assert [m["name"] for m in again["models"]] == ["shipped", "rnn", "svg"]
     assert again["models"][0]["train_frames_per_s"] is None and again["models"][1]["train_frames_per_s"] > 0
     assert again["models"][0]["per_step"] == again["models"][1]["per_step"] == result["models"][0]["per_step"]
     shipped_row = (out / "compare.md").read_text().splitlines()[2]
@@ -89,11 +91,16 @@ def test_compare_cli_writes_one_table_of_both_models(
     ckpt = resolve_checkpoint(rnn)
     assert _reusable(out / "rnn" / "metrics.json", settings, ckpt, 1) is not None
     assert _reusable(out / "rnn" / "metrics.json", {**settings, "horizon": 4}, ckpt, 1) is None
+    assert _reusable(out / "rnn" / "metrics.json", {**settings, "context_frames": 2}, ckpt, 1) is None
     assert _reusable(out / "rnn" / "metrics.json", settings, ckpt, 2) is None
 
 
 def test_bad_inputs_are_one_line_errors(
-    two_runs: tuple[Path, Path], pong_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    two_runs: tuple[Path, Path],
+    pong_dataset: Path,
+    pong_copy: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     rnn, svg = two_runs
     empty = tmp_path / "empty_run"
@@ -123,3 +130,5 @@ def test_bad_inputs_are_one_line_errors(
     err = error([rnn, svg], pong_copy)
     assert str(rnn) in err and "frameskip: checkpoint 4, dataset 2" in err
     assert not (tmp_path / "o").exists()  # refused before evaluating anything
+    with pytest.raises(ValueError, match="context_frames=2 is fewer than the model's n_past=3"):
+        evaluate(svg, pong_dataset, tmp_path / "o", context_frames=2, progress=False)

@@ -85,7 +85,7 @@ def markdown_table(result: dict[str, Any]) -> str:
     lines.append(
         f"{m0['windows']} held-out windows of `{s['data']}` (val_fraction {s['val_fraction']:g}), {s['horizon']}"
         f" open-loop steps, {s['n_samples']} samples per window for stochastic models, seed {s['seed']};"
-        f" {scored} predicted steps with a point scored; imagined steps/s: {result['speed']['envs']} envs x"
+        f" {scored} predicted step(s) with a point scored; imagined steps/s: {result['speed']['envs']} envs x"
         f" {result['speed']['steps']} steps on {result['device']}; ball error in raw 210 x 160 pixels."
     )
     return "\n".join(lines)

@@ -53,22 +53,20 @@ class CompareError(ValueError):
     """The runs cannot be compared (e.g. they see frames at different resolutions)."""
 
 
-def _label(given: Path, ckpt: Path) -> str:
-    """A run's name: its run directory's name (or the checkpoint directory's, for a bare checkpoint)."""
-    if ckpt.parent.name == "checkpoints":
-        return ckpt.parent.parent.name
-    return given.name if given.name else ckpt.name
+def _named_dir(ckpt: Path) -> Path:
+    """The directory that names a run: the run directory, or the checkpoint directory of a bare checkpoint."""
+    return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt
 
 
-def _unique(labels: list[str], paths: list[Path]) -> list[str]:
-    """Make repeated labels unique with their parent directory's name, then with a counter."""
-    out = list(labels)
-    for i, label in enumerate(labels):
-        if labels.count(label) > 1:
-            out[i] = f"{paths[i].parent.name}/{label}"
-    for i, label in enumerate(out):
-        if out.count(label) > 1:
-            out[i] = f"{label}#{out[:i].count(label) + 1}"
+def _unique(dirs: list[Path]) -> list[str]:
+    """The directories' names; repeated names get their parent directory's name, then a counter."""
+    names = [d.name for d in dirs]
+    names = [f"{d.parent.name}/{n}" if names.count(n) > 1 else n for d, n in zip(dirs, names, strict=True)]
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
     return out
 
 
@@ -157,7 +155,7 @@ def _resolve(runs: Sequence[str | Path], manifest: dict[str, Any]) -> list[dict[
     if len(set(pres)) > 1:
         seen = "; ".join(f"{e['given']}: {_describe(p)}" for e, p in zip(entries, pres, strict=True))
         raise CompareError(f"the runs see frames at different resolutions, so PSNR / SSIM would not compare: {seen}")
-    labels = _unique([_label(e["given"], e["ckpt"]) for e in entries], [e["ckpt"] for e in entries])
+    labels = _unique([_named_dir(e["ckpt"]) for e in entries])
     for entry, label in zip(entries, labels, strict=True):
         entry["name"] = label
     return entries

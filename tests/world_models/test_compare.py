@@ -13,7 +13,7 @@ import pytest
 from dataset_tools.dataset import DatasetDir
 from learned_envs.cli import main
 from world_models.checkpoint import resolve_checkpoint
-from world_models.compare import _reusable, compare
+from world_models.compare import _reusable, _unique, compare
 from world_models.compare_report import COPY_NAME
 from world_models.evaluate import evaluate
 from world_models.train import train
@@ -132,3 +132,9 @@ def test_bad_inputs_are_one_line_errors(
     assert not (tmp_path / "o").exists()  # refused before evaluating anything
     with pytest.raises(ValueError, match="context_frames=2 is fewer than the model's n_past=3"):
         evaluate(svg, pong_dataset, tmp_path / "o", context_frames=2, progress=False)
+
+
+def test_repeated_run_names_are_told_apart() -> None:
+    paths = [Path("grid_a/seed=0"), Path("grid_b/seed=0"), Path("x/svg"), Path("x/svg"), Path("y/rnn")]
+    names = _unique(paths)
+    assert names == ["grid_a/seed=0", "grid_b/seed=0", "x/svg", "x/svg#2", "rnn"]

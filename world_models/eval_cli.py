@@ -1,5 +1,5 @@
-"""``learned-envs evaluate`` and ``learned-envs plot``: thin commands over :mod:`world_models.evaluate`
-and :mod:`world_models.plot` (added to the main command by ``learned_envs/cli.py``)."""
+"""``learned-envs evaluate``, ``compare`` and ``plot``: thin commands over :mod:`world_models.evaluate`,
+:mod:`world_models.compare` and :mod:`world_models.plot` (added to the main command by ``learned_envs/cli.py``)."""
 
 from __future__ import annotations
 
@@ -63,6 +63,38 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from world_models.compare import CompareError, compare
+    from world_models.compare_report import markdown_table
+    from world_models.evaluate import EvaluationDataError
+
+    try:
+        result = compare(
+            args.runs,
+            args.data,
+            args.out,
+            n_samples=args.samples,
+            horizon=args.horizon,
+            max_sequences=args.max_sequences,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            device=args.device,
+            val_fraction=args.val_fraction,
+            speed_envs=args.speed_envs,
+            speed_steps=args.speed_steps,
+            speed_repeats=args.speed_repeats,
+            reuse=args.reuse,
+            progress=not args.no_progress,
+        )
+    except (CompareError, EvaluationDataError, *_ERRORS) as err:
+        print(f"learned-envs: error: {err}", file=sys.stderr)
+        return 2
+    print(markdown_table(result))
+    out = Path(args.out)
+    print(f"wrote {out / 'compare.json'}, {out / 'compare.csv'}, {out / 'compare.md'}, {out / 'compare.png'}")
+    return 0
+
+
 def _plot(args: argparse.Namespace) -> int:
     from world_models.plot import plot_runs
 
@@ -91,6 +123,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--seed", type=int, default=0, help="seed of the samples (default 0)")
     e.add_argument("--device", default="auto", help="auto, cpu, cuda ... (default auto)")
     e.set_defaults(func=_evaluate)
+    c = sub.add_parser("compare", help="one table of several trained models on the same held-out episodes")
+    c.add_argument("runs", nargs="+", type=Path, help="run directories (newest checkpoint) or checkpoint directories")
+    c.add_argument("--data", required=True, type=Path, help="dataset directory whose held-out episodes all see")
+    c.add_argument(
+        "--out", required=True, type=Path, help="directory for compare.json/.csv/.md/.png and per-model dirs"
+    )
+    c.add_argument("--samples", type=int, default=100, help="samples per window for stochastic models (default 100)")
+    c.add_argument("--horizon", type=int, default=10, help="predicted steps per window (default 10)")
+    c.add_argument("--max-sequences", type=int, default=64, help="most windows evaluated (default 64)")
+    c.add_argument("--batch-size", type=int, default=16, help="windows per batch (default 16)")
+    c.add_argument("--seed", type=int, default=0, help="seed of the samples (default 0)")
+    c.add_argument("--device", default="auto", help="auto, cpu, cuda ... (default auto)")
+    c.add_argument("--val-fraction", type=float, default=None, help="held-out share of episodes (default: first run's)")
+    c.add_argument("--speed-envs", type=int, default=64, help="envs stepped at once for imagined steps/s (default 64)")
+    c.add_argument("--speed-steps", type=int, default=10, help="imagined steps per timed run (default 10)")
+    c.add_argument("--speed-repeats", type=int, default=5, help="timed runs, median taken (default 5)")
+    c.add_argument("--reuse", action="store_true", help="reuse a model's metrics.json made with the same settings")
+    c.add_argument("--no-progress", action="store_true", help="no progress bar")
+    c.set_defaults(func=_compare)
     p = sub.add_parser("plot", help="plot recon / kl of every train_log.csv under a runs directory")
     p.add_argument("runs_dir", type=Path)
     p.add_argument("--out", type=Path, default=None, help="PNG to write (default RUNS_DIR/losses.png)")

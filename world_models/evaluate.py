@@ -3,6 +3,8 @@
 From ``n_past`` real frames (and the actions between them) the model predicts ``horizon`` frames
 under the true actions (:meth:`WorldModel.rollout`). Windows of ``n_past + horizon`` frames come
 from the dataset's validation episodes (:meth:`DatasetDir.split`), spread evenly over them.
+``context_frames`` > ``n_past`` takes longer windows and drops their first frames, so that models
+with different ``n_past`` predict the very same frames (``learned-envs compare``).
 
 * Frames: PSNR and SSIM (scikit-image, ``data_range=1``) per predicted step. A stochastic model
   draws ``n_samples`` futures per window; as in SAVP, per window the *best* and *worst* sample
@@ -88,6 +90,9 @@ class EvalConfig:
     """Share of episodes held out (the last ones); None: the training run's (``train_config``), else 0.1."""
     gif_sequences: int = 4
     """Windows shown in ``prediction.gif``."""
+    context_frames: int | None = None
+    """Real frames before the predicted ones in each window; None: the model's ``n_past``. Models with
+    different ``n_past`` predict the same frames when given the same value (each sees its last ``n_past``)."""
 
 
 def check_dataset(config: dict[str, Any], manifest: dict[str, Any]) -> None:
@@ -188,6 +193,13 @@ def _repeat(x: torch.Tensor, n: int) -> torch.Tensor:
     return x.repeat(n, *([1] * (x.dim() - 1)))
 
 
+def _drop_first(batch: SequenceBatch, n: int) -> SequenceBatch:
+    """The windows without their first ``n`` frames (and the actions, rewards ... that follow them)."""
+    if n == 0:
+        return batch
+    return SequenceBatch(**{k: v[:, n:] for k, v in batch.__dict__.items()})  # (B, T, ...) -> (B, T - n, ...)
+
+
 def _evaluate_batch(
     model: WorldModel,
     batch: SequenceBatch,
@@ -270,6 +282,7 @@ def evaluate(
     device: str = "auto",
     val_fraction: float | None = None,
     gif_sequences: int = 4,
+    context_frames: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Evaluate ``checkpoint`` on ``data``'s held-out episodes; write metrics, plot and GIF to ``out``.
@@ -278,7 +291,7 @@ def evaluate(
     ``overall`` (the same pooled over steps), ``config`` and checkpoint information.
     """
     cfg = EvalConfig(str(checkpoint), str(data), str(out), n_samples, horizon, max_sequences, batch_size, seed,
-                     device, val_fraction, gif_sequences)  # fmt: skip
+                     device, val_fraction, gif_sequences, context_frames)  # fmt: skip
     if horizon < 1 or n_samples < 1 or max_sequences < 1 or batch_size < 1:
         raise ValueError("horizon, n_samples, max_sequences and batch_size must be at least 1")
     dev = pick_device(device)
@@ -294,7 +307,10 @@ def evaluate(
         val_fraction = float((config.get("train_config") or {}).get("val_fraction", 0.1))
         cfg.val_fraction = val_fraction
     n_past = model.cfg.n_past
-    subset = _windows(Path(data), preprocess, n_past + horizon, max_sequences, val_fraction)
+    skip = 0 if context_frames is None else context_frames - n_past
+    if skip < 0:
+        raise ValueError(f"context_frames={context_frames} is fewer than the model's n_past={n_past}")
+    subset = _windows(Path(data), preprocess, n_past + skip + horizon, max_sequences, val_fraction)
     loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, shuffle=False, collate_fn=SequenceBatch.collate)
     samples = n_samples if model.stochastic else 1
     pong = preprocess if config.get("game") == "Pong" else None
@@ -303,6 +319,7 @@ def evaluate(
     gif: list[tuple[torch.Tensor, torch.Tensor]] = []
     log.info("evaluating %s on %d windows of %s (%d sample(s) each)", config["model"], len(subset), data, samples)
     for batch in tqdm(loader, desc="evaluate", unit="batch", disable=not progress):
+        batch = _drop_first(batch, skip)
         result = _evaluate_batch(model, batch.to(dev), horizon, samples, gen, pong)
         for key, values in result["metrics"].items():
             acc.setdefault(key, []).extend(values)

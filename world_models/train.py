@@ -8,6 +8,10 @@ A run directory holds::
     samples/        the same rollouts as GIFs, ``step_XXXXXXXX.gif``
     checkpoints/    the newest ``keep_last`` checkpoints (see :mod:`world_models.checkpoint`)
 
+A model with an adversary (:meth:`WorldModel.adversary`, e.g. savp's discriminators) keeps it out of
+the main optimizer: after each main step, a second Adam (``adversary_lr``) steps it on
+:meth:`WorldModel.adversary_loss`; its logs join the others and its state is checkpointed.
+
 Under ``torchrun`` (``WORLD_SIZE`` > 1) it trains with DistributedDataParallel (nccl on CUDA, gloo
 on CPU): each rank reads its own share of every epoch and rank 0 writes everything.
 """

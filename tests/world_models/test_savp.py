@@ -156,6 +156,8 @@ def test_trainer_steps_both_optimizers_and_resumes(savp_run: Path, pong_dataset:
     assert state["step"] == 3 and state["adversary_optimizer"]["state"]  # Adam moments of the discriminators
     n_adversary = len(state["adversary_optimizer"]["param_groups"][0]["params"])
     assert n_adversary == 2 * 8  # two discriminators of 4 spectrally normalised 3D convs (weight + bias)
+    n_main = len(state["optimizer"]["param_groups"][0]["params"])
+    assert n_main + n_adversary == len(list(build_model("savp", TINY, (3, 64, 64), N_ACTIONS).parameters()))
     with (savp_run / "train_log.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["step"]) for r in rows] == [1, 2, 3]

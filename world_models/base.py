@@ -105,6 +105,19 @@ class WorldModel(nn.Module, ABC):
         variable models, ``"kl"``.
         """
 
+    def adversary(self) -> nn.Module | None:
+        """The discriminator, trained by the trainer's second optimizer; None for models without one.
+
+        The trainer's main optimizer covers every other parameter and drops the gradients that
+        :meth:`loss` (which includes the generator's adversarial term) leaves on these.
+        """
+        return None
+
+    def adversary_loss(self, batch: SequenceBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        """Discriminator loss on the fakes of the latest ``loss(batch)`` call (kept detached by the
+        model) and the batch's real frames, and scalar logs. Only called when :meth:`adversary` is set."""
+        raise NotImplementedError(f"{type(self).__name__} has no adversary")
+
     # ------------------------------------------------------------------ generic helpers
     @torch.no_grad()
     def rollout(

@@ -8,6 +8,10 @@ A run directory holds::
     samples/        the same rollouts as GIFs, ``step_XXXXXXXX.gif``
     checkpoints/    the newest ``keep_last`` checkpoints (see :mod:`world_models.checkpoint`)
 
+A model with an adversary (:meth:`WorldModel.adversary`, e.g. savp's discriminators) keeps it out of
+the main optimizer: after each main step, a second Adam (``adversary_lr``) steps it on
+:meth:`WorldModel.adversary_loss`; its logs join the others and its state is checkpointed.
+
 Under ``torchrun`` (``WORLD_SIZE`` > 1) it trains with DistributedDataParallel (nccl on CUDA, gloo
 on CPU): each rank reads its own share of every epoch and rank 0 writes everything.
 """
@@ -54,6 +58,8 @@ class TrainConfig:
     """Sequences per step and per process."""
     lr: float = 1e-3
     """Adam learning rate."""
+    adversary_lr: float = 2e-4
+    """Adam learning rate of the model's adversary (its discriminator, a second optimizer), if it has one."""
     lr_schedule: Literal["constant", "cosine"] = "constant"
     """``cosine`` decays the learning rate from ``lr`` to 0 over ``steps`` (set from the step, so resumes agree)."""
     weight_decay: float = 0.0
@@ -289,10 +295,17 @@ def _train(
         model.bind_data(manifest.get("game"), dataset.preprocess)
     except ValueError as err:
         raise TrainError(f"{data}: {err}") from None
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    adversary = model.adversary()
+    adversary_params = list(adversary.parameters()) if adversary is not None else []
+    ids = {id(p) for p in adversary_params}
+    params = [p for p in model.parameters() if id(p) not in ids]
+    optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    adv_optimizer = torch.optim.Adam(adversary_params, lr=cfg.adversary_lr) if adversary_params else None
     state = load_training_state(ckpt, "cpu") if ckpt is not None else {}
     if state:
         optimizer.load_state_dict(state["optimizer"])
+        if adv_optimizer is not None:
+            adv_optimizer.load_state_dict(state["adversary_optimizer"])
     net: nn.Module = LossModule(model)
     if dd.world > 1:
         net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
@@ -346,6 +359,8 @@ def _train(
         path = out / "checkpoints" / f"step_{step:08d}"
         if dd.main:
             extra = {"step": step, "rng": states, "wall_time": wall_time, "metrics": info["metrics"]}
+            if adv_optimizer is not None:
+                extra["adversary_optimizer"] = adv_optimizer.state_dict()
             path = save_checkpoint(out, step, model, info, optimizer, extra, context, cfg.keep_last)
         last_good = path
         return path
@@ -369,11 +384,15 @@ def _train(
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 loss, logs = net(batch)
             if cfg.lr_schedule == "cosine":
-                for group in optimizer.param_groups:
-                    group["lr"] = cfg.lr * 0.5 * (1.0 + math.cos(math.pi * (step - 1) / cfg.steps))
+                factor = 0.5 * (1.0 + math.cos(math.pi * (step - 1) / cfg.steps))
+                for opt, lr in ((optimizer, cfg.lr), (adv_optimizer, cfg.adversary_lr)):
+                    for group in opt.param_groups if opt is not None else []:
+                        group["lr"] = lr * factor
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            norm = nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+            for p in adversary_params:  # the generator's loss does not train the discriminator
+                p.grad = None
+            norm = nn.utils.clip_grad_norm_(params, max_norm)
             check = torch.stack([loss.detach().float(), norm.detach().float().to(loss.device)])
             if dd.world > 1:
                 dist.all_reduce(check)  # sum over ranks: NaN anywhere is NaN everywhere
@@ -385,6 +404,13 @@ def _train(
                     f"last good checkpoint: {last_good if last_good is not None else 'none saved yet'}"
                 )
             optimizer.step()
+            if adv_optimizer is not None:
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                    adv_loss, adv_logs = model.adversary_loss(batch)
+                adv_value = _adversary_step(adv_loss, adv_optimizer, adversary_params, max_norm, dd)
+                if not math.isfinite(adv_value):
+                    raise TrainingDiverged(f"the adversary diverged at step {step}; last good checkpoint: {last_good}")
+                logs = {**logs, "adversary_loss": adv_value, **adv_logs}
             busy += time.perf_counter() - t0
             bar.update(1)
             for key, value in {"loss": loss_value, **logs, "grad_norm": norm_value}.items():
@@ -411,6 +437,28 @@ def _train(
             run_log.close()
     assert final is not None
     return final
+
+
+def _adversary_step(
+    loss: torch.Tensor, optimizer: torch.optim.Optimizer, params: list[nn.Parameter], max_norm: float, dd: _Dist
+) -> float:
+    """One step of the adversary's optimizer; its gradients are averaged over DDP ranks by hand (its
+    loss runs outside the DDP forward). Returns the loss averaged over ranks."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    value = loss.detach().float().reshape(1)
+    if dd.world > 1:
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            dist.all_reduce(p.grad)
+            p.grad /= dd.world
+        dist.all_reduce(value)
+        value /= dd.world
+    if math.isfinite(value.item()):
+        nn.utils.clip_grad_norm_(params, max_norm)
+        optimizer.step()
+    return value.item()
 
 
 class RunLog:

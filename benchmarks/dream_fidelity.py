@@ -79,6 +79,14 @@ def one_step_turns(venv: LearnedVectorEnv, ds: DatasetDir, samples: int = 5) -> 
             m = sel & (dist >= lo) & (dist < hi)
             cells.append(f"{predicted[m].mean():.2f} ({m.sum()})" if m.any() else "-")
         lines.append(f"{name:<24}{cells[0]:>14}{cells[1]:>14}{cells[2]:>14}")
+    ball_x = (cur[:, 2, 1] + 1) * 80
+    lines.append(f"by ball x (paddle <12px): {'x px':>8}{'windows':>9}{'real':>7}{'model':>7}   (share that turn)")
+    for lo in range(134, 148, 2):
+        m = (ball_x >= lo) & (ball_x < lo + 2) & (dist < 12)
+        if m.sum() >= 20:
+            lines.append(
+                f"{'':<25}{f'{lo}-{lo + 2}':>8}{m.sum():>9}{real_turn[m].mean():>7.2f}{predicted[m].mean():>7.2f}"
+            )
     return "\n".join(lines)
 
 

@@ -308,7 +308,12 @@ def _train(
             adv_optimizer.load_state_dict(state["adversary_optimizer"])
     net: nn.Module = LossModule(model)
     if dd.world > 1:
-        net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+        net = nn.parallel.DistributedDataParallel(
+            net,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            # an adversary may get no gradient from the generator's loss (epva's critic): let DDP skip it
+            find_unused_parameters=adversary is not None,
+        )
 
     dataset_info = {"path": str(data.resolve()), "manifest_hash": ds.manifest_hash(), "steps": ds.counts()["steps"]}
     info: dict[str, Any] = {

@@ -6,7 +6,7 @@ from world_models.base import MODELS, ModelConfig, State, StepResult, WorldModel
 from world_models.checkpoint import CheckpointError, load_context, load_model
 
 # Model modules register themselves on import.
-from world_models import object_dynamics, rnn_deconv, svg  # noqa: E402,F401  isort: skip
+from world_models import object_dynamics, rnn_deconv, space, svg  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "MODELS",

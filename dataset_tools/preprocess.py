@@ -62,6 +62,19 @@ class Preprocess:
                 out[i] = small
         return out.reshape((*lead, *self.shape))  # (N, H, W, C) -> (..., H, W, C)
 
+    def boxes(self, boxes: np.ndarray) -> np.ndarray:
+        """Pixel boxes ``(N, 4) [x, y, w, h]`` of the raw frame -> the same boxes in the preprocessed frame.
+
+        Boxes are clipped to the crop first; one wholly outside it comes out with zero width or height.
+        Returns float64 (N, 4).
+        """
+        b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        top, bottom, left, right = self.crop if self.crop is not None else (0, RAW_SHAPE[0], 0, RAW_SHAPE[1])
+        x0, x1 = np.clip(b[:, 0], left, right), np.clip(b[:, 0] + b[:, 2], left, right)
+        y0, y1 = np.clip(b[:, 1], top, bottom), np.clip(b[:, 1] + b[:, 3], top, bottom)
+        sx, sy = self.size[1] / (right - left), self.size[0] / (bottom - top)
+        return np.stack([(x0 - left) * sx, (y0 - top) * sy, (x1 - x0) * sx, (y1 - y0) * sy], axis=-1)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

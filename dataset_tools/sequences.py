@@ -8,6 +8,13 @@ transitions between them::
     rewards     (T-1,) float32
     terminated  (T-1,) float32                   1.0 where the transition ended the episode
     ram         (T, 128) uint8                   (for RAM-based evaluation)
+
+With ``motion_grid=G`` items also hold SPACE-Time's motion targets, computed from the boxes of the
+episode's ``motion.npz`` (``create-dataset --root`` / ``--motion``) mapped through the preprocessing
+(crop and resize), so they fit the frames the model sees whatever geometry the motion was found at::
+
+    motion_pres   (T, G, G) float32      1 in the cell holding a box centre
+    motion_where  (T, G, G, 4) float32   [w, h, cx, cy] (see :func:`dataset_tools.motion.grid_targets`)
 """
 
 from __future__ import annotations
@@ -22,7 +29,8 @@ import torch
 from torch.utils.data import Dataset
 
 from dataset_tools.dataset import DatasetDir
-from dataset_tools.episode import Episode
+from dataset_tools.episode import DatasetError, Episode
+from dataset_tools.motion import grid_targets
 from dataset_tools.preprocess import Preprocess, to_tensor_layout
 
 
@@ -35,9 +43,13 @@ class SequenceBatch:
     rewards: torch.Tensor  # (B, T-1)
     terminated: torch.Tensor  # (B, T-1)
     ram: torch.Tensor  # (B, T, 128)
+    motion_pres: torch.Tensor | None = None  # (B, T, G, G), with ``motion_grid``
+    motion_where: torch.Tensor | None = None  # (B, T, G, G, 4), with ``motion_grid``
 
     def to(self, device: torch.device | str) -> SequenceBatch:
-        return SequenceBatch(**{k: v.to(device, non_blocking=True) for k, v in self.__dict__.items()})
+        return SequenceBatch(
+            **{k: v.to(device, non_blocking=True) if v is not None else None for k, v in self.__dict__.items()}
+        )
 
     @staticmethod
     def collate(items: list[dict[str, torch.Tensor]]) -> SequenceBatch:
@@ -52,7 +64,9 @@ class SequenceDataset(Dataset):
     ``cache_episodes`` episodes are kept open (memory-mapped) at a time; random windows over more
     episodes than that reopen shards all the time (a 16-episode cache made RAM-only batches 20x
     slower on 47 episodes). ``frames=False`` skips reading and preprocessing the frames (items then
-    hold an empty ``(T, 0)`` frames tensor), for models that train on the RAM alone.
+    hold an empty ``(T, 0)`` frames tensor), for models that train on the RAM alone. ``motion_grid``
+    adds motion targets on a G x G grid (see the module docstring); every episode needs its
+    ``motion.npz``.
     """
 
     def __init__(
@@ -65,6 +79,7 @@ class SequenceDataset(Dataset):
         val_fraction: float = 0.1,
         cache_episodes: int = 1024,
         frames: bool = True,
+        motion_grid: int | None = None,
     ) -> None:
         if seq_len < 1 or stride < 1:
             raise ValueError(f"seq_len and stride must be >= 1, got {seq_len}, {stride}")
@@ -81,6 +96,37 @@ class SequenceDataset(Dataset):
             n_frames = int(self.ds.load(ep).frames.shape[0])
             starts.extend((ep, t) for t in range(0, n_frames - seq_len + 1, stride))
         self.index = np.asarray(starts, dtype=np.int64).reshape(-1, 2)  # (N, 2) rows [episode, start]
+        self.motion_grid = motion_grid
+        self._boxes = {ep: self._motion_boxes(ep) for ep in self.episodes} if motion_grid else {}
+
+    def _motion_boxes(self, ep: int) -> tuple[np.ndarray, np.ndarray]:
+        """Episode ``ep``'s motion boxes (K, 4) [x, y, w, h] in the preprocessed frame, and per frame t the
+        rows ``start[t]:start[t+1]`` that are its boxes."""
+        path = self.ds.episodes_dir / f"ep_{ep:06d}" / "motion.npz"
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                rows = np.asarray(data["boxes"]).reshape(-1, 5)  # (K, 5) [t, x, y, w, h], sorted by t
+        except FileNotFoundError:
+            raise DatasetError(
+                f"{path}: missing; add motion targets with create-dataset --out {self.ds.root} --root (or --motion)"
+            ) from None
+        except (KeyError, ValueError, OSError, EOFError) as err:
+            raise DatasetError(f"{path}: corrupted or truncated file ({err})") from None
+        n_frames = int(self.ds.load(ep).frames.shape[0])
+        start = np.searchsorted(rows[:, 0], np.arange(n_frames + 1))  # (T+1,)
+        return self.preprocess.boxes(rows[:, 1:]), start
+
+    def _motion_targets(self, ep: int, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+        assert self.motion_grid is not None
+        boxes, start = self._boxes[ep]
+        h, w, _ = self.preprocess.shape
+        pres, where = [], []
+        for s in range(t, t + self.seq_len):
+            b = boxes[start[s] : start[s + 1]]
+            p, z = grid_targets(b[(b[:, 2] > 0) & (b[:, 3] > 0)], h, w, self.motion_grid)
+            pres.append(p)
+            where.append(z)
+        return torch.from_numpy(np.stack(pres)), torch.from_numpy(np.stack(where))  # (T, G, G), (T, G, G, 4)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -104,13 +150,16 @@ class SequenceDataset(Dataset):
             frames_t = torch.from_numpy(to_tensor_layout(frames))  # (T, H, W, C) -> (T, C, H, W)
         else:
             frames_t = torch.empty(self.seq_len, 0)
-        return {
+        item = {
             "frames": frames_t,
             "actions": torch.from_numpy(np.array(episode.actions[t : end - 1], dtype=np.int64)),
             "rewards": torch.from_numpy(np.array(episode.rewards[t : end - 1], dtype=np.float32)),
             "terminated": torch.from_numpy(np.array(episode.terminated[t : end - 1], dtype=np.float32)),
             "ram": torch.from_numpy(np.array(episode.ram[t:end])),
         }
+        if self.motion_grid:
+            item["motion_pres"], item["motion_where"] = self._motion_targets(ep, t)
+        return item
 
     def loader(
         self, batch_size: int, shuffle: bool = True, num_workers: int = 0, seed: int = 0

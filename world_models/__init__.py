@@ -6,7 +6,16 @@ from world_models.base import MODELS, ModelConfig, State, StepResult, WorldModel
 from world_models.checkpoint import CheckpointError, load_context, load_model
 
 # Model modules register themselves on import.
-from world_models import asset_spatial_rnn, epva, frame_transformer, object_dynamics, rnn_deconv, savp, svg  # noqa: E402,F401  isort: skip
+from world_models import (  # noqa: E402,F401  isort: skip
+    asset_spatial_rnn,
+    epva,
+    frame_transformer,
+    object_dynamics,
+    rnn_deconv,
+    savp,
+    space,
+    svg,
+)
 
 __all__ = [
     "MODELS",

@@ -66,6 +66,23 @@ class WorldModel(nn.Module, ABC):
         self.frame_shape = tuple(frame_shape)  # (C, H, W)
         self.n_actions = n_actions
 
+    @classmethod
+    def data_options(cls, cfg: ModelConfig, preprocess: Preprocess) -> dict[str, Any]:
+        """Optional hook: extra :class:`SequenceDataset` keyword arguments the model needs, given its
+        config and the dataset's preprocessing, e.g. ``{"preprocess": ...}`` for another frame size
+        (the checkpoint then records that one) or ``{"motion_grid": G}`` for motion targets. The
+        default asks for nothing."""
+        return {}
+
+    def on_step(self, step: int) -> None:  # noqa: B027  (optional hook)
+        """Called by the trainer with the global step (1, 2, ...) before every training loss, for
+        models with annealed schedules; a resumed run continues the count. The default does nothing."""
+
+    def summary_images(self, batch: SequenceBatch) -> torch.Tensor | None:
+        """Optional hook: a (3, H, W) image in [0, 1] the trainer logs every ``image_every`` steps
+        instead of its open-loop rollout of ``batch`` (for models that cannot roll out). Default: None."""
+        return None
+
     def bind_data(self, game: str | None, preprocess: Preprocess) -> None:  # noqa: B027  (optional hook)
         """Called by the trainer with the dataset's game and preprocessing before training (and on
         resume). Models that need them keep what they need in buffers; raise ValueError if the data

@@ -2,7 +2,8 @@
 
 ``apply_overrides(cfg, ["lr=1e-3", "g_dim=128"])`` converts each value to the field's type and
 rejects unknown keys with the list of valid ones. ``expand_grid(["seed=0,1,2", "beta=1e-4,1e-3"])``
-gives every combination (as the SPACE-Time reference's multi_train does).
+gives every combination (as the SPACE-Time reference's multi_train does). ``read_config_file``
+reads a YAML config file of flat ``key: value`` lines into the same ``key=value`` overrides.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import typing
+from pathlib import Path
 from typing import Any
 
 
@@ -121,3 +123,36 @@ def from_dict(cls: type, data: dict[str, Any]) -> Any:
             value = tuple(value)
         kwargs[key] = value
     return cls(**kwargs)
+
+
+def read_config_file(path: str | Path) -> list[str]:
+    """A YAML config file of flat ``key: value`` lines -> ``["key=value", ...]`` overrides, in file order.
+
+    Only YAML's flat-mapping subset is read (no PyYAML needed): ``#`` comments, blank lines, values
+    optionally in quotes; anything else (nesting, lists) is an error naming the line. Values are typed
+    later, by the config field they set, exactly as command-line overrides are.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    out = []
+    for number, raw in enumerate(lines, 1):
+        line = raw.split(" #", 1)[0].rstrip() if not raw.lstrip().startswith("#") else ""
+        if not line.strip() or line.strip() == "---":
+            continue
+        key, sep, value = line.partition(":")
+        value = value.strip()
+        if (
+            not sep
+            or line[0].isspace()
+            or not key.strip().isidentifier()
+            or not value
+            or value.startswith(("{", "|", ">", "&", "*"))
+        ):
+            raise ConfigError(f"{path}:{number}: expected a flat 'key: value' line, got {raw.strip()!r}")
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        out.append(f"{key.strip()}={value}")
+    return out

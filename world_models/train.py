@@ -26,6 +26,7 @@ import math
 import os
 import random
 import shlex
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
@@ -180,6 +181,22 @@ def train_grid(
         ]
 
 
+def config_file(name: str | Path, model_name: str) -> Path:
+    """A config file path as given, or a bare name looked up in the ``configs/`` folder beside the model's
+    module (``atari_pong.yaml`` -> ``world_models/space/configs/atari_pong.yaml`` for ``space_time``)."""
+    path = Path(name)
+    if path.exists():
+        return path
+    module = sys.modules[model_class(model_name).__module__]
+    shipped = Path(module.__file__ or "").parent / "configs" / path.name
+    if shipped.exists():
+        return shipped
+    found = sorted(p.name for p in shipped.parent.glob("*.yaml")) if shipped.parent.exists() else []
+    raise ConfigError(
+        f"{name}: no such config file" + (f" (shipped for {model_name}: {', '.join(found)})" if found else "")
+    )
+
+
 def train(
     model_name: str,
     data: Path,
@@ -275,7 +292,10 @@ def _train(
     dd: _Dist,
 ) -> Path:
     seq_len = mcfg.n_past + mcfg.n_future
-    dataset = SequenceDataset(data, seq_len, split="train", val_fraction=cfg.val_fraction, frames=cls.needs_frames)
+    options = cls.data_options(mcfg, DatasetDir(data).preprocess())
+    dataset = SequenceDataset(
+        data, seq_len, split="train", val_fraction=cfg.val_fraction, frames=cls.needs_frames, **options
+    )
     if len(dataset) == 0:
         raise TrainError(f"{data}: no training window of {seq_len} frames (episodes too short or none)")
     ds: DatasetDir = dataset.ds
@@ -348,7 +368,7 @@ def _train(
         log.info("  %-14s %12s", "total", f"{total:,}")
         run_log = RunLog(out, start_step=start)
         context = _contexts(ds, dataset, cfg.n_contexts, mcfg.n_past, cfg.seed) if cfg.n_contexts else None
-        val_batch = _val_batch(data, seq_len, cfg.val_fraction).to(device) if cfg.image_every else None
+        val_batch = _val_batch(data, seq_len, cfg.val_fraction, options).to(device) if cfg.image_every else None
 
     last_good = ckpt
     wall_time = float(state.get("wall_time", 0.0))
@@ -385,6 +405,7 @@ def _train(
         for step in range(start + 1, cfg.steps + 1):
             t0 = time.perf_counter()
             batch = next(batches).to(device)
+            model.on_step(step)
             amp = cfg.amp and device.type == "cuda"
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 loss, logs = net(batch)
@@ -500,12 +521,21 @@ class RunLog:
 
     @torch.no_grad()
     def rollout(self, step: int, model: WorldModel, batch: SequenceBatch) -> None:
-        """Ground truth (top row) vs open-loop prediction from the first n_past frames (bottom row)."""
+        """Ground truth (top row) vs open-loop prediction from the first n_past frames (bottom row), or
+        the model's own :meth:`~WorldModel.summary_images` (``val/summary``, ``samples/step_XXXXXXXX.png``)."""
         import imageio.v3 as iio
 
         p = model.cfg.n_past
         was_training = model.training
         model.eval()
+        summary = model.summary_images(batch)
+        if summary is not None:
+            model.train(was_training)
+            self.writer.add_image("val/summary", summary.float().clamp(0, 1).cpu(), step)
+            image = (summary.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+            (self.out / "samples").mkdir(exist_ok=True)
+            iio.imwrite(self.out / "samples" / f"step_{step:08d}.png", image)  # (3, H, W) -> (H, W, 3)
+            return
         generator = torch.Generator(batch.frames.device).manual_seed(0)
         pred = model.rollout(batch.frames[:, :p], batch.actions[:, : p - 1], batch.actions[:, p - 1 :], generator)
         model.train(was_training)
@@ -578,11 +608,13 @@ def _contexts(ds: DatasetDir, dataset: SequenceDataset, n: int, n_past: int, see
     return {"frames": np.stack(frames), "actions": np.stack(actions)}  # (N, n_past, H, W, C), (N, n_past-1)
 
 
-def _val_batch(data: Path, seq_len: int, val_fraction: float, n: int = 4) -> SequenceBatch:
+def _val_batch(
+    data: Path, seq_len: int, val_fraction: float, options: dict[str, Any] | None = None, n: int = 4
+) -> SequenceBatch:
     """``n`` windows spread over the held-out episodes (the training ones if none are held out)."""
-    val = SequenceDataset(data, seq_len, split="val", val_fraction=val_fraction)
+    val = SequenceDataset(data, seq_len, split="val", val_fraction=val_fraction, **(options or {}))
     if len(val) == 0:
-        val = SequenceDataset(data, seq_len, split="train", val_fraction=val_fraction)
+        val = SequenceDataset(data, seq_len, split="train", val_fraction=val_fraction, **(options or {}))
     idx = np.linspace(0, len(val) - 1, num=min(n, len(val))).round().astype(int)
     return SequenceBatch.collate([val[int(i)] for i in idx])
 

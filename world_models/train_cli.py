@@ -3,6 +3,7 @@
 Examples::
 
     learned-envs train --model rnn_deconv --data data/pong --out runs/pong steps=20000 lr=3e-4
+    learned-envs train --model space_time --config atari_pong.yaml --data data/pong --out runs/space seed=1
     learned-envs train --model rnn_deconv --data data/pong --out runs/grid seed=0,1,2   # 3 runs
     torchrun --nproc_per_node=2 -m learned_envs.cli train --model rnn_deconv ...          # DDP
 """
@@ -18,9 +19,10 @@ from pathlib import Path
 from dataset_tools.episode import DatasetError
 from world_models.base import MODELS
 from world_models.checkpoint import CheckpointError
-from world_models.train import TrainConfig, TrainError, train_grid
+from world_models.config import read_config_file
+from world_models.train import TrainConfig, TrainError, config_file, train_grid
 
-_MODEL_MODULES = ("world_models.rnn_deconv", "world_models.svg", "world_models.object_dynamics")
+_MODEL_MODULES = ("world_models.rnn_deconv", "world_models.svg", "world_models.object_dynamics", "world_models.space")
 
 
 def _load_models() -> None:
@@ -46,6 +48,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help=f"registered model: {', '.join(sorted(MODELS)) or '(none)'}")
     p.add_argument("--data", required=True, type=Path, help="dataset directory (made by create-dataset)")
     p.add_argument("--out", required=True, type=Path, help="run directory (checkpoints, logs, samples)")
+    p.add_argument(
+        "--config",
+        default=None,
+        help="YAML file of flat 'key: value' overrides applied before the command line's; a bare name "
+        "(atari_pong.yaml) is looked up in the model's configs/ folder",
+    )
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
@@ -56,7 +64,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Train from parsed arguments; a bad config, model, dataset or checkpoint, or divergence -> 2."""
     try:
-        runs = train_grid(args.model, args.data, args.out, args.overrides, resume=args.resume, progress=args.progress)
+        overrides = list(args.overrides)
+        if args.config is not None:
+            overrides = read_config_file(config_file(args.config, args.model)) + overrides
+        runs = train_grid(args.model, args.data, args.out, overrides, resume=args.resume, progress=args.progress)
     except (ValueError, DatasetError, CheckpointError, TrainError) as err:  # ConfigError is a ValueError
         print(f"learned-envs: error: {err}", file=sys.stderr)
         return 2

@@ -45,3 +45,13 @@ def test_pong_ball_survives_default_preprocessing(pong_dataset, grayscale: bool)
             assert diff >= 40, f"ball at {(ys.min() + 34, xs.min())} almost vanishes (max change {diff})"
             checked += 1
     assert checked >= 20
+
+
+def test_boxes_map_raw_pixels_into_the_model_frame() -> None:
+    pre = Preprocess(crop=(34, 194, 0, 160), size=(128, 64))
+    boxes = np.array([[0, 34, 160, 160], [80, 114, 4, 8], [10, 0, 8, 20], [150, 190, 20, 10]])
+    np.testing.assert_allclose(
+        pre.boxes(boxes),
+        [[0, 0, 64, 128], [32, 64, 1.6, 6.4], [4, 0, 3.2, 0], [60, 124.8, 4, 3.2]],  # above the crop: h = 0
+    )
+    np.testing.assert_allclose(Preprocess(size=(105, 80)).boxes([[10, 20, 4, 6]]), [[5, 10, 2, 3]])

@@ -49,3 +49,29 @@ def test_bad_arguments(pong_dataset: Path, tmp_path: Path) -> None:
 
     with pytest.raises(DatasetError, match="dataset.json"):
         SequenceDataset(tmp_path, seq_len=4)
+
+
+def test_motion_targets_follow_the_preprocessing(pong_copy: Path) -> None:
+    from dataset_tools.episode import DatasetError
+    from dataset_tools.motion import grid_targets
+    from dataset_tools.postprocess import MotionConfig, compute_motion
+
+    with pytest.raises(DatasetError, match="motion.npz: missing"):
+        SequenceDataset(pong_copy, seq_len=2, motion_grid=8)
+    ds = DatasetDir(pong_copy)
+    compute_motion(ds, MotionConfig(method="mode"), progress=False)
+    pre = Preprocess(crop=(34, 194, 0, 160), size=(128, 128))
+    data = SequenceDataset(pong_copy, seq_len=2, split="all", preprocess=pre, motion_grid=8)
+    item = data[50]  # episode 0, frames 50 and 51
+    assert item["motion_pres"].shape == (2, 8, 8) and item["motion_where"].shape == (2, 8, 8, 4)
+    raw = np.load(pong_copy / "episodes" / "ep_000000" / "motion.npz")["boxes"]
+    boxes = pre.boxes(raw[raw[:, 0] == 51][:, 1:])
+    boxes = boxes[(boxes[:, 2] > 0) & (boxes[:, 3] > 0)]  # the score digits lie above the crop
+    assert 2 <= len(boxes) <= 4  # paddles and (mostly) the ball
+    pres, where = grid_targets(boxes, 128, 128, 8)
+    np.testing.assert_array_equal(item["motion_pres"][1].numpy(), pres)
+    np.testing.assert_allclose(item["motion_where"][1].numpy(), where, atol=1e-6)
+    batch = next(iter(data.loader(batch_size=3)))
+    assert batch.motion_pres is not None and batch.motion_pres.shape == (3, 2, 8, 8)
+    assert batch.to("cpu").motion_where.shape == (3, 2, 8, 8, 4)
+    assert next(iter(SequenceDataset(pong_copy, seq_len=2).loader(2))).motion_pres is None

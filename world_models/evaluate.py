@@ -197,7 +197,9 @@ def _drop_first(batch: SequenceBatch, n: int) -> SequenceBatch:
     """The windows without their first ``n`` frames (and the actions, rewards ... that follow them)."""
     if n == 0:
         return batch
-    return SequenceBatch(**{k: v[:, n:] for k, v in batch.__dict__.items()})  # (B, T, ...) -> (B, T - n, ...)
+    return SequenceBatch(  # (B, T, ...) -> (B, T - n, ...); optional fields (motion targets) may be None
+        **{k: v[:, n:] if v is not None else None for k, v in batch.__dict__.items()}
+    )
 
 
 def _evaluate_batch(

@@ -12,6 +12,7 @@ from sklearn.linear_model import RidgeClassifier
 
 from dataset_tools.dataset import DatasetDir
 from dataset_tools.preprocess import Preprocess
+from dataset_tools.sequences import SequenceDataset
 from learned_envs.cli import main
 from world_models import load_model
 from world_models.evaluate import EvaluationDataError, evaluate
@@ -76,6 +77,9 @@ def test_the_frames_are_the_models_and_its_classifier_reads_scenes(
     assert isinstance(model, SpaceTime) and DatasetDir(pong_dataset).preprocess().size == (64, 64)
     frames, ram = next(dataset_batches(pong_dataset, "val", 8, Preprocess.from_dict(config["preprocess"])))
     assert frames.shape == (8, 3, 32, 32) and ram.shape == (8, 128)
+    options = SpaceTime.data_options(model.cfg, DatasetDir(pong_dataset).preprocess())  # what the trainer reads
+    trained = SequenceDataset(pong_dataset, 1, split="val", **options)
+    assert torch.equal(frames[3], trained[3]["frames"][0])
     with torch.no_grad():  # a classifier fitted on z_what of any 3 classes stands in for a trained one
         z = model.infer(frames).z_what.flatten(0, 1)[:9]  # (8, N, D) -> (9, D)
     clf = RidgeClassifier().fit(z.numpy(), ["player", "enemy", "ball"] * 3)

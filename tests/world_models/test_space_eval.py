@@ -42,7 +42,14 @@ def test_eval_every_logs_the_headline_numbers(space_run: Path) -> None:
         value = float(rows[0][key])
         assert 0.0 <= value <= 1.0, (key, value)
     assert "few_shot_4" in rows[0] and (space_run / "eval" / "metrics.json").exists()
-    assert any(p.name.startswith("events") for p in (space_run / "tb").iterdir())
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = set()
+    for events in (space_run / "tb").glob("events*"):
+        acc = EventAccumulator(str(events))
+        acc.Reload()
+        tags |= set(acc.Tags()["scalars"])
+    assert {"eval/f1_ball", "eval/few_shot_4", "eval/ap_mean"} <= tags
 
 
 def test_evaluate_cli_scores_the_held_out_frames(

@@ -59,6 +59,10 @@ class WorldModel(nn.Module, ABC):
     once and reuse the states at every reset."""
     needs_frames: ClassVar[bool] = True
     """False for models that train on the RAM alone: the trainer then reads no frames."""
+    extractor: ClassVar[bool] = False
+    """True for object extractors (``space_time``), which answer ``infer(frames)`` with per-cell ``z_pres``,
+    ``z_where`` and ``z_what`` instead of stepping: ``learned-envs evaluate`` then scores their boxes and
+    latents against RAM truth (:mod:`world_models.space.evaluate`), as the trainer's ``eval_every`` does."""
 
     def __init__(self, cfg: ModelConfig, frame_shape: tuple[int, int, int], n_actions: int) -> None:
         super().__init__()

@@ -37,9 +37,45 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _is_extractor(checkpoint: Path) -> bool:
+    from world_models.base import model_class
+    from world_models.checkpoint import read_config, resolve_checkpoint
+
+    return model_class(read_config(resolve_checkpoint(checkpoint))["model"]).extractor
+
+
+def _evaluate_extractor(args: argparse.Namespace) -> int:
+    from world_models.evaluate import EvaluationDataError
+    from world_models.space.evaluate import CLASSIFIER_FILE, evaluate_space, format_table
+
+    try:
+        result = evaluate_space(
+            args.checkpoint, args.data, args.out, args.max_frames, args.batch_size, args.device, args.seed
+        )
+    except (EvaluationDataError, *_ERRORS) as err:
+        print(f"learned-envs: error: {err}", file=sys.stderr)
+        return 2
+    split = result["held_out"]
+    print(
+        f"{result['model']} at step {result['step']}: {result['frames']} of {split['frames']} held-out frames"
+        f" (episodes {split['episodes']})"
+    )
+    print(format_table(result))
+    out = Path(args.out)
+    saved = [CLASSIFIER_FILE.format(n=n) for n, score in result["few_shot"].items() if "accuracy" in score]
+    print(f"wrote {out / 'metrics.json'}, {', '.join(saved) or 'no classifier'}, z_what_pca.png there")
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from world_models.evaluate import EvaluationDataError, evaluate
 
+    try:
+        if _is_extractor(args.checkpoint):
+            return _evaluate_extractor(args)
+    except (ValueError, *_ERRORS) as err:
+        print(f"learned-envs: error: {err}", file=sys.stderr)
+        return 2
     try:
         result = evaluate(
             args.checkpoint,
@@ -110,7 +146,11 @@ def _plot(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Add the ``evaluate`` and ``plot`` subcommands to ``sub``."""
-    e = sub.add_parser("evaluate", help="open-loop PSNR / SSIM / object errors of a checkpoint on held-out episodes")
+    e = sub.add_parser(
+        "evaluate",
+        help="open-loop PSNR / SSIM / object errors of a checkpoint on held-out episodes (object extractors:"
+        " box F-scores, AP, counting and few-shot z_what accuracy against RAM truth)",
+    )
     e.add_argument("--checkpoint", required=True, type=Path, help="checkpoint directory or run directory (newest)")
     e.add_argument("--data", required=True, type=Path, help="dataset directory (same game and env settings)")
     e.add_argument(
@@ -119,7 +159,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--samples", type=int, default=100, help="samples per window for stochastic models (default 100)")
     e.add_argument("--horizon", type=int, default=10, help="predicted steps per window (default 10)")
     e.add_argument("--max-sequences", type=int, default=64, help="most windows evaluated (default 64)")
-    e.add_argument("--batch-size", type=int, default=16, help="windows per batch (default 16)")
+    e.add_argument("--batch-size", type=int, default=16, help="windows (extractors: frames) per batch (default 16)")
+    e.add_argument("--max-frames", type=int, default=None, help="extractors: most held-out frames scored (all)")
     e.add_argument("--seed", type=int, default=0, help="seed of the samples (default 0)")
     e.add_argument("--device", default="auto", help="auto, cpu, cuda ... (default auto)")
     e.set_defaults(func=_evaluate)

@@ -298,6 +298,11 @@ def evaluate(
         raise ValueError("horizon, n_samples, max_sequences and batch_size must be at least 1")
     dev = pick_device(device)
     model, config = load_model(checkpoint, dev)
+    if model.extractor:
+        raise EvaluationDataError(
+            f"{checkpoint}: {config['model']} is an object extractor, it cannot roll out; score it with "
+            "world_models.space.evaluate.evaluate_space (learned-envs evaluate does)"
+        )
     check_dataset(config, DatasetDir(data).read_manifest())
     preprocess = Preprocess.from_dict(config["preprocess"])
     h, w, c = preprocess.shape

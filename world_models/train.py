@@ -7,6 +7,8 @@ A run directory holds::
     tb/             TensorBoard scalars, and ground truth (top) vs open-loop rollout (bottom) images
     samples/        the same rollouts as GIFs, ``step_XXXXXXXX.gif``
     checkpoints/    the newest ``keep_last`` checkpoints (see :mod:`world_models.checkpoint`)
+    eval_log.csv    object extractors with ``eval_every``: held-out scores (:mod:`world_models.space.evaluate`),
+    eval/           and the newest evaluation's metrics.json, z_what classifiers and PCA plot
 
 A model with an adversary (:meth:`WorldModel.adversary`, e.g. savp's discriminators) keeps it out of
 the main optimizer: after each main step, a second Adam (``adversary_lr``) steps it on
@@ -87,22 +89,30 @@ class TrainConfig:
     """DataLoader worker processes."""
     n_contexts: int = 64
     """Real start contexts shipped with each checkpoint (for learned envs' resets)."""
+    eval_every: int = 0
+    """Steps between evaluations of an object extractor (``space_time``) on the held-out episodes, as
+    ``learned-envs evaluate`` scores it (F-score per class, AP, counting, few-shot z_what accuracy), logged
+    to TensorBoard (``eval/*``) and ``eval_log.csv`` (0: never; other models: ignored)."""
+    eval_frames: int = 256
+    """Held-out frames (the first ones) each ``eval_every`` evaluation scores."""
     init_from: str = ""
     """Start from the weights of this checkpoint (or run dir: its newest), e.g. to fine-tune on more data
     or continue with another model option; the model class and weight shapes must match."""
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "log_every", "ckpt_every"):
+        for name in ("batch_size", "log_every", "ckpt_every", "eval_frames"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("steps", "image_every", "keep_last", "num_workers", "n_contexts"):
+        for name in ("steps", "image_every", "keep_last", "num_workers", "n_contexts", "eval_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
 
 
-RESUMABLE = ("steps", "log_every", "image_every", "ckpt_every", "keep_last", "num_workers", "device")
+RESUMABLE = (
+    "steps", "log_every", "image_every", "ckpt_every", "keep_last", "num_workers", "device", "eval_every", "eval_frames"
+)  # fmt: skip
 """Train config keys a resumed run takes from the new command line; other changes are ignored."""
 
 
@@ -350,7 +360,7 @@ def _train(
         "command": command,
         "metrics": dict(state.get("metrics", {})),
     }
-    run_log, context, val_batch = None, None, None
+    run_log, context, val_batch, evaluator = None, None, None, None
     if dd.main:
         _write_run_json(out, info, command, resumed=ckpt is not None)
         counts = model.parameter_counts()
@@ -369,6 +379,7 @@ def _train(
         run_log = RunLog(out, start_step=start)
         context = _contexts(ds, dataset, cfg.n_contexts, mcfg.n_past, cfg.seed) if cfg.n_contexts else None
         val_batch = _val_batch(data, seq_len, cfg.val_fraction, options).to(device) if cfg.image_every else None
+        evaluator = _evaluator(model, cfg, data, out, dataset.preprocess, manifest.get("game"), start)
 
     last_good = ckpt
     wall_time = float(state.get("wall_time", 0.0))
@@ -452,6 +463,8 @@ def _train(
                 window, n_window, busy, tick = {}, 0, 0.0, now
             if run_log is not None and val_batch is not None and step % cfg.image_every == 0:
                 run_log.rollout(step, model, val_batch)
+            if run_log is not None and evaluator is not None and step % cfg.eval_every == 0:
+                evaluator(step, run_log.writer)
             if step % cfg.ckpt_every == 0 or step == cfg.steps:
                 final = save(step)
         if dd.world > 1:
@@ -463,6 +476,23 @@ def _train(
             run_log.close()
     assert final is not None
     return final
+
+
+def _evaluator(
+    model: WorldModel, cfg: TrainConfig, data: Path, out: Path, preprocess: Any, game: str | None, start: int
+) -> Any:
+    """Rank 0's ``eval_every`` evaluator of an object extractor, or None."""
+    if not cfg.eval_every:
+        return None
+    if not model.extractor:
+        log.warning("eval_every=%d: %s is no object extractor; nothing to evaluate", cfg.eval_every, model.name)
+        return None
+    from world_models.space.evaluate import TrainEvaluator
+
+    try:
+        return TrainEvaluator(model, data, out, preprocess, str(game), cfg.val_fraction, cfg.eval_frames, start)
+    except ValueError as err:
+        raise TrainError(f"eval_every: {err}") from None
 
 
 def _adversary_step(

@@ -368,7 +368,7 @@ def pca_plot(z_what: Any, labels: Any, path: str | Path, title: str = "z_what PC
 
     y = np.asarray(labels)
     x = _np(z_what).reshape(len(y), -1).astype(np.float64)
-    n_comp = min(2, x.shape[1], len(x))
+    n_comp = min(2, x.shape[1], len(x) - 1)  # PCA of one sample has no variance to explain
     pcs = PCA(n_components=n_comp).fit(x) if n_comp > 0 else None
     xy = np.zeros((len(x), 2))
     if pcs is not None:
@@ -513,10 +513,15 @@ def dataset_batches(
     split: Literal["train", "val", "all"] = "val",
     batch_size: int = 64,
     preprocess: Preprocess | None = None,
+    val_fraction: float = 0.1,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(frames (B, C, H, W) float in [0, 1], ram (B, 128) uint8) batches of a dataset split, in order."""
+    """(frames (B, C, H, W) float in [0, 1], ram (B, 128) uint8) batches of a dataset split, in order.
+
+    ``preprocess`` must be the model's (a checkpoint's ``config["preprocess"]``: a model may train at
+    another size than the dataset records, which is the default); ``val_fraction`` the training run's.
+    """
     from dataset_tools.sequences import SequenceDataset
 
-    data = SequenceDataset(root, seq_len=1, split=split, preprocess=preprocess)
+    data = SequenceDataset(root, seq_len=1, split=split, preprocess=preprocess, val_fraction=val_fraction)
     for batch in data.loader(batch_size, shuffle=False):
         yield batch.frames[:, 0], batch.ram[:, 0]  # (B, 1, C, H, W) -> (B, C, H, W)

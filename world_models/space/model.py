@@ -61,6 +61,7 @@ class SpaceTime(WorldModel):
     Config = SpaceTimeConfig
     stochastic = False
     deterministic_start = True
+    extractor = True
 
     def __init__(self, cfg: SpaceTimeConfig, frame_shape: tuple[int, int, int], n_actions: int) -> None:
         super().__init__(cfg, frame_shape, n_actions)

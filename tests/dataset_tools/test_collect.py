@@ -142,6 +142,8 @@ def test_interrupt_keeps_finished_episodes(tmp_path: Path, sig: signal.Signals) 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=sig == signal.SIGKILL,
+        # a test run started in the background inherits an ignored SIGINT: give the collector Ctrl-C back
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     ds = DatasetDir(root)
     deadline = time.time() + 60

@@ -4,13 +4,18 @@
 
 Prints agent steps/s of a bare ``env.step`` loop (one process, random actions, nothing stored)
 and of ``collect`` with 1 and 2 workers (random agent, everything written to disk), and the
-ratios. Rounds are interleaved (raw, 1 worker, 2 workers, raw, ...); each ratio is taken within
-one round and the median over rounds is reported, because shared machines are noisy.
+ratios. Rounds are interleaved (raw, 1 worker, 2 workers, raw x 2, raw, ...); each ratio is taken
+within one round and the median over rounds is reported, because shared machines are noisy.
+
+``raw ALE loop x 2 processes`` runs the same bare loop in two processes at once (half the steps
+each; steps over the time from the first start to the last end, env creation not counted): the
+most two workers could reach on this machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import os
 import platform
 import shutil
@@ -37,6 +42,29 @@ def raw_loop(settings: EnvSettings, steps: int, seed: int) -> float:
     return rate
 
 
+def _timed_raw_loop(args: tuple[EnvSettings, int, int]) -> tuple[float, float]:
+    settings, steps, seed = args
+    env = make_env(settings)
+    env.reset(seed=seed)
+    env.action_space.seed(seed)
+    t0 = time.perf_counter()  # CLOCK_MONOTONIC: comparable between processes
+    for _ in range(steps):
+        _, _, term, trunc, _ = env.step(env.action_space.sample())
+        if term or trunc:
+            env.reset()
+    t1 = time.perf_counter()
+    env.close()
+    return t0, t1
+
+
+def raw_loop_processes(settings: EnvSettings, steps: int, seed: int, processes: int) -> float:
+    """Steps/s of ``processes`` bare loops running at once (``steps`` in all)."""
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(processes) as pool:
+        spans = pool.map(_timed_raw_loop, [(settings, steps // processes, seed + i) for i in range(processes)])
+    return (steps // processes) * processes / (max(t1 for _, t1 in spans) - min(t0 for t0, _ in spans))
+
+
 def collect_rate(settings: EnvSettings, steps: int, workers: int, seed: int, root: Path) -> float:
     out = root / f"w{workers}-{seed}"
     result = collect(CollectConfig(out=out, env=settings, frames=steps, workers=workers, seed=seed), progress=False)
@@ -52,21 +80,27 @@ def main() -> None:
     p.add_argument("--dir", type=Path, default=None, help="where the datasets are written (default: a temp dir)")
     args = p.parse_args()
     settings = EnvSettings(game=args.game)
-    rates: dict[str, list[float]] = {"raw ALE loop": [], "collect, 1 worker": [], "collect, 2 workers": []}
+    rates: dict[str, list[float]] = {
+        "raw ALE loop": [],
+        "collect, 1 worker": [],
+        "collect, 2 workers": [],
+        "raw ALE loop x 2 processes": [],
+    }
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         for r in range(args.repeats):
             rates["raw ALE loop"].append(raw_loop(settings, args.steps, r))
             rates["collect, 1 worker"].append(collect_rate(settings, args.steps, 1, r, Path(tmp)))
             rates["collect, 2 workers"].append(collect_rate(settings, args.steps, 2, r, Path(tmp)))
+            rates["raw ALE loop x 2 processes"].append(raw_loop_processes(settings, args.steps, r, 2))
     raw = rates["raw ALE loop"]
     print(
         f"{args.game}, {args.steps} steps per run, median of {args.repeats} rounds; {platform.machine()}, {os.cpu_count()} cores"
     )
-    print(f"{'':<22}{'steps/s':>10}{'x raw':>8}   per-round steps/s (x raw)")
+    print(f"{'':<28}{'steps/s':>10}{'x raw':>8}   per-round steps/s (x raw)")
     for name, values in rates.items():
         ratios = [v / r for v, r in zip(values, raw, strict=True)]
         runs = ", ".join(f"{v:.0f} ({q:.2f})" for v, q in zip(values, ratios, strict=True))
-        print(f"{name:<22}{statistics.median(values):>10.0f}{statistics.median(ratios):>8.2f}   {runs}")
+        print(f"{name:<28}{statistics.median(values):>10.0f}{statistics.median(ratios):>8.2f}   {runs}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 Layout of one episode (``DIR/episodes/ep_000012/``)::
 
-    frames.npy      (T+1, 210, 160) uint8     palette indices; frame t is seen before action t
+    keyframes.npy, keyframe_at.npy, delta_start.npy, delta_pos.npy, delta_val.npy
+                    the T+1 frames as palette indices (T+1, 210, 160) uint8, stored as keyframes
+                    plus sparse changes (see frame_codec.py); frame t is seen before action t
     palette.npy     (256, 3) uint8            RGB of each palette index (see palette.py)
     actions.npy     (T,) int64
     rewards.npy     (T,) float32
@@ -13,9 +15,9 @@ Layout of one episode (``DIR/episodes/ep_000012/``)::
     motion.npz      optional: motion boxes and z_pres / z_where targets (see motion.py)
     meta.json       written last: index, seed, agent, length, return, crc32 of every array file
 
-Shards of schema version 1 hold ``frames.npy`` as ``(T+1, 210, 160, 3)`` RGB and no palette; both
-kinds are read, and :attr:`Episode.frames` is RGB either way (a :class:`PaletteFrames` view for
-palette shards).
+Shards of schema version 1 hold ``frames.npy``, ``(T+1, 210, 160, 3)`` RGB, instead of the frame
+and palette files; both kinds are read, and :attr:`Episode.frames` is RGB either way (a
+:class:`PaletteFrames` view for palette shards).
 
 A shard is first written under ``episodes/.tmp-ep_000012-<pid>/`` and renamed, so a reader never
 sees half an episode and an interrupted collection keeps every finished one.
@@ -33,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from dataset_tools import frame_codec
 from dataset_tools.palette import PaletteFrames, used_indices
 
 ARRAYS = ("frames", "actions", "rewards", "terminated", "truncated", "ram")
@@ -133,12 +136,12 @@ def write_episode(
 
 
 def _stored_arrays(episode: Episode) -> dict[str, np.ndarray]:
-    """The arrays of ``episode`` as they are stored on disk (palette frames as indices + palette)."""
+    """The arrays of ``episode`` as they are stored on disk (palette frames: the frame_codec arrays + palette)."""
     arrays = {}
     for name in ARRAYS:
         value = getattr(episode, name)
         if isinstance(value, PaletteFrames):
-            arrays[name] = np.ascontiguousarray(value.indices, dtype=np.uint8)
+            arrays.update(frame_codec.encode(np.asarray(value.indices)))
             arrays["palette"] = np.ascontiguousarray(value.palette, dtype=np.uint8)
         else:
             arrays[name] = np.ascontiguousarray(value, dtype=_DTYPES[name])
@@ -175,18 +178,18 @@ def load_array(episode_dir: Path, name: str, mmap: bool = True) -> np.ndarray:
 
 
 def load_frames(episode_dir: Path, mmap: bool = True) -> np.ndarray | PaletteFrames:
-    """An episode's RGB frames ``(T+1, 210, 160, 3)``: a :class:`PaletteFrames` view over the palette
-    indices, or the RGB array of a schema-1 shard."""
-    frames = load_array(episode_dir, "frames", mmap=mmap)
-    if not (episode_dir / "palette.npy").exists():
+    """An episode's RGB frames ``(T+1, 210, 160, 3)``: a :class:`PaletteFrames` view over the stored
+    palette indices, or the RGB array of a schema-1 shard."""
+    if not (episode_dir / "keyframes.npy").exists() and (episode_dir / "frames.npy").exists():
+        frames = load_array(episode_dir, "frames", mmap=mmap)  # schema 1
         if frames.ndim != 4:
-            raise DatasetError(f"{episode_dir / 'frames.npy'}: {frames.shape} frames without palette.npy")
+            raise DatasetError(f"{episode_dir / 'frames.npy'}: frames of shape {frames.shape}, expected RGB")
         return frames
-    palette = load_array(episode_dir, "palette", mmap=False)
+    arrays = {name: load_array(episode_dir, name, mmap=mmap) for name in (*frame_codec.FILES, "palette")}
     try:
-        return PaletteFrames(frames, palette)
+        return PaletteFrames(frame_codec.DeltaFrames(arrays), np.asarray(arrays["palette"]))
     except ValueError as err:
-        raise DatasetError(f"{episode_dir}: bad palette frames ({err})") from None
+        raise DatasetError(f"{episode_dir}: inconsistent frame files ({err})") from None
 
 
 def load_extra(episode_dir: Path, stem: str) -> dict[str, np.ndarray] | None:
@@ -218,16 +221,19 @@ def load_episode(episode_dir: Path, mmap: bool = True) -> Episode:
 def verify_episode(episode_dir: Path) -> None:
     """Full check of one shard: every array readable, consistent, and matching its crc32."""
     episode = load_episode(episode_dir, mmap=True)
-    for name, arr in _stored_arrays(episode).items():
-        expected = episode.meta.get("crc32", {}).get(name)
-        if expected is None:
-            continue
+    for name, expected in episode.meta.get("crc32", {}).items():
+        arr = np.ascontiguousarray(load_array(episode_dir, name))
         if zlib.crc32(arr.view(np.uint8).reshape(-1)) != expected:
             raise DatasetError(f"{episode_dir / (name + '.npy')}: checksum mismatch (corrupted shard)")
-    if isinstance(episode.frames, PaletteFrames):
+    frames = episode.frames
+    if isinstance(frames, PaletteFrames) and isinstance(frames.indices, frame_codec.DeltaFrames):
         colours = episode.meta.get("palette_indices")
-        missing = sorted(set(used_indices(episode.frames.indices).tolist()) - set(colours or []))
+        deltas = frames.indices
+        used = set(used_indices(deltas.keyframes).tolist()) | set(
+            used_indices(deltas.delta_val.view(np.uint8)).tolist()
+        )
+        missing = sorted(used - set(colours or []))
         if colours is not None and missing:
-            raise DatasetError(f"{episode_dir / 'frames.npy'}: palette indices {missing} have no colour in palette.npy")
+            raise DatasetError(f"{episode_dir}: palette indices {missing} of its frames have no colour in palette.npy")
     for extra in sorted(episode_dir.glob("*.npz")):
         load_extra(episode_dir, extra.stem)

@@ -65,11 +65,11 @@ class ColourTable:
 
 
 def used_indices(indices: np.ndarray) -> np.ndarray:
-    """Sorted palette indices that occur in ``indices`` ``(..., H, W)`` uint8."""
+    """Sorted palette indices that occur in the uint8 array ``indices`` (any shape)."""
     counts = np.zeros(256, dtype=np.int64)
-    flat = np.asarray(indices).reshape(-1, indices.shape[-1])  # (..., H, W) -> (N*H, W)
-    for start in range(0, len(flat), 4096):  # chunks: bincount widens its input to int64
-        counts += np.bincount(flat[start : start + 4096].reshape(-1), minlength=256)
+    flat = np.asarray(indices).reshape(-1)
+    for start in range(0, len(flat), 1 << 20):  # chunks: bincount widens its input to int64
+        counts += np.bincount(flat[start : start + (1 << 20)], minlength=256)
     return np.flatnonzero(counts)
 
 
@@ -87,10 +87,11 @@ class PaletteFrames:
 
     Behaves like a read-only array for what readers do: ``len``, ``shape``, ``dtype``, slicing and
     integer / array indexing along the first axes (RGB looked up for the selected frames only), and
-    ``np.asarray(frames)`` for all of them. ``indices`` may be a memory map.
+    ``np.asarray(frames)`` for all of them. ``indices`` is an array (or memory map) or any
+    array-like with the same indexing, such as the decoder of stored frames (``DeltaFrames``).
     """
 
-    def __init__(self, indices: np.ndarray, palette: np.ndarray) -> None:
+    def __init__(self, indices: Any, palette: np.ndarray) -> None:
         if indices.ndim != 3 or indices.dtype != np.uint8:
             raise ValueError(f"indices must be (N, H, W) uint8, got {indices.dtype} {indices.shape}")
         if palette.shape != (256, 3) or palette.dtype != np.uint8:

@@ -78,13 +78,14 @@ def test_palette_shard_round_trip_and_missing_colour(tmp_path: Path) -> None:
     indices = np.zeros((4, 210, 160), np.uint8)
     indices[:, 3, 3] = 2
     path = write_episode(tmp_path, 0, _episode(PaletteFrames(indices, _palette())))
-    assert (path / "palette.npy").exists() and np.load(path / "frames.npy").shape == (4, 210, 160)
+    assert (path / "palette.npy").exists() and not (path / "frames.npy").exists()
+    assert np.load(path / "keyframes.npy").shape == (1, 210, 160)  # frames 1-3 are stored as changes
     episode = load_episode(path)
     assert isinstance(episode.frames, PaletteFrames) and episode.meta["palette_indices"] == [0, 2]
     np.testing.assert_array_equal(np.asarray(episode.frames), _palette()[indices])
     # a shard whose frames use an index with no colour in its palette is reported, naming the file
     bad = write_episode(tmp_path, 1, _episode(PaletteFrames(indices, _palette()), meta={"palette_indices": [0]}))
-    with pytest.raises(DatasetError, match=r"frames\.npy.*\[2\]"):
+    with pytest.raises(DatasetError, match=r"ep_000001: palette indices \[2\]"):
         verify_episode(bad)
     verify_episode(path)
 
@@ -133,8 +134,8 @@ def test_newer_schema_is_refused_with_a_clear_message(pong_copy: Path) -> None:
 def test_collected_shards_are_palette_shards(pong_dataset: Path) -> None:
     ds = DatasetDir(pong_dataset)
     assert ds.read_manifest()["schema_version"] == 2
-    ep = ds.episodes_dir / "ep_000000"
-    assert np.load(ep / "frames.npy", mmap_mode="r").shape == (201, 210, 160)
     frames = ds.load(0).frames
     assert isinstance(frames, PaletteFrames) and frames.shape == (201, 210, 160, 3)
-    assert set(used_indices(frames.indices).tolist()) <= set(ds.load(0).meta["palette_indices"])
+    assert set(used_indices(np.asarray(frames.indices)).tolist()) <= set(ds.load(0).meta["palette_indices"])
+    stored = sum(p.stat().st_size for p in (ds.episodes_dir / "ep_000000").glob("*.npy"))
+    assert stored < 201 * 210 * 160 / 10  # ten times smaller than even one byte per pixel

@@ -10,6 +10,11 @@ within one round and the median over rounds is reported, because shared machines
 ``raw ALE loop x 2 processes`` runs the same bare loop in two processes at once (half the steps
 each; steps over the time from the first start to the last end, env creation not counted): the
 most two workers could reach on this machine.
+
+``CPU us/step`` is the user + system CPU time of the run (this process and its children, process
+start-up included for collection, not for the raw loops) per agent step. It hardly depends on what
+else the machine runs, so on a busy shared machine it is the figure to compare: two workers can
+reach ``2 x raw`` steps/s only if their CPU per step is close to the raw loop's.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import argparse
 import multiprocessing as mp
 import os
 import platform
+import resource
 import shutil
 import statistics
 import tempfile
@@ -72,6 +78,11 @@ def collect_rate(settings: EnvSettings, steps: int, workers: int, seed: int, roo
     return result.steps_per_second
 
 
+def _cpu_seconds() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--game", default="Pong")
@@ -86,21 +97,31 @@ def main() -> None:
         "collect, 2 workers": [],
         "raw ALE loop x 2 processes": [],
     }
+    cpu: dict[str, list[float]] = {name: [] for name in rates}
+    runs = {
+        "raw ALE loop": lambda r, tmp: raw_loop(settings, args.steps, r),
+        "collect, 1 worker": lambda r, tmp: collect_rate(settings, args.steps, 1, r, tmp),
+        "collect, 2 workers": lambda r, tmp: collect_rate(settings, args.steps, 2, r, tmp),
+        "raw ALE loop x 2 processes": lambda r, tmp: raw_loop_processes(settings, args.steps, r, 2),
+    }
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         for r in range(args.repeats):
-            rates["raw ALE loop"].append(raw_loop(settings, args.steps, r))
-            rates["collect, 1 worker"].append(collect_rate(settings, args.steps, 1, r, Path(tmp)))
-            rates["collect, 2 workers"].append(collect_rate(settings, args.steps, 2, r, Path(tmp)))
-            rates["raw ALE loop x 2 processes"].append(raw_loop_processes(settings, args.steps, r, 2))
+            for name, run in runs.items():
+                before = _cpu_seconds()
+                rates[name].append(run(r, Path(tmp)))
+                cpu[name].append((_cpu_seconds() - before) / args.steps * 1e6)
     raw = rates["raw ALE loop"]
     print(
         f"{args.game}, {args.steps} steps per run, median of {args.repeats} rounds; {platform.machine()}, {os.cpu_count()} cores"
     )
-    print(f"{'':<28}{'steps/s':>10}{'x raw':>8}   per-round steps/s (x raw)")
+    print(f"{'':<28}{'steps/s':>10}{'x raw':>8}{'CPU us/step':>13}   per-round steps/s (x raw), CPU us/step")
     for name, values in rates.items():
         ratios = [v / r for v, r in zip(values, raw, strict=True)]
-        runs = ", ".join(f"{v:.0f} ({q:.2f})" for v, q in zip(values, ratios, strict=True))
-        print(f"{name:<28}{statistics.median(values):>10.0f}{statistics.median(ratios):>8.2f}   {runs}")
+        rounds = ", ".join(f"{v:.0f} ({q:.2f}) {c:.0f}" for v, q, c in zip(values, ratios, cpu[name], strict=True))
+        median = (
+            f"{statistics.median(values):>10.0f}{statistics.median(ratios):>8.2f}{statistics.median(cpu[name]):>13.0f}"
+        )
+        print(f"{name:<28}{median}   {rounds}")
 
 
 if __name__ == "__main__":

@@ -443,6 +443,7 @@ def _record_run(
             "agent_noise": cfg.agent_noise if cfg.agent == "scripted" else None,
             "seed": cfg.seed,
             "workers": cfg.workers,
+            "sticky_actions_by": "collector",  # drawn from each episode's seed (stepper.py), ALE's set to 0
             "episodes_added": indices,
             "steps_added": steps,
             "seconds": round(seconds, 2),

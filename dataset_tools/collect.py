@@ -322,6 +322,7 @@ def _worker(worker_id: int, cfg: CollectConfig, shared: _Shared, results: Any, p
         writer.shutdown(wait=True)
         if stepper is not None:
             stepper.close()
+        results.put(("done", worker_id, 0, 0.0))  # wakes the parent at once (it would poll for 0.2 s)
 
 
 # --------------------------------------------------------------------------- parent side
@@ -364,6 +365,8 @@ def collect(
     t0 = time.perf_counter()
     old_term = signal.signal(signal.SIGTERM, _raise_interrupt) if _in_main_thread() else None
 
+    done: set[int] = set()
+
     def drain(block: bool) -> None:
         nonlocal steps
         while True:
@@ -372,6 +375,9 @@ def collect(
             except queue.Empty:
                 return
             block = False
+            if kind == "done":
+                done.add(a)
+                continue
             if kind == "error":
                 errors.append(f"worker {a}: {b}")
                 shared.stop.set()
@@ -395,10 +401,12 @@ def collect(
         thread = threading.Thread(target=_worker, args=(0, cfg, shared, results, None), daemon=True)
         thread.start()
         procs.append(thread)
-        while any(p.is_alive() for p in procs):
+        while len(done) < len(procs) and any(p.is_alive() for p in procs):
             drain(block=True)
             bar.n = shared.done_steps.value
             bar.refresh()
+        for p in procs:
+            p.join(timeout=30)  # every worker said it is done: they only have to exit
         drain(block=False)
     except KeyboardInterrupt:
         interrupted = True

@@ -6,6 +6,7 @@ exactly (a third of the bytes of RGB) as long as the table holds the colour of e
 :class:`ColourTable` learns colours from the emulator the first time an index appears on screen
 and refuses an index that would map to two colours. Readers get RGB back through
 :class:`PaletteFrames`, an array-like view that looks colours up only for the frames indexed.
+Shards store the indices further reduced to keyframes plus changes (see :mod:`frame_codec`).
 """
 
 from __future__ import annotations

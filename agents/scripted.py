@@ -25,6 +25,7 @@ class ScriptedPongAgent(Agent):
     """
 
     name = "scripted"
+    needs_frames = False
 
     def __init__(self, noise: float = 0.1, aim: float = 6.0, n_actions: int = 6, seed: int | None = None) -> None:
         if not 0.0 <= noise <= 1.0:

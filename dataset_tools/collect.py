@@ -1,8 +1,10 @@
 """Parallel rollout collection into an episode dataset.
 
-Workers are separate processes, each running its own ALE env and agent and writing whole episodes
-atomically. Episode ``i`` always uses the seed derived from ``(seed, i)``, so a re-run extends a
-dataset with new episodes (new indices, new seeds) and never duplicates or overwrites old ones.
+Worker 0 is a thread of the calling process and the others are separate processes; each runs its
+own game (:class:`AleStepper`) and agent, and a writer thread saves finished episodes atomically
+while the next one is played. Episode ``i`` always uses the seed derived from ``(seed, i)``, so a
+re-run extends a dataset with new episodes (new indices, new seeds) and never duplicates or
+overwrites old ones. Frames are stored as palette indices (see :mod:`palette`).
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ import numpy as np
 
 from dataset_tools.dataset import SCHEMA_VERSION, DatasetDir
 from dataset_tools.episode import DatasetError, Episode, write_episode
-from dataset_tools.games import EnvSettings, action_meanings, make_env, resolve_game
+from dataset_tools.games import EnvSettings, action_meanings, resolve_game
+from dataset_tools.palette import PaletteFrames, to_rgb
 from dataset_tools.preprocess import RAW_SHAPE, default_preprocess
+from dataset_tools.stepper import AleStepper
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +112,10 @@ def prepare_dataset(cfg: CollectConfig) -> DatasetDir:
                 f"{ds.manifest_path}: holds {manifest['env']}, this run asks for {settings}; "
                 "use another --out to collect different settings"
             )
+        if manifest["schema_version"] != SCHEMA_VERSION:  # new shards are palette shards
+            log.info("%s: schema version %s -> %s", ds.manifest_path, manifest["schema_version"], SCHEMA_VERSION)
+            manifest["schema_version"] = SCHEMA_VERSION
+            ds.write_manifest(manifest)
         removed = ds.clean_partial()
         if removed:
             log.info("removed %d unfinished episode(s) left by an interrupted run", removed)
@@ -173,30 +181,38 @@ class _Buffer:
         self.data = np.empty((capacity, *row_shape), dtype=dtype)
         self.n = 0
 
-    def append(self, row: np.ndarray) -> None:
+    def next_row(self) -> np.ndarray:
+        """The next row, to be filled in place (the buffer grows as needed)."""
         if self.n == len(self.data):
             grown = np.empty((2 * len(self.data), *self.data.shape[1:]), dtype=self.data.dtype)
             grown[: self.n] = self.data[: self.n]
             self.data = grown
-        self.data[self.n] = row
         self.n += 1
+        return self.data[self.n - 1]
 
     def view(self) -> np.ndarray:
         return self.data[: self.n]
 
 
+_NO_FRAMES = np.empty((1, 0, 0, 3), dtype=np.uint8)  # what agents with needs_frames=False get
+
+
 def _run_episode(
-    env: Any, agent: Any, index: int, cfg: CollectConfig, shared: _Shared, parent: int | None, bufs: dict[str, _Buffer]
+    stepper: AleStepper,
+    agent: Any,
+    index: int,
+    cfg: CollectConfig,
+    shared: _Shared,
+    parent: int | None,
+    bufs: dict[str, _Buffer],
 ) -> Episode | None:
     seed = episode_seed(cfg.seed, index)
-    obs, _ = env.reset(seed=seed)
-    agent.reset(seed=seed + 1)
-    ale = env.unwrapped.ale
-    for buf in bufs.values():
-        buf.n = 0
     frames, rams = bufs["frames"], bufs["ram"]
-    frames.append(obs)
-    rams.append(ale.getRAM())
+    frames.n = rams.n = 0
+    frame, ram = frames.next_row(), rams.next_row()
+    stepper.reset(seed, frame, ram)
+    agent.reset(seed=seed + 1)
+    colours = stepper.colours
     actions: list[int] = []
     rewards: list[float] = []
     terminated: list[bool] = []
@@ -213,16 +229,16 @@ def _run_episode(
             if allowance == 0:
                 stopped_by_budget = True
                 break
-        action = int(agent.act(obs[None], rams.data[rams.n - 1][None])[0])
-        obs, reward, term, trunc, _ = env.step(action)
+        seen = to_rgb(colours.rgb, frame[None]) if agent.needs_frames else _NO_FRAMES  # -> (1, 210, 160, 3)
+        action = int(agent.act(seen, ram[None])[0])
+        frame, ram = frames.next_row(), rams.next_row()
+        reward, term, trunc = stepper.step(action, frame, ram)
         allowance -= 1
         uncounted += 1
-        frames.append(obs)
-        rams.append(ale.getRAM())
         actions.append(action)
-        rewards.append(float(reward))
-        terminated.append(bool(term))
-        truncated.append(bool(trunc))
+        rewards.append(reward)
+        terminated.append(term)
+        truncated.append(trunc)
         if term or trunc:
             break
     with shared.lock:
@@ -238,9 +254,10 @@ def _run_episode(
         "agent": agent.describe(),
         "stopped_by_frame_budget": stopped_by_budget,
         "collected_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "palette_indices": colours.known.tolist(),
     }
     return Episode(
-        frames=frames.view(),
+        frames=PaletteFrames(frames.view(), colours.rgb.copy()),
         actions=np.asarray(actions, dtype=np.int64),
         rewards=np.asarray(rewards, dtype=np.float32),
         terminated=np.asarray(terminated),
@@ -270,7 +287,7 @@ def _worker(worker_id: int, cfg: CollectConfig, shared: _Shared, results: Any, p
 
     episodes_dir = DatasetDir(cfg.out).episodes_dir
     # Two buffer sets: one is filled by the env loop while a writer thread saves the other.
-    buffer_sets = [{"frames": _Buffer(RAW_SHAPE, np.uint8), "ram": _Buffer((128,), np.uint8)} for _ in range(2)]
+    buffer_sets = [{"frames": _Buffer(RAW_SHAPE[:2], np.uint8), "ram": _Buffer((128,), np.uint8)} for _ in range(2)]
     pending: list[Future[None] | None] = [None, None]
 
     def save(index: int, episode: Episode) -> None:
@@ -280,18 +297,18 @@ def _worker(worker_id: int, cfg: CollectConfig, shared: _Shared, results: Any, p
         results.put(("episode", index, len(episode), float(episode.rewards.sum())))
 
     writer = ThreadPoolExecutor(max_workers=1)
-    env = None
+    stepper = None
     try:
         from agents import make_agent
 
-        env = make_env(cfg.env)
-        agent = make_agent(cfg.agent, cfg.env.game, int(env.action_space.n), seed=cfg.seed, noise=cfg.agent_noise)
+        stepper = AleStepper(cfg.env)
+        agent = make_agent(cfg.agent, cfg.env.game, stepper.n_actions, seed=cfg.seed, noise=cfg.agent_noise)
         episodes_dir.mkdir(parents=True, exist_ok=True)
         slot = 0
         while (index := _claim_episode(shared)) is not None:
             if pending[slot] is not None:
                 pending[slot].result()  # this buffer set is still being written
-            episode = _run_episode(env, agent, index, cfg, shared, parent, buffer_sets[slot])
+            episode = _run_episode(stepper, agent, index, cfg, shared, parent, buffer_sets[slot])
             if episode is None:
                 break
             pending[slot] = writer.submit(save, index, episode)
@@ -303,8 +320,9 @@ def _worker(worker_id: int, cfg: CollectConfig, shared: _Shared, results: Any, p
         results.put(("error", worker_id, f"{type(err).__name__}: {err}", None))
     finally:
         writer.shutdown(wait=True)
-        if env is not None:
-            env.close()
+        if stepper is not None:
+            stepper.close()
+        results.put(("done", worker_id, 0, 0.0))  # wakes the parent at once (it would poll for 0.2 s)
 
 
 # --------------------------------------------------------------------------- parent side
@@ -347,6 +365,8 @@ def collect(
     t0 = time.perf_counter()
     old_term = signal.signal(signal.SIGTERM, _raise_interrupt) if _in_main_thread() else None
 
+    done: set[int] = set()
+
     def drain(block: bool) -> None:
         nonlocal steps
         while True:
@@ -355,6 +375,9 @@ def collect(
             except queue.Empty:
                 return
             block = False
+            if kind == "done":
+                done.add(a)
+                continue
             if kind == "error":
                 errors.append(f"worker {a}: {b}")
                 shared.stop.set()
@@ -367,21 +390,23 @@ def collect(
 
     procs: list[Any] = []
     try:
-        if n_workers == 1:
-            import threading
+        import threading
 
-            thread = threading.Thread(target=_worker, args=(0, cfg, shared, results, None), daemon=True)
-            thread.start()
-            procs = [thread]
-        else:
-            for wid in range(n_workers):
-                proc = ctx.Process(target=_worker, args=(wid, cfg, shared, results, os.getpid()), daemon=True)
-                proc.start()
-                procs.append(proc)
-        while any(p.is_alive() for p in procs):
+        # Worker 0 is a thread of this process, which otherwise only waits: it starts stepping at
+        # once, while the other workers start Python and import their modules (about 0.5 s).
+        for wid in range(1, n_workers):
+            proc = ctx.Process(target=_worker, args=(wid, cfg, shared, results, os.getpid()), daemon=True)
+            proc.start()
+            procs.append(proc)
+        thread = threading.Thread(target=_worker, args=(0, cfg, shared, results, None), daemon=True)
+        thread.start()
+        procs.append(thread)
+        while len(done) < len(procs) and any(p.is_alive() for p in procs):
             drain(block=True)
             bar.n = shared.done_steps.value
             bar.refresh()
+        for p in procs:
+            p.join(timeout=30)  # every worker said it is done: they only have to exit
         drain(block=False)
     except KeyboardInterrupt:
         interrupted = True
@@ -426,6 +451,7 @@ def _record_run(
             "agent_noise": cfg.agent_noise if cfg.agent == "scripted" else None,
             "seed": cfg.seed,
             "workers": cfg.workers,
+            "sticky_actions_by": "collector",  # drawn from each episode's seed (stepper.py), ALE's set to 0
             "episodes_added": indices,
             "steps_added": steps,
             "seconds": round(seconds, 2),

@@ -19,7 +19,11 @@ from dataset_tools.episode import DatasetError, episode_index, load_episode, rea
 from dataset_tools.games import EnvSettings
 from dataset_tools.preprocess import Preprocess
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""Version written by this library. 2: frames stored as palette indices + ``palette.npy`` (episode.py)."""
+READABLE_VERSIONS = (1, 2)
+"""Versions this library reads: a version-1 dataset (RGB ``frames.npy``) reads as before, and
+collecting into it again adds palette shards and raises its version to 2."""
 MANIFEST = "dataset.json"
 
 
@@ -62,8 +66,12 @@ class DatasetDir:
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise DatasetError(f"{self.manifest_path}: corrupted manifest ({err})") from None
         version = manifest.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise DatasetError(f"{self.manifest_path}: schema version {version}, this library reads {SCHEMA_VERSION}")
+        if version not in READABLE_VERSIONS:
+            readable = ", ".join(str(v) for v in READABLE_VERSIONS)
+            raise DatasetError(
+                f"{self.manifest_path}: schema version {version}, this library reads versions {readable}"
+                + ("; upgrade learned-envs to read it" if isinstance(version, int) and version > SCHEMA_VERSION else "")
+            )
         for key in ("env", "preprocess"):
             if key not in manifest:
                 raise DatasetError(f"{self.manifest_path}: no {key!r} entry")

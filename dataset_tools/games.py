@@ -100,8 +100,13 @@ def make_env(settings: EnvSettings, **extra: Any) -> gym.Env:
 
 def action_meanings(settings: EnvSettings) -> list[str]:
     """Names of the actions (``["NOOP", "FIRE", ...]``) in the env's action order."""
-    env = make_env(settings)
+    return list(_action_meanings(settings.game, settings.full_action_space))
+
+
+@functools.cache
+def _action_meanings(game: str, full_action_space: bool) -> tuple[str, ...]:
+    env = make_env(EnvSettings(game=game, full_action_space=full_action_space))  # loads the ROM: 0.1 s
     try:
-        return list(env.unwrapped.get_action_meanings())  # type: ignore[attr-defined]
+        return tuple(env.unwrapped.get_action_meanings())  # type: ignore[attr-defined]
     finally:
         env.close()

@@ -19,7 +19,7 @@ import numpy as np
 from dataset_tools import background as bg
 from dataset_tools import motion as mo
 from dataset_tools.dataset import DatasetDir
-from dataset_tools.episode import load_array, load_extra, write_extra
+from dataset_tools.episode import load_extra, load_frames, write_extra
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def sample_frames(ds: DatasetDir, max_frames: int, seed: int = 0) -> tuple[np.nd
 
     Returns (frames (N, 210, 160, 3) uint8, source (N, 2) int64 rows [episode, t]).
     """
-    index = [(i, len(load_array(ds.episodes_dir / f"ep_{i:06d}", "frames"))) for i in ds.episode_indices()]
+    index = [(i, len(load_frames(ds.episodes_dir / f"ep_{i:06d}"))) for i in ds.episode_indices()]
     pairs = np.array([(i, t) for i, n in index for t in range(n)], dtype=np.int64).reshape(-1, 2)
     if len(pairs) == 0:
         raise ValueError(f"{ds.root}: no episodes yet; collect some first (--frames N or --episodes N)")
@@ -58,7 +58,7 @@ def sample_frames(ds: DatasetDir, max_frames: int, seed: int = 0) -> tuple[np.nd
     frames = np.empty((len(chosen), 210, 160, 3), dtype=np.uint8)
     for ep in np.unique(chosen[:, 0]):
         rows = np.nonzero(chosen[:, 0] == ep)[0]
-        arr = load_array(ds.episodes_dir / f"ep_{ep:06d}", "frames")
+        arr = load_frames(ds.episodes_dir / f"ep_{ep:06d}")
         frames[rows] = arr[chosen[rows, 1]]
     return frames, chosen
 
@@ -77,7 +77,7 @@ def compute_root(ds: DatasetDir, max_frames: int = 2000, seed: int = 0) -> tuple
 
 def _motion_one(args: tuple[Path, MotionConfig, np.ndarray | None, Path | None]) -> int:
     ep_dir, cfg, background, plot_dir = args
-    frames = np.asarray(load_array(ep_dir, "frames"))
+    frames = np.asarray(load_frames(ep_dir))
     out = mo.episode_motion(frames, cfg.method, background=background, grid=cfg.grid, threshold=cfg.threshold)
     write_extra(
         ep_dir,

@@ -101,7 +101,7 @@ def test_unwritable_output(tmp_path: Path) -> None:
 
 def test_corrupted_and_truncated_shards_are_named(pong_copy: Path) -> None:
     ds = DatasetDir(pong_copy)
-    frames = pong_copy / "episodes" / "ep_000001" / "frames.npy"
+    frames = pong_copy / "episodes" / "ep_000001" / "keyframes.npy"
     with open(frames, "r+b") as f:
         f.truncate(os.path.getsize(frames) // 2)
     with pytest.raises(DatasetError, match=str(frames)):

@@ -67,7 +67,7 @@ def test_frame_loss_decreases_on_a_real_batch(name: str, batch: SequenceBatch) -
     model = build_model(name, TINY[name], (3, 64, 64), 6)
     opt = torch.optim.Adam(model.parameters(), 1e-2)
     history = []
-    for _ in range(5):
+    for _ in range(12):
         loss, logs = model.loss(batch)
         opt.zero_grad()
         loss.backward()

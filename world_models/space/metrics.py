@@ -1,4 +1,4 @@
-"""Evaluation of a SPACE / SPACE-Time object extractor against RAM truth (the ``train.eval_on`` protocol).
+"""Evaluation of a SPACE / SPACE-Time object extractor against RAM truth (the reference's ``train.eval_on``: ``eval_every`` in training, ``learned-envs evaluate``).
 
 Conventions (the same as :func:`dataset_tools.motion.grid_targets`, whose motion targets the model learns):
 
@@ -446,7 +446,7 @@ def evaluate_extractor(
     numpy), one image per RAM row ``ram`` (B, 128) (leading dims are flattened: (B, T, ...) works too); the
     frames are passed to it untouched (it runs under ``torch.no_grad``; putting the model in eval mode, so that
     ``z_pres`` are probabilities rather than relaxed samples, is its job). Returns the JSON-able metrics (NaN
-    written as null). ``train.eval_on`` and a CLI call it with :func:`dataset_batches` of the validation episodes.
+    written as null). The trainer (``eval_every``) and ``learned-envs evaluate`` call it with :func:`dataset_batches` of the validation episodes.
     """
     cfg = cfg or ExtractorEvalConfig()
     classes = tuple(classes or ram_truth.moving_classes(game))

@@ -51,6 +51,7 @@ from dataset_tools import ram_truth
 from dataset_tools.dataset import write_json
 from dataset_tools.preprocess import RAW_SHAPE, Preprocess
 from dataset_tools.scoring import ClassScore
+from world_models.space.scene import zwhere_to_box
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +93,7 @@ def zwhere_to_boxes(
     where = where.reshape(len(where), -1, 4)  # (B, N, 4)
     if where.shape[1] != pres.shape[1]:
         raise ValueError(f"z_where has {where.shape[1]} cells, z_pres {pres.shape[1]}")
-    h, w = image_hw
-    bw, bh = where[..., 0] * w, where[..., 1] * h
-    x = (where[..., 2] + 1) / 2 * w - bw / 2
-    y = (where[..., 3] + 1) / 2 * h - bh / 2
-    boxes = np.stack([x, y, bw, bh], axis=-1)  # (B, N, 4)
+    boxes = zwhere_to_box(where, *image_hw)  # (B, N, 4) [x, y, w, h]
     out = []
     for b in range(len(pres)):
         keep = np.nonzero(pres[b] >= threshold)[0]
@@ -109,14 +106,10 @@ def _crop(preprocess: Preprocess) -> tuple[int, int, int, int]:
 
 
 def raw_to_model_boxes(boxes: Any, preprocess: Preprocess) -> tuple[np.ndarray, np.ndarray]:
-    """Raw-frame (K, 4) boxes -> (model-frame boxes (K, 4), inside (K,) bool), clipped to the crop first."""
-    top, bottom, left, right = _crop(preprocess)
-    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    x0, x1 = np.clip(b[:, 0], left, right), np.clip(b[:, 0] + b[:, 2], left, right)
-    y0, y1 = np.clip(b[:, 1], top, bottom), np.clip(b[:, 1] + b[:, 3], top, bottom)
-    sx, sy = preprocess.size[1] / (right - left), preprocess.size[0] / (bottom - top)
-    out = np.stack([(x0 - left) * sx, (y0 - top) * sy, (x1 - x0) * sx, (y1 - y0) * sy], axis=-1)
-    return out, (x1 > x0) & (y1 > y0)
+    """Raw-frame (K, 4) boxes -> (model-frame boxes (K, 4), inside (K,) bool), clipped to the crop first
+    (:meth:`Preprocess.boxes`); ``inside`` is false for a box wholly outside the crop."""
+    out = preprocess.boxes(boxes)
+    return out, (out[:, 2] > 0) & (out[:, 3] > 0)
 
 
 def model_to_raw_boxes(boxes: Any, preprocess: Preprocess) -> np.ndarray:

@@ -15,6 +15,12 @@ episode's ``motion.npz`` (``create-dataset --root`` / ``--motion``) mapped throu
 
     motion_pres   (T, G, G) float32      1 in the cell holding a box centre
     motion_where  (T, G, G, 4) float32   [w, h, cx, cy] (see :func:`dataset_tools.motion.grid_targets`)
+
+With ``objects=NAME`` items also hold per-frame object states cached in each episode's ``NAME`` file
+(an ``.npy`` array (T, ...) per episode, e.g. an object extractor's scenes, written by the model that
+asks for them; see :meth:`world_models.base.WorldModel.prepare_data`)::
+
+    objects       (T, ...) float32
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ class SequenceBatch:
     ram: torch.Tensor  # (B, T, 128)
     motion_pres: torch.Tensor | None = None  # (B, T, G, G), with ``motion_grid``
     motion_where: torch.Tensor | None = None  # (B, T, G, G, 4), with ``motion_grid``
+    objects: torch.Tensor | None = None  # (B, T, ...), with ``objects``
 
     def to(self, device: torch.device | str) -> SequenceBatch:
         return SequenceBatch(
@@ -66,7 +73,7 @@ class SequenceDataset(Dataset):
     slower on 47 episodes). ``frames=False`` skips reading and preprocessing the frames (items then
     hold an empty ``(T, 0)`` frames tensor), for models that train on the RAM alone. ``motion_grid``
     adds motion targets on a G x G grid (see the module docstring); every episode needs its
-    ``motion.npz``.
+    ``motion.npz``. ``objects`` adds the episodes' cached object states of that file name.
     """
 
     def __init__(
@@ -80,6 +87,7 @@ class SequenceDataset(Dataset):
         cache_episodes: int = 1024,
         frames: bool = True,
         motion_grid: int | None = None,
+        objects: str | None = None,
     ) -> None:
         if seq_len < 1 or stride < 1:
             raise ValueError(f"seq_len and stride must be >= 1, got {seq_len}, {stride}")
@@ -98,6 +106,24 @@ class SequenceDataset(Dataset):
         self.index = np.asarray(starts, dtype=np.int64).reshape(-1, 2)  # (N, 2) rows [episode, start]
         self.motion_grid = motion_grid
         self._boxes = {ep: self._motion_boxes(ep) for ep in self.episodes} if motion_grid else {}
+        self.objects = objects
+        self._objects = {ep: self._object_states(ep) for ep in self.episodes} if objects else {}
+
+    def _object_states(self, ep: int) -> np.ndarray:
+        assert self.objects is not None
+        path = self.ds.episodes_dir / f"ep_{ep:06d}" / self.objects
+        try:
+            states = np.load(path, mmap_mode="r", allow_pickle=False)
+        except FileNotFoundError:
+            raise DatasetError(f"{path}: missing (the model writes it before training: see prepare_data)") from None
+        except (ValueError, OSError, EOFError) as err:
+            raise DatasetError(f"{path}: corrupted or truncated file ({err}); delete it to rebuild it") from None
+        n_frames = int(self.ds.load(ep).frames.shape[0])
+        if states.shape[0] != n_frames:
+            raise DatasetError(
+                f"{path}: {states.shape[0]} object states for {n_frames} frames; delete it to rebuild it"
+            )
+        return states
 
     def _motion_boxes(self, ep: int) -> tuple[np.ndarray, np.ndarray]:
         """Episode ``ep``'s motion boxes (K, 4) [x, y, w, h] in the preprocessed frame, and per frame t the
@@ -159,6 +185,8 @@ class SequenceDataset(Dataset):
         }
         if self.motion_grid:
             item["motion_pres"], item["motion_where"] = self._motion_targets(ep, t)
+        if self.objects:
+            item["objects"] = torch.from_numpy(np.array(self._objects[ep][t:end], dtype=np.float32))
         return item
 
     def loader(

@@ -13,6 +13,7 @@ from world_models import (  # noqa: E402,F401  isort: skip
     object_dynamics,
     rnn_deconv,
     savp,
+    scene_dynamics,
     space,
     svg,
 )

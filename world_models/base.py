@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
 import torch
@@ -77,6 +78,12 @@ class WorldModel(nn.Module, ABC):
         (the checkpoint then records that one) or ``{"motion_grid": G}`` for motion targets. The
         default asks for nothing."""
         return {}
+
+    @classmethod
+    def prepare_data(cls, cfg: ModelConfig, data: Path, progress: bool = True) -> None:  # noqa: B027  (optional hook)
+        """Optional hook, called by the trainer before :meth:`data_options` (and before the model is built):
+        write what the model needs beside the dataset ``data`` (e.g. cached object states) and complete
+        ``cfg`` in place. Must be idempotent: every run and ``--resume`` calls it. The default does nothing."""
 
     def on_step(self, step: int) -> None:  # noqa: B027  (optional hook)
         """Called by the trainer with the global step (1, 2, ...) before every training loss, for

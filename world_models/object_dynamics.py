@@ -33,6 +33,18 @@ PIXELS = (80.0, 105.0)
 """Raw pixels per normalised unit along x and y (for losses and logs in pixels)."""
 
 
+def mlp(n_in: int, hidden: int, layers: int, out: int | None = None) -> nn.Sequential:
+    """``layers`` SiLU layers of width ``hidden``, then a linear layer to ``out`` if given."""
+    modules: list[nn.Module] = []
+    width = n_in
+    for _ in range(layers):
+        modules += [nn.Linear(width, hidden), nn.SiLU()]
+        width = hidden
+    if out is not None:
+        modules.append(nn.Linear(width, out))
+    return nn.Sequential(*modules)
+
+
 @dataclass
 class ObjectDynamicsConfig(ModelConfig):
     n_past: int = 4
@@ -115,12 +127,7 @@ class ObjectDynamics(WorldModel):
         k = cfg.n_past
         # window, moves, ball relative to both paddles, actions (+ the new one)
         n_in = k * N_OBJ * 3 + (k - 1) * N_OBJ * 2 + k * 2 * 2 + k * n_actions + (6 if cfg.contact else 0)
-        layers: list[nn.Module] = []
-        width = n_in
-        for _ in range(cfg.layers):
-            layers += [nn.Linear(width, cfg.hidden), nn.SiLU()]
-            width = cfg.hidden
-        self.trunk = nn.Sequential(*layers)
+        self.trunk = mlp(n_in, cfg.hidden, cfg.layers)
         if cfg.modes < 1:
             raise ValueError(f"modes must be >= 1, got {cfg.modes}")
         # per mode: presence logit, dx, dy per object; then per object one logit per mode
@@ -129,8 +136,8 @@ class ObjectDynamics(WorldModel):
         # ball that may be hit or missed is hit or missed, never the average of both
         self.flip_head = nn.Linear(cfg.hidden, 2) if cfg.bounce else None  # the ball turns in x, in y
         # reward and termination read the trunk and the predicted next objects (a point is the ball leaving)
-        self.reward_head = nn.Sequential(nn.Linear(cfg.hidden + N_OBJ * 3, 128), nn.SiLU(), nn.Linear(128, 3))
-        self.term_head = nn.Sequential(nn.Linear(cfg.hidden + N_OBJ * 3, 128), nn.SiLU(), nn.Linear(128, 1))
+        self.reward_head = mlp(cfg.hidden + N_OBJ * 3, 128, 1, out=3)
+        self.term_head = mlp(cfg.hidden + N_OBJ * 3, 128, 1, out=1)
         # (top, bottom, left, right) crop of the frames the detector and renderer work on; set by bind_data
         self.register_buffer("crop", torch.tensor([34.0, 194.0, 0.0, 160.0]))
 

@@ -302,6 +302,15 @@ def _train(
     dd: _Dist,
 ) -> Path:
     seq_len = mcfg.n_past + mcfg.n_future
+    try:  # e.g. an extractor's object states cached beside the episodes; the main rank writes them first
+        if dd.main:
+            cls.prepare_data(mcfg, data, progress=progress)
+        if dd.world > 1:
+            dist.barrier()
+            if not dd.main:
+                cls.prepare_data(mcfg, data, progress=False)
+    except (ValueError, FileNotFoundError) as err:
+        raise TrainError(f"{data}: {err}") from None
     options = cls.data_options(mcfg, DatasetDir(data).preprocess())
     dataset = SequenceDataset(
         data, seq_len, split="train", val_fraction=cfg.val_fraction, frames=cls.needs_frames, **options

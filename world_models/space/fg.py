@@ -191,43 +191,64 @@ class SpaceFg(nn.Module):
         return full[:, :, pad : pad + s, pad : pad + s]  # (B, C, S + 2 pad, S + 2 pad) -> (B, C, S, S)
 
     # ------------------------------------------------------------------ forward
+    def _cells(self, x: torch.Tensor) -> tuple[torch.Tensor, Normal, Normal, Normal]:
+        """Per-cell presence logits (B, N) and the scale / shift / depth posteriors of frames ``x``."""
+        params = self.encoder(x).flatten(2).transpose(1, 2)  # (B, 11, G, G) -> (B, N, 11)
+        pres_logits = params[..., 0].clamp(-8.8, 8.8)
+        stds = (F.softplus(params[..., i : i + k]) + 1e-4 for i, k in ((6, 2), (8, 2), (10, 1)))
+        means = (params[..., 1:3], params[..., 3:5], params[..., 5:6])
+        q_scale, q_shift, q_depth = (Normal(m, s) for m, s in zip(means, stds, strict=True))
+        return pres_logits, q_scale, q_shift, q_depth
+
+    def _z_where(self, scale_raw: torch.Tensor, shift_raw: torch.Tensor) -> torch.Tensor:
+        """Raw scale / shift latents (B, N, 2) each -> ``z_where`` (B, N, 4) ``[w, h, cx, cy]``."""
+        scale = self.cfg.z_scale_max * torch.sigmoid(scale_raw)  # (B, N, 2) [w, h]
+        centre = self.cell_centres + torch.tanh(shift_raw) / self.cfg.grid  # (B, N, 2) [cx, cy]
+        return torch.cat([scale, centre], dim=-1)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The means of frames ``x`` (B, 3, S, S), without drawing anything (extraction only): presence
+        logits (B, N), ``z_where`` (B, N, 4), ``z_depth`` (B, N) and ``z_what`` (B, N, D)."""
+        pres_logits, q_scale, q_shift, q_depth = self._cells(x)
+        z_where = self._z_where(q_scale.mean, q_shift.mean)
+        what_mean, _ = self.glimpse_encoder(self.glimpses(x, z_where).flatten(0, 1))  # (B*N, 3, g, g) -> (B*N, D)
+        return pres_logits, z_where, q_depth.mean.squeeze(-1), what_mean.view(x.shape[0], z_where.shape[1], -1)
+
+    def composite(
+        self, rgb: torch.Tensor, alpha: torch.Tensor, z_pres: torch.Tensor, depth: torch.Tensor, z_where: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw the cells' glimpses ``rgb`` (B, N, 3, g, g) and ``alpha`` (B, N, 1, g, g), weighted by
+        ``z_pres`` (B, N) and ordered by ``depth`` (B, N), at their ``z_where`` (B, N, 4) -> the foreground
+        (B, 3, S, S) and its alpha (B, 1, S, S)."""
+        a = alpha * z_pres[..., None, None, None]  # (B, N, 1, g, g)
+        weight = a * 100.0 * torch.sigmoid(-depth)[..., None, None, None]  # (B, N, 1, g, g)
+        sums = self.render(torch.cat([weight * rgb, weight, a], dim=2), z_where)  # (B, 5, S, S)
+        fg = sums[:, :3] / (sums[:, 3:4] + EPS)
+        alpha_sum = sums[:, 4:5]
+        return fg, alpha_sum + (alpha_sum.clamp(EPS, 1 - EPS) - alpha_sum).detach()
+
     def forward(self, x: torch.Tensor, tau: float, z_pres_prior: float, z_scale_prior: float) -> FgOutput:
         """Foreground of frames ``x`` (B, 3, S, S); samples in training mode, means / probabilities in eval."""
         cfg, b = self.cfg, x.shape[0]
         n = cfg.grid * cfg.grid
-        params = self.encoder(x).flatten(2).transpose(1, 2)  # (B, 11, G, G) -> (B, N, 11)
-        pres_logits = params[..., 0].clamp(-8.8, 8.8)
-        scale_mean, shift_mean, depth_mean = params[..., 1:3], params[..., 3:5], params[..., 5:6]
-        scale_std, shift_std, depth_std = (
-            F.softplus(params[..., i : i + k]) + 1e-4 for i, k in ((6, 2), (8, 2), (10, 1))
-        )
-        q_scale, q_shift, q_depth = (
-            Normal(scale_mean, scale_std),
-            Normal(shift_mean, shift_std),
-            Normal(depth_mean, depth_std),
-        )
+        pres_logits, q_scale, q_shift, q_depth = self._cells(x)
+        scale_mean, scale_std, shift_mean, shift_std = q_scale.mean, q_scale.stddev, q_shift.mean, q_shift.stddev
         if self.training:
             z_pres = relaxed_bernoulli(pres_logits, tau)
             scale_raw, shift_raw, depth = q_scale.rsample(), q_shift.rsample(), q_depth.rsample()
         else:
             z_pres = torch.sigmoid(pres_logits)
-            scale_raw, shift_raw, depth = scale_mean, shift_mean, depth_mean
-        scale = cfg.z_scale_max * torch.sigmoid(scale_raw)  # (B, N, 2) [w, h]
-        centre = self.cell_centres + torch.tanh(shift_raw) / cfg.grid  # (B, N, 2) [cx, cy]
-        z_where = torch.cat([scale, centre], dim=-1)  # (B, N, 4)
+            scale_raw, shift_raw, depth = q_scale.mean, q_shift.mean, q_depth.mean
+        z_where = self._z_where(scale_raw, shift_raw)  # (B, N, 4)
 
         glimpses = self.glimpses(x, z_where)  # (B, N, 3, g, g)
         what_mean, what_std = self.glimpse_encoder(glimpses.flatten(0, 1))  # (B*N, 3, g, g) -> (B*N, D)
         q_what = Normal(what_mean, what_std)
         z_what = q_what.rsample() if self.training else what_mean
         rgb, alpha = self.glimpse_decoder(z_what)  # (B*N, 3, g, g), (B*N, 1, g, g)
-        a = alpha.view(b, n, 1, *alpha.shape[-2:]) * z_pres[..., None, None, None]  # (B, N, 1, g, g)
-        weight = a * 100.0 * torch.sigmoid(-depth)[..., None, None]  # (B, N, 1, g, g)
-        rgb = rgb.view(b, n, 3, *rgb.shape[-2:])
-        sums = self.render(torch.cat([weight * rgb, weight, a], dim=2), z_where)  # (B, 5, S, S)
-        fg = sums[:, :3] / (sums[:, 3:4] + EPS)
-        alpha_sum = sums[:, 4:5]
-        alpha_map = alpha_sum + (alpha_sum.clamp(EPS, 1 - EPS) - alpha_sum).detach()
+        fg, alpha_map = self.composite(
+            rgb.view(b, n, 3, *rgb.shape[-2:]), alpha.view(b, n, 1, *alpha.shape[-2:]), z_pres, depth[..., 0], z_where
+        )
 
         kl_pres = kl_bernoulli(torch.sigmoid(pres_logits), z_pres_prior).sum(1)  # (B,)
         prior_scale = Normal(

@@ -6,7 +6,7 @@ so that the one trainer, checkpoints, ``--resume`` and grid runs serve it unchan
 contract as far as an extractor honestly can: :meth:`~SpaceTime.start` extracts the scene of the
 last context frame, :meth:`~SpaceTime.decode` draws its reconstruction, :meth:`~SpaceTime.features`
 are its object latents, and :meth:`~SpaceTime.step` raises: a learned env over objects needs a
-dynamics model over these scenes (``object_dynamics``), not this one.
+dynamics model over these scenes (``scene_dynamics``), not this one.
 
 Loss of a window of frames (B, T, 3, S, S), each frame alike::
 
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 EXTRACTOR_ONLY = (
     "space_time is an object extractor, not a dynamics model: it cannot step. Use its scenes "
-    "(SpaceTime.infer / scene_description) as observations, or a dynamics model for learned envs."
+    "(SpaceTime.infer / scene_description) as observations, or train scene_dynamics over them for a learned env."
 )
 
 
@@ -108,19 +108,14 @@ class SpaceTime(WorldModel):
             raise ValueError(
                 f"infer needs (B, 3, {self.cfg.img_size}, {self.cfg.img_size}) RGB frames, got {tuple(x.shape)}"
             )
-        was_training = self.fg.training
-        self.fg.eval()
-        try:
-            fg = self.fg(x, self.cfg.tau_end, self.cfg.z_pres_prior_end, self.cfg.z_scale_prior_end)
-        finally:
-            self.fg.train(was_training)
+        pres_logits, z_where, z_depth, z_what = self.fg.encode(x)
         s = self.cfg.img_size
         return Inference(
-            z_pres=fg.pres_prob,
-            z_where=fg.z_where,
-            z_what=fg.z_what_mean,
-            z_depth=fg.z_depth,
-            boxes=zwhere_to_box(fg.z_where, s, s),
+            z_pres=torch.sigmoid(pres_logits),
+            z_where=z_where,
+            z_what=z_what,
+            z_depth=z_depth,
+            boxes=zwhere_to_box(z_where, s, s),
         )
 
     def scene_description(

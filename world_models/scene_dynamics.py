@@ -86,12 +86,20 @@ class SceneDynamicsConfig(ModelConfig):
     """Weight of the presence binary cross-entropy."""
     attribute_weight: float = 1.0
     """Weight of the squared error of the next size and ``z_what`` (over objects present in the target)."""
+    attribute_scale: float = 0.1
+    """The network's outputs for an object's size and ``z_what`` are its deviations from its label's
+    learned prototype, times this."""
     event_weight: float = 10.0
     """Extra weight of the ``event_labels`` objects' losses on steps where they turn, appear or vanish."""
     event_labels: str = "ball"
     """Comma-separated labels whose rare events get ``event_weight`` (labels the game lacks are ignored)."""
     sample_presence: bool = True
     """In imagination, draw each object's presence from its predicted probability; False thresholds it."""
+    hold_frames: int = 2
+    """An object the extractor loses for at most this many frames in a row keeps moving as it last
+    moved (and stays present), in the training targets and in ``start`` alike: the extractor often
+    misses Pong's ball for a frame or two while it touches a paddle, just when a hit or a miss is
+    decided. 0 keeps the slots as extracted."""
     open_loop: bool = False
     """Feed the model's own predictions back during training (presence as a probability), as
     imagination does, and backpropagate through the ``n_future`` steps; False: every step starts
@@ -170,13 +178,16 @@ def resolve_extractor(cfg: SceneDynamicsConfig) -> dict[str, Any]:
         "game": config.get("game"),
         "labels": list(labels),
         "digest": _digest(path / "model.pt", classifier),
+        "threshold": cfg.threshold,
     }
     return cfg.extractor_spec
 
 
 def cache_name(spec: dict[str, Any]) -> str:
-    """The per-episode cache file of an extractor's slots."""
-    return f"scene_{spec['digest']}.npy"
+    """The per-episode cache file of an extractor's slots (its weights' digest, and the presence
+    threshold where it is not the default)."""
+    threshold = float(spec.get("threshold", 0.5))
+    return f"scene_{spec['digest']}.npy" if threshold == 0.5 else f"scene_{spec['digest']}_t{threshold:g}.npy"
 
 
 @register
@@ -214,6 +225,8 @@ class SceneDynamics(WorldModel):
         n_in = k * n_obj * f + (k - 1) * n_obj * 2 + k * pairs * 2 + k * a
         self.trunk = mlp(n_in, cfg.hidden, cfg.layers)
         self.objects_head = nn.Linear(cfg.hidden, n_obj * (1 + 2 + 2 + d))  # presence, move change, size, z_what
+        # each label's typical size and z_what; the network predicts an object's deviation from it
+        self.prototypes = nn.Parameter(torch.zeros(n_obj, 2 + d))
         summary = cfg.hidden + n_obj * 3  # the trunk and the next objects' presence and positions
         self.reward_head = mlp(summary, 128, 1, out=3)
         self.term_head = mlp(summary, 128, 1, out=1)
@@ -285,7 +298,7 @@ class SceneDynamics(WorldModel):
     def extract(self, x: torch.Tensor) -> torch.Tensor:
         """Frames ``x`` (B, 3, S, S) RGB in [0, 1] -> slots (B, n_labels, 5 + D), one per label."""
         inference = self.space.infer(x)
-        present = inference.z_pres > self.cfg.threshold  # (B, N)
+        present = inference.z_pres > float(self.cfg.extractor_spec.get("threshold", 0.5))  # (B, N)
         label = (inference.z_what @ self.clf_weight.T + self.clf_bias).argmax(-1)  # (B, N, D) -> (B, N)
         slots = []
         for i in range(len(self.labels)):
@@ -316,7 +329,9 @@ class SceneDynamics(WorldModel):
         hidden = self.trunk(x)
         out = self.objects_head(hidden).view(b, n_obj, -1)  # (B, O, 1 + 2 + 2 + D)
         positions = pos[:, -1] + moves[:, -1] + out[..., 1:3] * self.cfg.move_scale  # objects keep their move
-        attributes = slots[:, -1, :, 3:] + out[..., 3:]  # size and z_what change little (absent slots are 0)
+        # size and z_what: the label's prototype plus a predicted deviation, never the last frame's plus a
+        # change (that random-walks in long dreams: z_what ran off to ~700 RMS in a 300-step dream)
+        attributes = self.prototypes + out[..., 3:] * self.cfg.attribute_scale
         return hidden, out[..., 0], positions, attributes
 
     def _heads(
@@ -329,7 +344,7 @@ class SceneDynamics(WorldModel):
     def start(self, frames: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None) -> State:
         b, k = frames.shape[:2]
         self.space.eval()
-        slots = self.extract(frames.flatten(0, 1)).view(b, k, len(self.labels), self.slot_dim)
+        slots = self._hold(self.extract(frames.flatten(0, 1)).view(b, k, len(self.labels), self.slot_dim))
         with torch.no_grad():
             background = self.space.bg(frames[:, -1]).image  # (B, 3, S, S)
         return {"slots": slots, "actions": actions.to(torch.int64), "background": background}
@@ -384,6 +399,24 @@ class SceneDynamics(WorldModel):
     def feature_dim(self) -> int:
         return self.cfg.n_past * len(self.labels) * self.slot_dim
 
+    def _hold(self, slots: torch.Tensor) -> torch.Tensor:
+        """Slots (B, T, O, F) with objects lost for at most ``hold_frames`` frames kept, moving on as they
+        last moved (from the past only, so the real twin does exactly the same online)."""
+        n = self.cfg.hold_frames
+        if n <= 0 or slots.shape[1] < 2:
+            return slots
+        out = [slots[:, 0]]
+        lost = torch.zeros(slots.shape[0], slots.shape[2], device=slots.device)  # (B, O) frames held so far
+        for t in range(1, slots.shape[1]):
+            cur, prev = slots[:, t], out[-1]
+            before = out[-2] if t >= 2 else prev
+            move = (prev[..., 1:3] - before[..., 1:3]) * (prev[..., :1] * before[..., :1])
+            held = torch.cat([prev[..., :1], (prev[..., 1:3] + move).clamp(-1.0, 1.0), prev[..., 3:]], dim=-1)
+            hold = (cur[..., 0] == 0) & (prev[..., 0] > 0) & (lost < n)  # (B, O)
+            out.append(torch.where(hold[..., None], held, cur))
+            lost = torch.where(hold, lost + 1, torch.zeros_like(lost))
+        return torch.stack(out, dim=1)
+
     def _clamp(self, attributes: torch.Tensor) -> torch.Tensor:
         """Sizes within what the extractor can draw (0 to ``z_scale_max``); ``z_what`` as predicted."""
         size = attributes[..., :2].clamp(0.0, self.space.cfg.z_scale_max)
@@ -406,7 +439,7 @@ class SceneDynamics(WorldModel):
         if batch.objects is None:
             raise ValueError("scene_dynamics trains on cached slots: read the data with its data_options")
         p, cfg = self.cfg.n_past, self.cfg
-        truth = batch.objects  # (B, T, O, F)
+        truth = self._hold(batch.objects)  # (B, T, O, F)
         pixels = 80.0  # raw pixels per frame unit: the extractor sees the 160-pixel-wide field
         present_all = truth[..., 0]  # (B, T, O)
         pos = truth[..., 1:3]

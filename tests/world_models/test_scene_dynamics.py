@@ -118,3 +118,31 @@ def test_cache_is_reused_and_bad_classifiers_are_clear_errors(
     joblib.dump(RidgeClassifier().fit(np.eye(16)[:4], ["a", "b", "a", "b"]), other)
     with pytest.raises(TrainError, match="not the game's labels"):
         train("scene_dynamics", data, tmp_path / "y", [*TINY, f"classifier={other}"], progress=False)
+
+
+def test_training_noise_moves_only_present_objects_and_sizes_stay_drawable(scene_run: tuple[Path, Path, Path]) -> None:
+    _, _, ckpt = scene_run
+    model, _ = load_model(ckpt)
+    model.cfg.noise_px, model.cfg.what_noise = 2.0, 0.1
+    window = torch.zeros(4, 2, 3, model.slot_dim)
+    window[:, :, 0, 0] = 1.0  # only the player is present
+    window[:, :, 0, 1:5] = torch.tensor([0.7, 0.1, 0.03, 0.1])
+    noisy = model._noisy(window)
+    assert torch.equal(noisy[..., 1:, :], window[..., 1:, :]) and torch.equal(noisy[..., 0], window[..., 0])
+    shift = (noisy[..., 0, 1:3] - window[..., 0, 1:3]) * 80  # raw pixels
+    assert 0.5 < shift.std() < 5.0
+    big = torch.full((2, 3, model.slot_dim - 3), 5.0)
+    assert model._clamp(big)[..., :2].max() <= model.space.cfg.z_scale_max
+
+
+def test_objects_lost_for_a_frame_or_two_keep_moving(scene_run: tuple[Path, Path, Path]) -> None:
+    _, _, ckpt = scene_run
+    model, _ = load_model(ckpt)
+    assert model.cfg.hold_frames == 2
+    slots = torch.zeros(1, 8, 3, model.slot_dim)
+    slots[0, :2, 2, :3] = torch.tensor([[1.0, 0.50, 0.0], [1.0, 0.55, 0.02]])  # the ball, then lost for 3 frames
+    slots[0, 5:, 2, :3] = torch.tensor([1.0, 0.6, 0.1])
+    held = model._hold(slots)[0, :, 2]
+    assert held[2:4, 0].tolist() == [1.0, 1.0] and held[4, 0] == 0.0  # held for 2 frames, not a third
+    assert torch.allclose(held[2:4, 1:3], torch.tensor([[0.60, 0.04], [0.65, 0.06]]))  # moving on as it moved
+    assert torch.equal(held[5:], slots[0, 5:, 2])  # found again: as extracted

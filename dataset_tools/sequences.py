@@ -113,7 +113,7 @@ class SequenceDataset(Dataset):
         assert self.objects is not None
         path = self.ds.episodes_dir / f"ep_{ep:06d}" / self.objects
         try:
-            states = np.load(path, mmap_mode="r", allow_pickle=False)
+            states = np.load(path, allow_pickle=False)  # small (a few floats per object and frame): kept in memory
         except FileNotFoundError:
             raise DatasetError(f"{path}: missing (the model writes it before training: see prepare_data)") from None
         except (ValueError, OSError, EOFError) as err:

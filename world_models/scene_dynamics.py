@@ -132,17 +132,22 @@ def _classifier_path(cfg: SceneDynamicsConfig, extractor: Path) -> Path:
     return path
 
 
-def _load_classifier(path: Path, labels: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """A linear classifier's weights (C, D) and biases (C,) with rows in ``labels`` order."""
+def _load_classifier(path: Path, labels: tuple[str, ...], dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """A linear classifier of ``dim``-d z_what: its weights (C, D) and biases (C,) with rows in ``labels`` order."""
     import joblib
 
-    clf = joblib.load(path)
+    try:
+        clf = joblib.load(path)
+    except Exception as err:
+        raise ValueError(f"{path}: cannot load the classifier ({type(err).__name__}: {err})") from None
     coef, bias = getattr(clf, "coef_", None), getattr(clf, "intercept_", None)
     if coef is None or bias is None:
         raise ValueError(f"{path}: not a linear classifier (no coef_ / intercept_), got {type(clf).__name__}")
     classes = [str(c) for c in clf.classes_]
     if len(classes) == 2 and np.ndim(coef) == 2 and len(coef) == 1:  # binary: one row, positive class last
         coef, bias = np.concatenate([-coef, coef]), np.concatenate([-np.ravel(bias), np.ravel(bias)])
+    if np.shape(coef)[-1] != dim:
+        raise ValueError(f"{path}: a classifier of {np.shape(coef)[-1]}-d inputs; the extractor's z_what has {dim}")
     try:
         rows = [classes.index(label) for label in labels]
     except ValueError:
@@ -169,7 +174,7 @@ def resolve_extractor(cfg: SceneDynamicsConfig) -> dict[str, Any]:
         raise ValueError(f"extractor={path}: a {config.get('model')} checkpoint, not a space_time one")
     labels = label_list(str(config.get("game")))
     classifier = _classifier_path(cfg, path)
-    _load_classifier(classifier, labels)  # fail now on a classifier of other labels
+    _load_classifier(classifier, labels, int(config["model_config"]["z_what_dim"]))  # fail now on a wrong one
     cfg.extractor_spec = {
         "model_config": config["model_config"],
         "frame_shape": config["frame_shape"],
@@ -214,6 +219,8 @@ class SceneDynamics(WorldModel):
         self.slot_dim = 5 + d
         self.register_buffer("clf_weight", torch.zeros(n_obj, d))
         self.register_buffer("clf_bias", torch.zeros(n_obj))
+        # 1 once the extractor's weights are in (from its files, or from this model's checkpoint)
+        self.register_buffer("extractor_ready", torch.zeros(()))
         self._load_extractor()
         events = {label.strip() for label in cfg.event_labels.split(",") if label.strip()}
         self.register_buffer(
@@ -236,19 +243,36 @@ class SceneDynamics(WorldModel):
 
     def _load_extractor(self) -> None:
         """Copy the extractor's weights and the classifier (rows in label order) into this model, if those
-        files are here and are the ones of ``extractor_spec`` (a saved checkpoint elsewhere has its copy)."""
+        files are here and are the ones of ``extractor_spec``; otherwise leave ``extractor_ready`` at 0 (a
+        saved checkpoint brings its own copy, and :meth:`require_extractor` stops anything else)."""
         try:
             path = _extractor_path(self.cfg)
             classifier = _classifier_path(self.cfg, path)
-        except (FileNotFoundError, CheckpointError):
+            if _digest(path / "model.pt", classifier) != self.cfg.extractor_spec["digest"]:
+                return
+            space, _ = load_model(path)
+            weight, bias = _load_classifier(classifier, self.labels, self.space.cfg.z_what_dim)
+        except (OSError, ValueError, CheckpointError) as err:
+            log.debug("extractor files not loaded (%s); the checkpoint's copy is expected", err)
             return
-        if _digest(path / "model.pt", classifier) != self.cfg.extractor_spec["digest"]:
+        except Exception as err:  # e.g. a classifier pickled by another scikit-learn version
+            log.warning("could not load the z_what classifier (%s); the checkpoint's copy is expected", err)
             return
-        space, _ = load_model(path)
         self.space.load_state_dict(space.state_dict())
-        weight, bias = _load_classifier(classifier, self.labels)
         self.clf_weight.copy_(torch.from_numpy(weight))
         self.clf_bias.copy_(torch.from_numpy(bias))
+        self.extractor_ready.fill_(1.0)
+
+    def require_extractor(self) -> None:
+        """Raise unless the extractor's weights are in (a fresh model whose extractor files are gone or
+        changed since ``extractor_spec`` was written would extract with random weights)."""
+        if not bool(self.extractor_ready):
+            spec = self.cfg.extractor_spec
+            raise ValueError(
+                f"the extractor {self.cfg.extractor or 'shipped Pong one'} (digest {spec.get('digest')}) and its "
+                "classifier could not be loaded from their files (missing, changed or unreadable); "
+                "train from a fresh run directory, or resume a run whose checkpoint holds them"
+            )
 
     # ------------------------------------------------------------------ data
     @classmethod
@@ -264,6 +288,7 @@ class SceneDynamics(WorldModel):
         if not todo:
             return
         model = cls(cfg, tuple(spec["frame_shape"]), len(ds.read_manifest()["action_meanings"])).eval()
+        model.require_extractor()
         preprocess = Preprocess.from_dict(spec["preprocess"])
         frames_total = sum(int(ds.load(ep).frames.shape[0]) for ep in todo)
         log.info("extracting the scenes of %d episodes (%d frames) into %s", len(todo), frames_total, name)
@@ -277,7 +302,7 @@ class SceneDynamics(WorldModel):
                     out[t : t + len(chunk)] = model.extract(x).numpy()
                     bar.update(len(chunk))
                 target = ds.episodes_dir / f"ep_{ep:06d}" / name
-                tmp = target.with_suffix(".tmp.npy")
+                tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.npy")
                 np.save(tmp, out)
                 os.replace(tmp, target)
 
@@ -288,6 +313,7 @@ class SceneDynamics(WorldModel):
         return {"preprocess": Preprocess.from_dict(spec["preprocess"]), "objects": cache_name(spec)}
 
     def bind_data(self, game: str | None, preprocess: Preprocess) -> None:
+        self.require_extractor()
         if game != self.cfg.extractor_spec["game"]:
             raise ValueError(
                 f"the extractor was trained on {self.cfg.extractor_spec['game']}; this dataset holds {game}"
@@ -367,30 +393,30 @@ class SceneDynamics(WorldModel):
 
     def decode(self, state: State) -> torch.Tensor:
         """Each present object's ``z_what`` drawn by the extractor's glimpse decoder at its box, over the
-        start frame's background (B, 3, S, S)."""
+        start frame's background (B, 3, S, S); objects are drawn one by one in label order (Pong: the
+        ball over the paddles), so objects in one grid cell do not mix."""
         slots = state["slots"][:, -1]  # (B, O, F)
-        b, n_obj = slots.shape[:2]
-        fg = self.space.fg
-        g = self.space.cfg.grid
-        n = g * g
+        b = slots.shape[0]
+        fg, g = self.space.fg, self.space.cfg.grid
+        image = state["background"]
         rgb, alpha = fg.glimpse_decoder(slots[..., 5:].flatten(0, 1))  # (B*O, 3, g, g), (B*O, 1, g, g)
-        # every object goes to the grid cell holding its centre (the renderer draws a glimpse near its cell)
-        col = ((slots[..., 1] + 1) / 2 * g).long().clamp(0, g - 1)
-        row = ((slots[..., 2] + 1) / 2 * g).long().clamp(0, g - 1)
-        cell = row * g + col  # (B, O)
-        gs = rgb.shape[-1]
-        patches = torch.zeros(b, n, 4, gs, gs, dtype=rgb.dtype, device=rgb.device)
-        drawn = torch.cat([rgb, alpha], dim=1).view(b, n_obj, 4, gs, gs)
-        patches.scatter_add_(1, cell[:, :, None, None, None].expand(-1, -1, 4, gs, gs), drawn)
-        z_pres = torch.zeros(b, n, dtype=rgb.dtype, device=rgb.device).scatter_add_(1, cell, slots[..., 0])
-        z_where = fg.cell_centres.new_zeros(b, n, 4)
-        z_where[..., :2] = 1.0 / g  # cells without an object draw nothing anyway
-        z_where[..., 2:] = fg.cell_centres
-        z_where.scatter_(1, cell[..., None].expand(-1, -1, 4), torch.cat([slots[..., 3:5], slots[..., 1:3]], dim=-1))
-        image, a = fg.composite(
-            patches[:, :, :3], patches[:, :, 3:], z_pres.clamp(0, 1), torch.zeros_like(z_pres), z_where
-        )
-        return a * image + (1 - a) * state["background"]
+        rgb, alpha = rgb.view(b, -1, *rgb.shape[1:]), alpha.view(b, -1, *alpha.shape[1:])
+        rows = torch.arange(b, device=slots.device)
+        for i in range(slots.shape[1]):
+            # the renderer draws a glimpse near its own cell: put the object in the cell holding its centre
+            col = ((slots[:, i, 1] + 1) / 2 * g).long().clamp(0, g - 1)
+            row = ((slots[:, i, 2] + 1) / 2 * g).long().clamp(0, g - 1)
+            cell = row * g + col  # (B,)
+            z_pres = rgb.new_zeros(b, g * g)
+            z_pres[rows, cell] = slots[:, i, 0].to(rgb.dtype)  # absent objects draw nothing
+            z_where = torch.cat([torch.full_like(fg.cell_centres, 1.0 / g), fg.cell_centres], -1).repeat(b, 1, 1)
+            z_where = z_where.to(rgb.dtype)
+            z_where[rows, cell] = torch.cat([slots[:, i, 3:5], slots[:, i, 1:3]], dim=-1).to(rgb.dtype)
+            patches = rgb.new_zeros(b, g * g, 4, *rgb.shape[-2:])
+            patches[rows, cell] = torch.cat([rgb[:, i], alpha[:, i]], dim=1)
+            drawn, a = fg.composite(patches[:, :, :3], patches[:, :, 3:], z_pres, torch.zeros_like(z_pres), z_where)
+            image = a * drawn + (1 - a) * image
+        return image
 
     def features(self, state: State) -> torch.Tensor:
         return state["slots"].flatten(1)  # (B, K, O, F) -> (B, K*O*F)
@@ -401,7 +427,8 @@ class SceneDynamics(WorldModel):
 
     def _hold(self, slots: torch.Tensor) -> torch.Tensor:
         """Slots (B, T, O, F) with objects lost for at most ``hold_frames`` frames kept, moving on as they
-        last moved (from the past only, so the real twin does exactly the same online)."""
+        last moved, from the past only (within the frames given: ``start`` holds within its window, and
+        so do the training inputs; the targets are held over their whole sequence)."""
         n = self.cfg.hold_frames
         if n <= 0 or slots.shape[1] < 2:
             return slots
@@ -439,7 +466,8 @@ class SceneDynamics(WorldModel):
         if batch.objects is None:
             raise ValueError("scene_dynamics trains on cached slots: read the data with its data_options")
         p, cfg = self.cfg.n_past, self.cfg
-        truth = self._hold(batch.objects)  # (B, T, O, F)
+        raw = batch.objects  # (B, T, O, F) as extracted
+        truth = self._hold(raw)  # the targets: lost objects held, from the whole past of the sequence
         pixels = 80.0  # raw pixels per frame unit: the extractor sees the 160-pixel-wide field
         present_all = truth[..., 0]  # (B, T, O)
         pos = truth[..., 1:3]
@@ -449,9 +477,11 @@ class SceneDynamics(WorldModel):
         event[:, 1:] |= ((move[:, 1:] * move[:, :-1]) < 0).any(-1)
         weight = 1.0 + cfg.event_weight * event.to(truth.dtype) * self.event_mask  # (B, T-1, O)
         state_loss, r_logits, t_logits, errors = [], [], [], []
-        window, past = truth[:, :p], batch.actions[:, : p - 1]
+        window, past = self._hold(raw[:, :p]), batch.actions[:, : p - 1]
         for t in range(p - 1, truth.shape[1] - 1):
             action = batch.actions[:, t]
+            if not cfg.open_loop and t > p - 1:  # as start() sees it: only the window's own frames held
+                window = self._hold(raw[:, t - p + 1 : t + 1])
             seen = self._noisy(window) if self.training else window
             hidden, logits, positions, attributes = self._predict(seen, past, action)
             target = truth[:, t + 1]  # (B, O, F)
@@ -471,11 +501,9 @@ class SceneDynamics(WorldModel):
             r_logits.append(r_logit)
             t_logits.append(t_logit)
             if cfg.open_loop:  # the prediction, as imagination feeds it back (presence soft, so it trains)
-                new = torch.cat([prob[..., None], positions.clamp(-1.0, 1.0), self._clamp(attributes)], dim=-1)
-                new = new * prob[..., None]
-            else:
-                new = target
-            window = torch.cat([window[:, 1:], new[:, None]], dim=1)
+                moved = torch.cat([positions.clamp(-1.0, 1.0), self._clamp(attributes)], dim=-1)
+                new = torch.cat([prob[..., None], moved * prob[..., None]], dim=-1)
+                window = torch.cat([window[:, 1:], new[:, None]], dim=1)
             past = torch.cat([past[:, 1:], action[:, None]], dim=1)
         states = torch.stack(state_loss, 1).mean()
         r_logits_t, t_logits_t = torch.stack(r_logits, 1), torch.stack(t_logits, 1)  # (B, F, 3), (B, F)

@@ -15,7 +15,7 @@ from learned_envs.env import LearnedVectorEnv
 from learned_envs.twin import make_real_twin
 from world_models import load_model
 from world_models.pong_objects import ram_vectors
-from world_models.scene_dynamics import SceneDynamicsConfig, cache_name, resolve_extractor
+from world_models.scene_dynamics import SceneDynamics, SceneDynamicsConfig, cache_name, resolve_extractor
 from world_models.space import PONG_CHECKPOINT
 from world_models.train import TrainError, train
 
@@ -85,8 +85,10 @@ def test_learned_env_steps_and_the_twin_observes_through_the_extractor(scene_run
     for _ in range(5):
         obs, reward, *_ = env.step(env.action_space.sample())
     assert np.isfinite(obs).all() and set(np.unique(reward)) <= {-1.0, 0.0, 1.0}
-    frames = LearnedVectorEnv(ckpt, num_envs=2, obs_type="frames")
-    assert frames.reset(seed=0)[0].shape == (2, 128, 128, 3)
+    for precision in ("float32", "bfloat16"):
+        frames = LearnedVectorEnv(ckpt, num_envs=2, obs_type="frames", precision=precision)
+        assert frames.reset(seed=0)[0].shape == (2, 128, 128, 3)
+        assert frames.step(np.zeros(2, dtype=np.int64))[0].shape == (2, 128, 128, 3)
 
     twin = make_real_twin(ckpt, obs_type="latent")
     obs, _ = twin.reset(seed=0)
@@ -146,3 +148,21 @@ def test_objects_lost_for_a_frame_or_two_keep_moving(scene_run: tuple[Path, Path
     assert held[2:4, 0].tolist() == [1.0, 1.0] and held[4, 0] == 0.0  # held for 2 frames, not a third
     assert torch.allclose(held[2:4, 1:3], torch.tensor([[0.60, 0.04], [0.65, 0.06]]))  # moving on as it moved
     assert torch.equal(held[5:], slots[0, 5:, 2])  # found again: as extracted
+
+
+def test_a_changed_extractor_is_never_used_with_random_weights(
+    scene_run: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    data, extractor, _ = scene_run
+    cfg = SceneDynamicsConfig(extractor=str(tmp_path / "extractor"))
+    shutil.copytree(extractor, tmp_path / "extractor")
+    resolve_extractor(cfg)  # the spec (and so the cache name) of these files
+    with (tmp_path / "extractor" / "model.pt").open("ab") as f:
+        f.write(b"\0")  # the files change after the spec was written
+    fresh = tmp_path / "pong"
+    shutil.copytree(data, fresh)
+    for cache in fresh.glob("episodes/*/scene_*.npy"):
+        cache.unlink()
+    with pytest.raises(ValueError, match="could not be loaded"):
+        SceneDynamics.prepare_data(cfg, fresh, progress=False)
+    assert not list(fresh.glob("episodes/*/scene_*.npy"))

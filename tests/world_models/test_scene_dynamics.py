@@ -97,7 +97,8 @@ def test_learned_env_steps_and_the_twin_observes_through_the_extractor(scene_run
     assert twin.observation_space.shape == (126,)
     x = torch.from_numpy(to_tensor_layout(twin.preprocess(twin.last_raw_frame[None])))
     newest = obs.reshape(2, 3, 21)[-1]
-    assert np.allclose(newest, twin.model.extract(x)[0].numpy(), atol=1e-5)  # the twin sees what start() sees
+    # the twin sees what start() sees (up to float noise: a batch of 2 frames against one, any thread count)
+    assert np.allclose(newest, twin.model.extract(x)[0].numpy(), atol=1e-3)
     assert newest[0, 0] == 1.0  # the player is found on the real frame
 
 

@@ -270,8 +270,9 @@ class SceneDynamics(WorldModel):
             spec = self.cfg.extractor_spec
             raise ValueError(
                 f"the extractor {self.cfg.extractor or 'shipped Pong one'} (digest {spec.get('digest')}) and its "
-                "classifier could not be loaded from their files (missing, changed or unreadable); "
-                "train from a fresh run directory, or resume a run whose checkpoint holds them"
+                "classifier could not be loaded from their files (missing, changed since the run began, or "
+                "unreadable), so no slots can be extracted with them; restore those files, or start a new run "
+                "with extractor= / classifier= pointing at the ones you have"
             )
 
     # ------------------------------------------------------------------ data

@@ -100,9 +100,9 @@ class SequenceDataset(Dataset):
         self._open: OrderedDict[int, Episode] = OrderedDict()
         self._cache_size = cache_episodes
         starts = []
+        self._lengths = {ep: int(self.ds.load(ep).frames.shape[0]) for ep in self.episodes}  # frames per episode
         for ep in self.episodes:
-            n_frames = int(self.ds.load(ep).frames.shape[0])
-            starts.extend((ep, t) for t in range(0, n_frames - seq_len + 1, stride))
+            starts.extend((ep, t) for t in range(0, self._lengths[ep] - seq_len + 1, stride))
         self.index = np.asarray(starts, dtype=np.int64).reshape(-1, 2)  # (N, 2) rows [episode, start]
         self.motion_grid = motion_grid
         self._boxes = {ep: self._motion_boxes(ep) for ep in self.episodes} if motion_grid else {}
@@ -118,7 +118,7 @@ class SequenceDataset(Dataset):
             raise DatasetError(f"{path}: missing (the model writes it before training: see prepare_data)") from None
         except (ValueError, OSError, EOFError) as err:
             raise DatasetError(f"{path}: corrupted or truncated file ({err}); delete it to rebuild it") from None
-        n_frames = int(self.ds.load(ep).frames.shape[0])
+        n_frames = self._lengths[ep]
         if states.shape[0] != n_frames:
             raise DatasetError(
                 f"{path}: {states.shape[0]} object states for {n_frames} frames; delete it to rebuild it"
@@ -138,8 +138,7 @@ class SequenceDataset(Dataset):
             ) from None
         except (KeyError, ValueError, OSError, EOFError) as err:
             raise DatasetError(f"{path}: corrupted or truncated file ({err})") from None
-        n_frames = int(self.ds.load(ep).frames.shape[0])
-        start = np.searchsorted(rows[:, 0], np.arange(n_frames + 1))  # (T+1,)
+        start = np.searchsorted(rows[:, 0], np.arange(self._lengths[ep] + 1))  # (T+1,)
         return self.preprocess.boxes(rows[:, 1:]), start
 
     def _motion_targets(self, ep: int, t: int) -> tuple[torch.Tensor, torch.Tensor]:

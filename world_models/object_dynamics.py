@@ -45,6 +45,13 @@ def mlp(n_in: int, hidden: int, layers: int, out: int | None = None) -> nn.Seque
     return nn.Sequential(*modules)
 
 
+def draw_presence(prob: torch.Tensor, sample: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Objects present in imagination (bool, like ``prob``): drawn from their probabilities, or ``prob > 0.5``."""
+    if sample:
+        return torch.rand(prob.shape, device=prob.device, generator=generator) < prob
+    return prob > 0.5
+
+
 @dataclass
 class ObjectDynamicsConfig(ModelConfig):
     n_past: int = 4
@@ -247,11 +254,7 @@ class ObjectDynamics(WorldModel):
         logits, positions = self._pick(logits, positions, mode)
         prob = torch.sigmoid(logits)
         r_logits, t_logit = self._heads(hidden, prob, positions)
-        if self.cfg.sample_presence:
-            present = torch.rand(prob.shape, device=prob.device, generator=generator) < prob
-        else:
-            present = prob > 0.5
-        present = present.to(window.dtype)
+        present = draw_presence(prob, self.cfg.sample_presence, generator).to(window.dtype)
         positions = positions.clamp(-1.0, 1.0) * present[..., None]  # absent objects sit at 0, as the detector says
         new = torch.cat([present[..., None], positions], dim=-1)  # (B, 3, 3)
         window = torch.cat([window[:, 1:], new[:, None]], dim=1)  # drop the oldest frame

@@ -51,7 +51,7 @@ from world_models.base import (
     reward_from_logits,
 )
 from world_models.checkpoint import CheckpointError, load_model, resolve_checkpoint
-from world_models.object_dynamics import mlp
+from world_models.object_dynamics import draw_presence, mlp
 
 log = logging.getLogger(__name__)
 
@@ -281,14 +281,15 @@ class SceneDynamics(WorldModel):
         """Extract and cache the slots of every episode of ``data`` that has no cache for this extractor."""
         spec = resolve_extractor(cfg)
         ds = DatasetDir(data)
-        game = ds.read_manifest().get("game")
+        manifest = ds.read_manifest()
+        game = manifest.get("game")
         if game != spec["game"]:
             raise ValueError(f"the extractor was trained on {spec['game']}, this dataset holds {game}")
         name = cache_name(spec)
         todo = [ep for ep in ds.episode_indices() if not (ds.episodes_dir / f"ep_{ep:06d}" / name).exists()]
         if not todo:
             return
-        model = cls(cfg, tuple(spec["frame_shape"]), len(ds.read_manifest()["action_meanings"])).eval()
+        model = cls(cfg, tuple(spec["frame_shape"]), len(manifest["action_meanings"])).eval()
         model.require_extractor()
         preprocess = Preprocess.from_dict(spec["preprocess"])
         frames_total = sum(int(ds.load(ep).frames.shape[0]) for ep in todo)
@@ -381,11 +382,7 @@ class SceneDynamics(WorldModel):
         hidden, logits, positions, attributes = self._predict(slots, past, actions)
         prob = torch.sigmoid(logits)
         r_logits, t_logit = self._heads(hidden, prob, positions)
-        if self.cfg.sample_presence:
-            present = torch.rand(prob.shape, device=prob.device, generator=generator) < prob
-        else:
-            present = prob > 0.5
-        present = present.to(slots.dtype)[..., None]  # (B, O, 1)
+        present = draw_presence(prob, self.cfg.sample_presence, generator).to(slots.dtype)[..., None]  # (B, O, 1)
         new = torch.cat([present, positions.clamp(-1.0, 1.0), self._clamp(attributes)], dim=-1) * present  # absent: 0
         slots = torch.cat([slots[:, 1:], new[:, None]], dim=1)
         past = torch.cat([past[:, 1:], actions[:, None].to(past.dtype)], dim=1)
@@ -403,6 +400,7 @@ class SceneDynamics(WorldModel):
         rgb, alpha = fg.glimpse_decoder(slots[..., 5:].flatten(0, 1))  # (B*O, 3, g, g), (B*O, 1, g, g)
         rgb, alpha = rgb.view(b, -1, *rgb.shape[1:]), alpha.view(b, -1, *alpha.shape[1:])
         rows = torch.arange(b, device=slots.device)
+        empty = torch.cat([torch.full_like(fg.cell_centres, 1.0 / g), fg.cell_centres], -1).to(rgb.dtype)  # (1, N, 4)
         for i in range(slots.shape[1]):
             # the renderer draws a glimpse near its own cell: put the object in the cell holding its centre
             col = ((slots[:, i, 1] + 1) / 2 * g).long().clamp(0, g - 1)
@@ -410,8 +408,7 @@ class SceneDynamics(WorldModel):
             cell = row * g + col  # (B,)
             z_pres = rgb.new_zeros(b, g * g)
             z_pres[rows, cell] = slots[:, i, 0].to(rgb.dtype)  # absent objects draw nothing
-            z_where = torch.cat([torch.full_like(fg.cell_centres, 1.0 / g), fg.cell_centres], -1).repeat(b, 1, 1)
-            z_where = z_where.to(rgb.dtype)
+            z_where = empty.repeat(b, 1, 1)
             z_where[rows, cell] = torch.cat([slots[:, i, 3:5], slots[:, i, 1:3]], dim=-1).to(rgb.dtype)
             patches = rgb.new_zeros(b, g * g, 4, *rgb.shape[-2:])
             patches[rows, cell] = torch.cat([rgb[:, i], alpha[:, i]], dim=1)

@@ -16,13 +16,16 @@ context the model's own predictions are fed back, as they are in the learned env
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dataset_tools.dataset import DatasetDir
 from dataset_tools.preprocess import Preprocess
 from dataset_tools.sequences import SequenceBatch
 from world_models.base import ModelConfig, State, StepResult, WorldModel, register, reward_classes, reward_from_logits
@@ -50,6 +53,30 @@ def draw_presence(prob: torch.Tensor, sample: bool, generator: torch.Generator |
     if sample:
         return torch.rand(prob.shape, device=prob.device, generator=generator) < prob
     return prob > 0.5
+
+
+def object_moves(vectors: np.ndarray) -> list[np.ndarray]:
+    """Per object, its moves (N, 2) in raw pixels between consecutive frames where it is seen, from
+    object vectors (T, 3, 3) (rounded to 1/8 px, so equal moves count as equal)."""
+    both = (vectors[1:, :, 0] > 0) & (vectors[:-1, :, 0] > 0)  # (T-1, 3)
+    moves = np.round((vectors[1:, :, 1:] - vectors[:-1, :, 1:]) * np.array(PIXELS) * 8.0) / 8.0
+    return [moves[both[:, o], o] for o in range(vectors.shape[1])]
+
+
+def move_vocabulary(episodes: list[np.ndarray], k: int) -> list[list[list[float]]]:
+    """Each object's ``k`` most common moves ``[dx, dy]`` (raw pixels) over episodes of object vectors
+    (T, 3, 3); an object with fewer distinct moves repeats its most common one (never chosen in training)."""
+    vocab = []
+    for o in range(N_OBJ):
+        moves = [object_moves(v)[o] for v in episodes]
+        allm = np.concatenate(moves) if moves else np.zeros((0, 2))
+        if len(allm) == 0:
+            allm = np.zeros((1, 2))
+        values, counts = np.unique(allm, axis=0, return_counts=True)
+        order = np.argsort(-counts, kind="stable")[:k]
+        top = values[order].tolist()
+        vocab.append(top + [top[0]] * (k - len(top)))
+    return vocab
 
 
 @dataclass
@@ -116,6 +143,21 @@ class ObjectDynamicsConfig(ModelConfig):
     the paddle noise, seed 0, against -18.0 without it)."""
     contact_horizon: float = 8.0
     """Cap of the time-to-contact feature, in steps."""
+    move_classes: int = 0
+    """If > 0: each object's move between two frames where it is seen is a choice among this many
+    moves (the most common moves of that object in the data, in raw pixels) plus a small regressed
+    correction per choice (e.g. a ball stopped short by a wall), instead of a regressed move. Trained
+    by cross-entropy and drawn in imagination, a ball that may be hit or missed is hit or missed at a
+    real speed: regression predicts the average of both, which slows the ball down and turns it
+    without a paddle. Objects that appear are placed by regression as before. Needs ``modes=1``."""
+    move_vocab: list[list[list[float]]] = field(default_factory=list)
+    """The moves to choose from (with ``move_classes``): per object, ``move_classes`` pairs
+    ``[dx, dy]`` in raw pixels, most common first. Filled by ``learned-envs train`` from the RAM of
+    every episode of the dataset (a count of moves, nothing learned); kept in the checkpoint."""
+    move_weight: float = 1.0
+    """Weight of the move choice's cross-entropy (with ``move_classes``)."""
+    move_temperature: float = 1.0
+    """Temperature of the move choice in imagination (1: as learned; below 1: more often the likeliest)."""
 
 
 @register
@@ -142,11 +184,37 @@ class ObjectDynamics(WorldModel):
         # does the ball turn (x: a paddle, y: a wall or the paddle's edge)? sampled in imagination, so a
         # ball that may be hit or missed is hit or missed, never the average of both
         self.flip_head = nn.Linear(cfg.hidden, 2) if cfg.bounce else None  # the ball turns in x, in y
+        self.move_head: nn.Linear | None = None
+        if cfg.move_classes > 0:
+            if cfg.modes != 1 or cfg.bounce:
+                raise ValueError("move_classes needs modes=1 and bounce=false (the move choice replaces both)")
+            vocab = torch.tensor(cfg.move_vocab, dtype=torch.float32)
+            if vocab.shape != (N_OBJ, cfg.move_classes, 2):
+                raise ValueError(
+                    f"move_vocab must hold {cfg.move_classes} [dx, dy] moves per object ({N_OBJ} objects), "
+                    f"got shape {tuple(vocab.shape)}: `learned-envs train` fills it from the data "
+                    "(ObjectDynamics.prepare_data)"
+                )
+            self.register_buffer("vocab", vocab)  # (3, K, 2) raw pixels
+            # per object and move: a logit and a correction (dx, dy) in raw pixels
+            self.move_head = nn.Linear(cfg.hidden, N_OBJ * cfg.move_classes * 3)
         # reward and termination read the trunk and the predicted next objects (a point is the ball leaving)
         self.reward_head = mlp(cfg.hidden + N_OBJ * 3, 128, 1, out=3)
         self.term_head = mlp(cfg.hidden + N_OBJ * 3, 128, 1, out=1)
         # (top, bottom, left, right) crop of the frames the detector and renderer work on; set by bind_data
         self.register_buffer("crop", torch.tensor([34.0, 194.0, 0.0, 160.0]))
+
+    @classmethod
+    def prepare_data(cls, cfg: ObjectDynamicsConfig, data: Path, progress: bool = True) -> None:  # type: ignore[override]
+        """With ``move_classes``: fill ``cfg.move_vocab`` with each object's most common moves in ``data``."""
+        if cfg.move_classes <= 0 or cfg.move_vocab:
+            return
+        ds = DatasetDir(data)
+        if ds.read_manifest().get("game") != "Pong":
+            raise ValueError("object_dynamics reads Pong's objects; this dataset holds another game")
+        cfg.move_vocab = move_vocabulary(
+            [ram_vectors(np.asarray(ds.load(ep).ram)) for ep in ds.episode_indices()], cfg.move_classes
+        )
 
     def bind_data(self, game: str | None, preprocess: Preprocess) -> None:
         if game != "Pong":
@@ -215,6 +283,26 @@ class ObjectDynamics(WorldModel):
         sign[:, 2] = 1.0 - 2.0 * flip
         return positions + (last_move * sign)[:, None]
 
+    def _choices(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """With ``move_classes``: each object's move logits (B, 3, K) and per-move corrections (B, 3, K, 2)
+        in raw pixels, from the trunk's hidden state (B, hidden)."""
+        assert self.move_head is not None
+        out = self.move_head(hidden).view(hidden.shape[0], N_OBJ, self.cfg.move_classes, 3)
+        return out[..., 0], out[..., 1:]
+
+    def _chosen(
+        self, window: torch.Tensor, regressed: torch.Tensor, choice: torch.Tensor, correction: torch.Tensor
+    ) -> torch.Tensor:
+        """Next positions (B, 3, 2): objects seen in the last frame of ``window`` (B, K, 3, 3) make
+        their chosen move ``choice`` (B, 3) plus its correction (B, 3, K, 2); the others (appearing
+        objects) take the ``regressed`` positions (B, 3, 2)."""
+        index = choice[..., None, None].expand(-1, -1, 1, 2)  # (B, 3, 1, 2)
+        vocab = self.vocab.to(correction.dtype).expand(choice.shape[0], -1, -1, -1)  # (B, 3, K, 2)
+        move = (vocab.gather(2, index) + correction.gather(2, index)).squeeze(2)  # (B, 3, 2) raw pixels
+        pixels = torch.tensor(PIXELS, device=window.device, dtype=correction.dtype)
+        moved = window[:, -1, :, 1:] + move / pixels
+        return torch.where(window[:, -1, :, :1] > 0, moved, regressed)
+
     @staticmethod
     def _pick(logits: torch.Tensor, positions: torch.Tensor, mode: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Each object's chosen mode ``mode`` (B, 3): (B, M, 3), (B, M, 3, 2) -> (B, 3), (B, 3, 2)."""
@@ -241,17 +329,23 @@ class ObjectDynamics(WorldModel):
         window, past = state["window"], state["actions"]
         hidden, logits, positions, last_move, mode_logits, flip_logits = self._predict(window, past, actions)
         b = window.shape[0]
-        flip = None
-        if flip_logits is not None:
-            drawn = torch.rand(flip_logits.shape, device=window.device, generator=generator)
-            flip = (drawn < torch.sigmoid(flip_logits)).to(window.dtype)
-        positions = self._move(positions, last_move, flip)
-        if self.cfg.modes > 1:
-            probs = torch.softmax(mode_logits.float(), dim=-1).flatten(0, 1)  # (B, 3, M) -> (B*3, M)
-            mode = torch.multinomial(probs, 1, generator=generator).view(b, N_OBJ)
+        if self.move_head is not None:
+            move_logits, correction = self._choices(hidden)
+            probs = torch.softmax(move_logits.float() / self.cfg.move_temperature, dim=-1).flatten(0, 1)
+            choice = torch.multinomial(probs, 1, generator=generator).view(b, N_OBJ)  # (B*3, K) -> (B, 3)
+            logits, positions = logits[:, 0], self._chosen(window, positions[:, 0], choice, correction)
         else:
-            mode = torch.zeros(b, N_OBJ, dtype=torch.long, device=window.device)
-        logits, positions = self._pick(logits, positions, mode)
+            flip = None
+            if flip_logits is not None:
+                drawn = torch.rand(flip_logits.shape, device=window.device, generator=generator)
+                flip = (drawn < torch.sigmoid(flip_logits)).to(window.dtype)
+            positions = self._move(positions, last_move, flip)
+            if self.cfg.modes > 1:
+                probs = torch.softmax(mode_logits.float(), dim=-1).flatten(0, 1)  # (B, 3, M) -> (B*3, M)
+                mode = torch.multinomial(probs, 1, generator=generator).view(b, N_OBJ)
+            else:
+                mode = torch.zeros(b, N_OBJ, dtype=torch.long, device=window.device)
+            logits, positions = self._pick(logits, positions, mode)
         prob = torch.sigmoid(logits)
         r_logits, t_logit = self._heads(hidden, prob, positions)
         present = draw_presence(prob, self.cfg.sample_presence, generator).to(window.dtype)
@@ -304,18 +398,36 @@ class ObjectDynamics(WorldModel):
         object_weight = torch.ones(truth.shape[0], truth.shape[1] - 1, 1, N_OBJ, device=truth.device)  # (B, T-1, 1, 3)
         object_weight[..., 2] += self.cfg.event_weight * event.to(truth.dtype)[..., None]
         state_loss, mode_ce, flip_bce, r_logits, t_logits, errors = [], [], [], [], [], []
+        move_ce: list[torch.Tensor] = []
+        move_hits: list[torch.Tensor] = []
+        move_counts: list[torch.Tensor] = []
         for t in range(p - 1, truth.shape[1] - 1):
             action = batch.actions[:, t]
             seen = self._noisy(window) if self.training else window
             hidden, logits, positions, last_move, mode_logits, flip_logits = self._predict(seen, past, action)
-            flip = None
-            if flip_logits is not None:
-                true_flip, valid = flips[:, t - 1], flip_valid[:, t - 1].to(truth.dtype)  # (B, 2)
-                bce = F.binary_cross_entropy_with_logits(flip_logits, true_flip, reduction="none")
-                flip_bce.append((bce * valid).sum(-1))
-                flip = true_flip * valid  # the true turn (teacher forcing)
-            positions = self._move(positions, last_move, flip)
             target = truth[:, t + 1, None]  # (B, 1, 3, 3) against every mode (B, M, ...)
+            guess = None
+            if self.move_head is not None:  # the true move's nearest choice (teacher forcing), and the likeliest
+                move_logits, correction = self._choices(hidden)
+                last = window[:, -1]  # (B, 3, 3) the frame the move starts from (true, noise-free)
+                both = ((last[..., 0] > 0) & (target[:, 0, :, 0] > 0)).to(truth.dtype)  # (B, 3) a move to learn
+                true_move = (target[:, 0, :, 1:] - last[..., 1:]) * pixels  # (B, 3, 2) raw pixels
+                choice = (self.vocab[None] - true_move[:, :, None]).square().sum(-1).argmin(-1)  # (B, 3)
+                ce = F.cross_entropy(move_logits.flatten(0, 1), choice.flatten(), reduction="none").view_as(choice)
+                move_ce.append((ce * both * object_weight[:, t, 0]).sum(-1))
+                likeliest = move_logits.detach().argmax(-1)
+                move_hits.append(((likeliest == choice).to(truth.dtype) * both).sum(0))
+                move_counts.append(both.sum(0))
+                guess = self._chosen(window, positions[:, 0].detach(), likeliest, correction.detach())
+                positions = self._chosen(window, positions[:, 0], choice, correction)[:, None]
+            else:
+                flip = None
+                if flip_logits is not None:
+                    true_flip, valid = flips[:, t - 1], flip_valid[:, t - 1].to(truth.dtype)  # (B, 2)
+                    bce = F.binary_cross_entropy_with_logits(flip_logits, true_flip, reduction="none")
+                    flip_bce.append((bce * valid).sum(-1))
+                    flip = true_flip * valid  # the true turn (teacher forcing)
+                positions = self._move(positions, last_move, flip)
             present = target[..., 0]
             presence = F.binary_cross_entropy_with_logits(logits, present.expand_as(logits), reduction="none")
             err = (positions - target[..., 1:]) * pixels  # (B, M, 3, 2) in raw pixels
@@ -329,7 +441,8 @@ class ObjectDynamics(WorldModel):
             if m > 1:
                 mode_ce.append(F.cross_entropy(mode_logits.flatten(0, 1), best.flatten(), reduction="none"))
             logits, positions = self._pick(logits, positions, best)
-            errors.append((positions.detach() - target[:, 0, :, 1:]).mul(pixels).norm(dim=-1) * present[:, 0])
+            logged = positions.detach() if guess is None else guess
+            errors.append((logged - target[:, 0, :, 1:]).mul(pixels).norm(dim=-1) * present[:, 0])
             prob = torch.sigmoid(logits)
             r_logit, t_logit = self._heads(hidden, prob, positions)
             r_logits.append(r_logit)
@@ -346,6 +459,7 @@ class ObjectDynamics(WorldModel):
         states = torch.stack(state_loss, 1).mean()
         modes = torch.stack(mode_ce, 1).mean() if mode_ce else torch.zeros((), device=truth.device)
         flip = torch.stack(flip_bce, 1).mean() if flip_bce else torch.zeros((), device=truth.device)
+        moves = torch.stack(move_ce, 1).mean() if move_ce else torch.zeros((), device=truth.device)
         r_logits_t, t_logits_t = torch.stack(r_logits, 1), torch.stack(t_logits, 1)  # (B, F, 3), (B, F)
         rewards, terminated = batch.rewards[:, p - 1 :], batch.terminated[:, p - 1 :]
         reward_ce = F.cross_entropy(r_logits_t.reshape(-1, 3), reward_classes(rewards).reshape(-1))
@@ -354,6 +468,7 @@ class ObjectDynamics(WorldModel):
             states
             + modes
             + self.cfg.flip_weight * flip
+            + self.cfg.move_weight * moves
             + self.cfg.reward_weight * reward_ce
             + self.cfg.termination_weight * term_bce
         )
@@ -366,6 +481,7 @@ class ObjectDynamics(WorldModel):
                 "state": states.item(),
                 "mode_ce": modes.item(),
                 "flip_bce": flip.item(),
+                "move_ce": moves.item(),
                 "reward_ce": reward_ce.item(),
                 "term_bce": term_bce.item(),
                 "reward_acc": hit.float().mean().item(),
@@ -373,4 +489,7 @@ class ObjectDynamics(WorldModel):
                 **{f"{name}_px": per_obj[i].item() for i, name in enumerate(OBJECTS)},
                 "ball_px_step1": (err[:, 0, 2].sum() / present_all[:, 0, 2].sum().clamp(min=1.0)).item(),
             }
+            if move_hits:  # share of moves whose likeliest choice is the true one, per object
+                acc = torch.stack(move_hits).sum(0) / torch.stack(move_counts).sum(0).clamp(min=1.0)
+                logs |= {f"{name}_move_acc": acc[i].item() for i, name in enumerate(OBJECTS)}
         return loss, logs

@@ -11,7 +11,7 @@ import torch
 
 from dataset_tools.sequences import SequenceDataset
 from world_models import build_model, load_model
-from world_models.object_dynamics import ObjectDynamicsConfig
+from world_models.object_dynamics import PIXELS, ObjectDynamics, ObjectDynamicsConfig, move_vocabulary, object_moves
 from world_models.pong_objects import frame_vectors, ram_vectors, render
 from world_models.train import TrainError, train
 
@@ -58,12 +58,22 @@ def test_contract_shapes_and_reproducible_sampling(pong_dataset: Path) -> None:
 
 @pytest.mark.parametrize(
     "changes",
-    [{}, {"open_loop": True}, {"bounce": True}, {"modes": 2}, {"noise_px": 2.0, "jitter_px": 0.5}, {"contact": True}],
-    ids=["teacher-forced", "open-loop", "bounce", "modes", "noise", "contact"],
+    [
+        {},
+        {"open_loop": True},
+        {"bounce": True},
+        {"modes": 2},
+        {"noise_px": 2.0, "jitter_px": 0.5},
+        {"contact": True},
+        {"move_classes": 12},
+    ],
+    ids=["teacher-forced", "open-loop", "bounce", "modes", "noise", "contact", "move-classes"],
 )
 def test_learns_a_real_batch_without_reading_frames(pong_dataset: Path, changes: dict) -> None:
     torch.manual_seed(0)
-    model = build_model("object_dynamics", dataclasses.replace(TINY, **changes), (3, 64, 64), 6)
+    cfg = dataclasses.replace(TINY, **changes)
+    ObjectDynamics.prepare_data(cfg, pong_dataset)  # fills move_vocab with move_classes, else nothing
+    model = build_model("object_dynamics", cfg, (3, 64, 64), 6)
     batch = _batch(pong_dataset, 16, frames=False)
     assert batch.frames.numel() == 0
     opt = torch.optim.Adam(model.parameters(), 3e-3)
@@ -77,6 +87,7 @@ def test_learns_a_real_batch_without_reading_frames(pong_dataset: Path, changes:
     assert loss.item() < 0.5 * first
     assert {"state", "mode_ce", "flip_bce", "reward_ce", "player_px", "enemy_px", "point_recall"} <= set(logs)
     assert (logs["flip_bce"] > 0) == bool(changes.get("bounce")) and (logs["mode_ce"] > 0) == ("modes" in changes)
+    assert (logs["move_ce"] > 0) == ("move_classes" in changes) == ("ball_move_acc" in logs)
     state = model.start(torch.zeros(2, TINY.n_past, 3, 64, 64), torch.zeros(2, TINY.n_past - 1, dtype=torch.long))
     assert model.step(state, torch.zeros(2, dtype=torch.long)).state["window"].shape == (2, TINY.n_past, 3, 3)
 
@@ -86,11 +97,21 @@ def test_trains_from_the_cli_runner_and_refuses_other_games(pong_dataset: Path, 
         "object_dynamics",
         pong_dataset,
         tmp_path / "run",
-        ["steps=3", "batch_size=4", "n_past=2", "n_future=2", "hidden=16", "layers=1", "image_every=3"],
+        [
+            "steps=3",
+            "batch_size=4",
+            "n_past=2",
+            "n_future=2",
+            "hidden=16",
+            "layers=1",
+            "image_every=3",
+            "move_classes=4",
+        ],
         progress=False,
     )
     model, config = load_model(ckpt)
     assert config["model"] == "object_dynamics" and model.crop.tolist() == [34.0, 194.0, 0.0, 160.0]
+    assert model.vocab.shape == (3, 4, 2) and np.array(config["model_config"]["move_vocab"]).shape == (3, 4, 2)
     assert (tmp_path / "run" / "samples" / "step_00000003.gif").exists()
     with pytest.raises(ValueError, match="n_past >= 2"):
         build_model("object_dynamics", ObjectDynamicsConfig(n_past=1), (3, 64, 64), 6)
@@ -134,3 +155,55 @@ def test_contact_features_say_when_and_where_the_ball_meets_a_paddle() -> None:
     assert steps[1].item() == pytest.approx(1.0) and miss[1].item() == pytest.approx((0.02 + 8 * 0.02) * 4)
     window[0, 0, 2, 0] = 0.0  # the ball seen once: no velocity, no contact features
     assert not model._contact(window, window[:, 1:, :, 1:] - window[:, :-1, :, 1:]).any()
+
+
+def test_move_vocabulary_lists_each_objects_most_common_moves(pong_dataset: Path) -> None:
+    v = np.zeros((6, 3, 3), dtype=np.float32)
+    v[:, 2, 0] = 1.0
+    v[:, 2, 1] = np.array([0, 4, 8, 12, 8, 4]) / 80.0  # the ball: +4 px three times, -4 px twice
+    v[3, 2, 0] = 0.0  # ... but unseen in frame 3: the moves into and out of it do not count
+    assert object_moves(v)[2].tolist() == [[4.0, 0.0], [4.0, 0.0], [-4.0, 0.0]]
+    vocab = move_vocabulary([v], 3)
+    assert vocab[2] == [[4.0, 0.0], [-4.0, 0.0], [4.0, 0.0]]  # most common first, padded with it
+    assert vocab[0] == [[0.0, 0.0]] * 3  # never seen: no move
+    cfg = dataclasses.replace(TINY, move_classes=16)
+    ObjectDynamics.prepare_data(cfg, pong_dataset)
+    real = np.array(cfg.move_vocab)  # (3, 16, 2) from the dataset's RAM
+    assert real.shape == (3, 16, 2) and (real[:2, :, 0] == 0).all()  # paddles never move sideways
+    assert (np.abs(real[2, :4, 0]) >= 2).all()  # the ball's common moves all go sideways
+    with pytest.raises(ValueError, match="fills it from the data"):
+        build_model("object_dynamics", dataclasses.replace(TINY, move_classes=16), (3, 64, 64), 6)
+    with pytest.raises(ValueError, match="modes=1"):
+        build_model("object_dynamics", dataclasses.replace(cfg, modes=2), (3, 64, 64), 6)
+
+
+def test_move_choices_move_seen_objects_by_a_listed_move_and_place_new_ones_by_regression() -> None:
+    vocab = [
+        [[0.0, 0.0], [0.0, 6.0], [0.0, -6.0]],
+        [[0.0, 0.0], [0.0, 4.0], [0.0, -4.0]],
+        [[4.0, 8.0], [-4.0, 4.0], [8.0, 0.0]],
+    ]
+    cfg = dataclasses.replace(TINY, n_past=2, move_classes=3, move_vocab=vocab, sample_presence=False)
+    model = build_model("object_dynamics", cfg, (3, 64, 64), 6)
+    with torch.no_grad():
+        model.move_head.weight.zero_()
+        bias = torch.zeros(3, 3, 3)  # (object, move, [logit, dx, dy])
+        bias[:, 1, 0] = 50.0  # every object picks move 1
+        bias[2, 1, 1:] = torch.tensor([0.5, -0.5])  # the ball's move 1 with a correction
+        model.move_head.bias.copy_(bias.flatten())
+        model.objects_head.weight.zero_()
+        model.objects_head.bias.zero_()
+        model.objects_head.bias[[0, 3, 6]] = 50.0  # all present
+    window = torch.zeros(2, 2, 3, 3)
+    window[:, :, :, 0] = 1.0
+    window[:, :, 0, 1:] = torch.tensor([0.75, 0.1])
+    window[:, :, 1, 1:] = torch.tensor([-0.8, -0.2])
+    window[:, :, 2, 1:] = torch.tensor([0.1, 0.3])
+    window[1, -1, 2] = 0.0  # env 1: the ball is not seen in the last frame, so it is placed by regression
+    state = {"window": window, "actions": torch.zeros(2, 1, dtype=torch.long)}
+    new = model.step(state, torch.zeros(2, dtype=torch.long), torch.Generator().manual_seed(0)).state["window"][:, -1]
+    pixels = torch.tensor(PIXELS)
+    moved = (new[0, :, 1:] - window[0, -1, :, 1:]) * pixels
+    assert torch.allclose(moved, torch.tensor([[0.0, 6.0], [0.0, 4.0], [-3.5, 3.5]]), atol=1e-4)
+    assert torch.allclose(new[1, 2, 1:], torch.zeros(2), atol=1e-6)  # regression from 0 with a zero head
+    assert new[:, :, 0].all()

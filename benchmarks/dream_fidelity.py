@@ -90,6 +90,27 @@ def one_step_turns(venv: LearnedVectorEnv, ds: DatasetDir, samples: int = 5) -> 
     return "\n".join(lines)
 
 
+def agent_in_real_game(
+    policy, checkpoint: str, episodes: int, seed: int, k: int
+) -> tuple[float, float, int, list[float]]:
+    """The agent's real games through the twin: points lost, won, steps, and its returns' distances."""
+    from agents.evaluate import PROTOCOL
+    from learned_envs.twin import make_real_twin
+
+    lost, won, steps, dist = 0.0, 0.0, 0, []
+    for i in range(episodes):
+        twin = make_real_twin(checkpoint, obs_type="latent", **PROTOCOL)
+        obs, _ = twin.reset(seed=seed + 1000 + i)
+        seen, done = [obs.reshape(k, 3, 3)[-1].copy()], False
+        while not done:
+            action, _ = policy.predict(obs[None], deterministic=True)
+            obs, r, terminated, truncated, _ = twin.step(int(np.asarray(action).reshape(-1)[0]))
+            seen.append(obs.reshape(k, 3, 3)[-1].copy())
+            lost, won, steps, done = lost + (r < 0), won + (r > 0), steps + 1, terminated or truncated
+        dist += returns(np.stack(seen))
+    return lost, won, steps, dist
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default="learned_envs/assets/LearnedPongObjects-v0")
@@ -97,18 +118,40 @@ def main() -> None:
     p.add_argument("--envs", type=int, default=128)
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--agent",
+        help="play this dream-trained agent (deterministic) instead of random actions, "
+        "in the dream and in --real-episodes real games",
+    )
+    p.add_argument("--real-episodes", type=int, default=3)
     args = p.parse_args()
     venv = LearnedVectorEnv(args.checkpoint, args.envs, device="cpu", obs_type="latent", max_episode_steps=10**9)
     k = venv.model.cfg.n_past
     rng = np.random.default_rng(args.seed)
+    policy = None
+    if args.agent:
+        from agents.evaluate import load_agent
+
+        policy, _ = load_agent(args.agent)
     obs, _ = venv.reset(seed=args.seed)
     frames, rewards = [], []
     for _ in range(args.steps):
-        obs, r, *_ = venv.step(rng.integers(0, venv.single_action_space.n, args.envs))
+        if policy is not None:
+            actions = np.asarray(policy.predict(obs, deterministic=True)[0]).reshape(-1)
+        else:
+            actions = rng.integers(0, venv.single_action_space.n, args.envs)
+        obs, r, *_ = venv.step(actions)
         frames.append(obs.reshape(args.envs, k, 3, 3)[:, -1].copy())
         rewards.append(r)
     h, r = np.stack(frames), np.array(rewards)  # (T, N, 3, 3), (T, N)
     dream = sum((returns(h[:, e]) for e in range(args.envs)), [])
+    if policy is not None:
+        lost, won, steps, real = agent_in_real_game(policy, args.checkpoint, args.real_episodes, args.seed, k)
+        print(f"checkpoint {args.checkpoint}; agent {args.agent}; per 1,000 steps")
+        print(f"{'':<22}{'lost':>6}{'won':>6}{'returns':>9}{'dist median':>13}{'dist > 12px':>12}")
+        print(f"{'dream (' + str(args.envs) + ' envs)':<22}" + summary((r < 0).sum(), (r > 0).sum(), r.size, dream))
+        print(f"{'real (' + str(args.real_episodes) + ' games)':<22}" + summary(lost, won, max(steps, 1), real))
+        return
     ds = DatasetDir(args.data)
     real, lost, won, steps = [], 0.0, 0.0, 0
     for i in ds.episode_indices():

@@ -29,9 +29,11 @@ from dataset_tools.dataset import DatasetDir
 from dataset_tools.preprocess import Preprocess
 from dataset_tools.sequences import SequenceBatch
 from world_models.base import ModelConfig, State, StepResult, WorldModel, register, reward_classes, reward_from_logits
-from world_models.pong_objects import OBJECTS, frame_vectors, ram_vectors, render
+from world_models.pong_objects import ENEMY_X, OBJECTS, PLAYER_X, frame_vectors, ram_vectors, render
 
 N_OBJ = len(OBJECTS)
+DECISION_PX = 16.0
+"""Half-width (raw pixels) of the band around each paddle's column where ``decision_weight`` applies."""
 PIXELS = (80.0, 105.0)
 """Raw pixels per normalised unit along x and y (for losses and logs in pixels)."""
 
@@ -77,6 +79,13 @@ def move_vocabulary(episodes: list[np.ndarray], k: int) -> list[list[list[float]
         top = values[order].tolist()
         vocab.append(top + [top[0]] * (k - len(top)))
     return vocab
+
+
+def near_a_paddle(ball: torch.Tensor) -> torch.Tensor:
+    """1 where the ball ``[present, x, y]`` (..., 3) is seen within :data:`DECISION_PX` of a paddle's column, else 0."""
+    x = (ball[..., 1] + 1.0) * PIXELS[0]  # raw pixels
+    near = torch.stack([(x - (lo + hi) / 2).abs() < DECISION_PX for lo, hi in (PLAYER_X, ENEMY_X)]).any(0)
+    return (near & (ball[..., 0] > 0)).to(ball.dtype)
 
 
 @dataclass
@@ -154,6 +163,15 @@ class ObjectDynamicsConfig(ModelConfig):
     """The moves to choose from (with ``move_classes``): per object, ``move_classes`` pairs
     ``[dx, dy]`` in raw pixels, most common first. Filled by ``learned-envs train`` from the RAM of
     every episode of the dataset (a count of moves, nothing learned); kept in the checkpoint."""
+    decision_weight: float = 0.0
+    """Extra weight of the ball's loss on steps that start with the ball within ``DECISION_PX`` of a
+    paddle's column, whether it is then hit or missed. ``event_weight`` weighs only the turns, so a
+    move classifier learns to turn the ball too often where a hit is uncertain; this weighs both
+    outcomes alike (use it with ``event_weight=0`` and ``move_classes``)."""
+    joint_moves: bool = False
+    """With ``move_classes``: draw the paddles' moves first, then the ball's given where the paddles
+    went (its head reads their moves and the ball's offset from the moved paddles). Drawn
+    independently, a ball can bounce off a paddle that the same step moved away."""
     move_weight: float = 1.0
     """Weight of the move choice's cross-entropy (with ``move_classes``)."""
     move_temperature: float = 1.0
@@ -196,8 +214,13 @@ class ObjectDynamics(WorldModel):
                     "(ObjectDynamics.prepare_data)"
                 )
             self.register_buffer("vocab", vocab)  # (3, K, 2) raw pixels
-            # per object and move: a logit and a correction (dx, dy) in raw pixels
-            self.move_head = nn.Linear(cfg.hidden, N_OBJ * cfg.move_classes * 3)
+            # per object and move: a logit and a correction (dx, dy) in raw pixels; with joint_moves the
+            # ball's come from a second head that also reads where the paddles went
+            n_first = N_OBJ - 1 if cfg.joint_moves else N_OBJ
+            self.move_head = nn.Linear(cfg.hidden, n_first * cfg.move_classes * 3)
+        if cfg.joint_moves and cfg.move_classes <= 0:
+            raise ValueError("joint_moves needs move_classes > 0")
+        self.ball_move_head = mlp(cfg.hidden + 8, cfg.hidden, 1, out=cfg.move_classes * 3) if cfg.joint_moves else None
         # reward and termination read the trunk and the predicted next objects (a point is the ball leaving)
         self.reward_head = mlp(cfg.hidden + N_OBJ * 3, 128, 1, out=3)
         self.term_head = mlp(cfg.hidden + N_OBJ * 3, 128, 1, out=1)
@@ -283,12 +306,50 @@ class ObjectDynamics(WorldModel):
         sign[:, 2] = 1.0 - 2.0 * flip
         return positions + (last_move * sign)[:, None]
 
-    def _choices(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """With ``move_classes``: each object's move logits (B, 3, K) and per-move corrections (B, 3, K, 2)
-        in raw pixels, from the trunk's hidden state (B, hidden)."""
+    def _choices(
+        self, hidden: torch.Tensor, window: torch.Tensor, paddle_moves: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """With ``move_classes``: move logits (B, n, K) and per-move corrections (B, n, K, 2) in raw
+        pixels, from the trunk's hidden state (B, hidden): of all 3 objects, or with ``joint_moves`` of
+        the paddles alone unless their moves ``paddle_moves`` (B, 2, 2) (raw pixels) are given."""
         assert self.move_head is not None
-        out = self.move_head(hidden).view(hidden.shape[0], N_OBJ, self.cfg.move_classes, 3)
+        b, k = hidden.shape[0], self.cfg.move_classes
+        out = self.move_head(hidden).view(b, -1, k, 3)
+        if self.ball_move_head is not None and paddle_moves is not None:
+            pixels = torch.tensor(PIXELS, device=hidden.device, dtype=hidden.dtype)
+            last = window[:, -1]  # (B, 3, 3)
+            moved = last[:, :2, 1:] + paddle_moves / pixels  # (B, 2, 2) where the paddles went
+            offset = (last[:, 2:3, 1:] - moved) * 4.0 * last[:, 2:3, :1] * last[:, :2, :1]  # 0 unless both seen
+            extra = torch.cat([paddle_moves.flatten(1) / 8.0, offset.flatten(1)], dim=1).to(hidden.dtype)
+            ball = self.ball_move_head(torch.cat([hidden, extra], dim=1)).view(b, 1, k, 3)
+            out = torch.cat([out, ball], dim=1)
         return out[..., 0], out[..., 1:]
+
+    def _move_of(self, choice: torch.Tensor, correction: torch.Tensor, objects: slice) -> torch.Tensor:
+        """The chosen moves (B, n, 2) in raw pixels of ``objects``: ``choice`` (B, n), ``correction`` (B, n, K, 2)."""
+        index = choice[..., None, None].expand(-1, -1, 1, 2)  # (B, n, 1, 2)
+        vocab = self.vocab[objects].to(correction.dtype).expand(choice.shape[0], -1, -1, -1)  # (B, n, K, 2)
+        return (vocab.gather(2, index) + correction.gather(2, index)).squeeze(2)
+
+    def _draw_moves(
+        self, hidden: torch.Tensor, window: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Imagination: each object's drawn move (B, 3) and the corrections (B, 3, K, 2); with
+        ``joint_moves`` the paddles' first, then the ball's given theirs."""
+        b = hidden.shape[0]
+
+        def draw(logits: torch.Tensor) -> torch.Tensor:
+            probs = torch.softmax(logits.float() / self.cfg.move_temperature, dim=-1).flatten(0, 1)
+            return torch.multinomial(probs, 1, generator=generator).view(b, -1)  # (B*n, K) -> (B, n)
+
+        logits, correction = self._choices(hidden, window)
+        choice = draw(logits)
+        if self.ball_move_head is None:
+            return choice, correction
+        paddle_moves = self._move_of(choice, correction, slice(0, 2)) * window[:, -1, :2, :1]  # seen paddles only
+        ball_logits, ball_correction = self._choices(hidden, window, paddle_moves)
+        ball_logits, ball_correction = ball_logits[:, 2:], ball_correction[:, 2:]
+        return torch.cat([choice, draw(ball_logits)], dim=1), torch.cat([correction, ball_correction], dim=1)
 
     def _chosen(
         self, window: torch.Tensor, regressed: torch.Tensor, choice: torch.Tensor, correction: torch.Tensor
@@ -296,9 +357,7 @@ class ObjectDynamics(WorldModel):
         """Next positions (B, 3, 2): objects seen in the last frame of ``window`` (B, K, 3, 3) make
         their chosen move ``choice`` (B, 3) plus its correction (B, 3, K, 2); the others (appearing
         objects) take the ``regressed`` positions (B, 3, 2)."""
-        index = choice[..., None, None].expand(-1, -1, 1, 2)  # (B, 3, 1, 2)
-        vocab = self.vocab.to(correction.dtype).expand(choice.shape[0], -1, -1, -1)  # (B, 3, K, 2)
-        move = (vocab.gather(2, index) + correction.gather(2, index)).squeeze(2)  # (B, 3, 2) raw pixels
+        move = self._move_of(choice, correction, slice(0, N_OBJ))  # (B, 3, 2) raw pixels
         pixels = torch.tensor(PIXELS, device=window.device, dtype=correction.dtype)
         moved = window[:, -1, :, 1:] + move / pixels
         return torch.where(window[:, -1, :, :1] > 0, moved, regressed)
@@ -330,9 +389,7 @@ class ObjectDynamics(WorldModel):
         hidden, logits, positions, last_move, mode_logits, flip_logits = self._predict(window, past, actions)
         b = window.shape[0]
         if self.move_head is not None:
-            move_logits, correction = self._choices(hidden)
-            probs = torch.softmax(move_logits.float() / self.cfg.move_temperature, dim=-1).flatten(0, 1)
-            choice = torch.multinomial(probs, 1, generator=generator).view(b, N_OBJ)  # (B*3, K) -> (B, 3)
+            choice, correction = self._draw_moves(hidden, window, generator)
             logits, positions = logits[:, 0], self._chosen(window, positions[:, 0], choice, correction)
         else:
             flip = None
@@ -397,6 +454,7 @@ class ObjectDynamics(WorldModel):
         event[:, 1:] |= (flips > 0).any(-1) & seen3[..., 0]
         object_weight = torch.ones(truth.shape[0], truth.shape[1] - 1, 1, N_OBJ, device=truth.device)  # (B, T-1, 1, 3)
         object_weight[..., 2] += self.cfg.event_weight * event.to(truth.dtype)[..., None]
+        object_weight[..., 2] += self.cfg.decision_weight * near_a_paddle(ball[:, :-1])[..., None]
         state_loss, mode_ce, flip_bce, r_logits, t_logits, errors = [], [], [], [], [], []
         move_ce: list[torch.Tensor] = []
         move_hits: list[torch.Tensor] = []
@@ -408,10 +466,11 @@ class ObjectDynamics(WorldModel):
             target = truth[:, t + 1, None]  # (B, 1, 3, 3) against every mode (B, M, ...)
             guess = None
             if self.move_head is not None:  # the true move's nearest choice (teacher forcing), and the likeliest
-                move_logits, correction = self._choices(hidden)
                 last = window[:, -1]  # (B, 3, 3) the frame the move starts from (true, noise-free)
                 both = ((last[..., 0] > 0) & (target[:, 0, :, 0] > 0)).to(truth.dtype)  # (B, 3) a move to learn
                 true_move = (target[:, 0, :, 1:] - last[..., 1:]) * pixels  # (B, 3, 2) raw pixels
+                # the ball's choice given the paddles' true moves (teacher forcing), with joint_moves
+                move_logits, correction = self._choices(hidden, window, true_move[:, :2] * both[:, :2, None])
                 choice = (self.vocab[None] - true_move[:, :, None]).square().sum(-1).argmin(-1)  # (B, 3)
                 ce = F.cross_entropy(move_logits.flatten(0, 1), choice.flatten(), reduction="none").view_as(choice)
                 move_ce.append((ce * both * object_weight[:, t, 0]).sum(-1))

@@ -11,7 +11,14 @@ import torch
 
 from dataset_tools.sequences import SequenceDataset
 from world_models import build_model, load_model
-from world_models.object_dynamics import PIXELS, ObjectDynamics, ObjectDynamicsConfig, move_vocabulary, object_moves
+from world_models.object_dynamics import (
+    PIXELS,
+    ObjectDynamics,
+    ObjectDynamicsConfig,
+    move_vocabulary,
+    near_a_paddle,
+    object_moves,
+)
 from world_models.pong_objects import frame_vectors, ram_vectors, render
 from world_models.train import TrainError, train
 
@@ -66,8 +73,9 @@ def test_contract_shapes_and_reproducible_sampling(pong_dataset: Path) -> None:
         {"noise_px": 2.0, "jitter_px": 0.5},
         {"contact": True},
         {"move_classes": 12},
+        {"move_classes": 12, "joint_moves": True, "event_weight": 0.0, "decision_weight": 10.0},
     ],
-    ids=["teacher-forced", "open-loop", "bounce", "modes", "noise", "contact", "move-classes"],
+    ids=["teacher-forced", "open-loop", "bounce", "modes", "noise", "contact", "move-classes", "joint-moves"],
 )
 def test_learns_a_real_batch_without_reading_frames(pong_dataset: Path, changes: dict) -> None:
     torch.manual_seed(0)
@@ -173,6 +181,8 @@ def test_move_vocabulary_lists_each_objects_most_common_moves(pong_dataset: Path
     assert (np.abs(real[2, :4, 0]) >= 2).all()  # the ball's common moves all go sideways
     with pytest.raises(ValueError, match="fills it from the data"):
         build_model("object_dynamics", dataclasses.replace(TINY, move_classes=16), (3, 64, 64), 6)
+    with pytest.raises(ValueError, match="joint_moves needs move_classes"):
+        build_model("object_dynamics", dataclasses.replace(TINY, joint_moves=True), (3, 64, 64), 6)
     with pytest.raises(ValueError, match="modes=1"):
         build_model("object_dynamics", dataclasses.replace(cfg, modes=2), (3, 64, 64), 6)
 
@@ -207,3 +217,10 @@ def test_move_choices_move_seen_objects_by_a_listed_move_and_place_new_ones_by_r
     assert torch.allclose(moved, torch.tensor([[0.0, 6.0], [0.0, 4.0], [-3.5, 3.5]]), atol=1e-4)
     assert torch.allclose(new[1, 2, 1:], torch.zeros(2), atol=1e-6)  # regression from 0 with a zero head
     assert new[:, :, 0].all()
+
+
+def test_the_decision_band_is_around_both_paddles_columns_and_needs_a_seen_ball() -> None:
+    x_px = torch.tensor([18.0, 30.0, 40.0, 80.0, 120.0, 130.0, 142.0, 157.0, 142.0])
+    ball = torch.stack([torch.ones(9), x_px / 80.0 - 1.0, torch.zeros(9)], dim=-1)
+    ball[-1, 0] = 0.0  # not seen
+    assert near_a_paddle(ball).tolist() == [1, 1, 0, 0, 0, 1, 1, 1, 0]

@@ -68,7 +68,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Train an agent in the dream. Trailing key=value pairs set any of: "
         + ", ".join(f.name for f in fields(DreamConfig)),
     )
-    d.add_argument("--env", default="LearnedPongObjects-v0", help="learned-env id or checkpoint path")
+    d.add_argument("--env", default="LearnedPongObjects-v1", help="learned-env id or checkpoint path")
     d.add_argument("--algo", default="ppo", choices=("ppo", "a2c"))
     d.add_argument("--steps", type=int, default=DreamConfig.steps, help="dream steps in total")
     d.add_argument("--n-envs", type=int, default=DreamConfig.n_envs, help="parallel dream envs")
@@ -81,7 +81,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument(
         "--agent",
         required=True,
-        help="agent.zip (or its directory) from learned-envs dream, or PongDreamPPO-v0 (shipped)",
+        help="agent.zip (or its directory) from learned-envs dream, or PongDreamPPO-v1 / PongDreamPPO-v0 (shipped)",
     )
     e.add_argument("--game", default=None, help="check the agent plays this game")
     e.add_argument("--episodes", type=int, default=10)
@@ -95,7 +95,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "quickstart", help="train an agent in the shipped dream, score it on the real game, write a report"
     )
     q.add_argument("--out", type=Path, default=Path("report"), help="report directory (default report/)")
-    q.add_argument("--env", default="LearnedPongObjects-v0", help="learned-env id or checkpoint path")
+    q.add_argument("--env", default="LearnedPongObjects-v1", help="learned-env id or checkpoint path")
     q.add_argument("--steps", type=int, default=4_000_000, help="dream steps (default 4,000,000)")
     q.add_argument("--episodes", type=int, default=5, help="real episodes scored (default 5)")
     q.add_argument("--seed", type=int, default=0)

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 class DreamConfig:
     """Settings of :func:`train_in_dream` (``learned-envs dream`` flags and ``key=value`` overrides)."""
 
-    env: str = "LearnedPongObjects-v0"
+    env: str = "LearnedPongObjects-v1"
     """A registered learned-env id, or a checkpoint / run directory."""
     algo: Literal["ppo", "a2c"] = "ppo"
     """SB3 algorithm."""

@@ -76,7 +76,9 @@ def play_real(
     return scores
 
 
-SHIPPED_AGENTS = {"PongDreamPPO-v0": Path(__file__).resolve().parent / "assets" / "PongDreamPPO-v0"}
+SHIPPED_AGENTS = {
+    name: Path(__file__).resolve().parent / "assets" / name for name in ("PongDreamPPO-v0", "PongDreamPPO-v1")
+}
 """Agents shipped with the package (trained only in a shipped dream; see their model cards)."""
 
 

@@ -39,9 +39,17 @@ class LoopConfig:
     model_steps: int = 8000
     """Trainer steps per iteration."""
     model_overrides: list[str] = field(
-        default_factory=lambda: ["batch_size=256", "lr=1e-3", "lr_schedule=cosine", "grad_clip=10", "reward_weight=5"]
+        default_factory=lambda: [
+            "batch_size=256",
+            "lr=1e-3",
+            "lr_schedule=cosine",
+            "grad_clip=10",
+            "reward_weight=5",
+            "move_classes=128",
+            "joint_moves=true",
+        ]
     )
-    """Extra ``key=value`` settings of the world model's training (those of LearnedPongObjects-v0)."""
+    """Extra ``key=value`` settings of the world model's training (those of LearnedPongObjects-v1)."""
     dream_steps: int = 4_000_000
     """Dream steps of each iteration's agent."""
     n_envs: int = 64

@@ -60,7 +60,7 @@ def dream_vs_real_gif(agent: str | Path, out: str | Path, steps: int = 300, seed
 
 def quickstart(
     out: str | Path = "report",
-    env: str = "LearnedPongObjects-v0",
+    env: str = "LearnedPongObjects-v1",
     steps: int = 4_000_000,
     episodes: int = 5,
     seed: int = 0,

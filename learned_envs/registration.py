@@ -11,6 +11,7 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 SHIPPED = {
     "LearnedPong-v0": (ASSETS / "LearnedPong-v0", "Pong"),
     "LearnedPongObjects-v0": (ASSETS / "LearnedPongObjects-v0", "Pong"),
+    "LearnedPongObjects-v1": (ASSETS / "LearnedPongObjects-v1", "Pong"),
     "LearnedPongScene-v0": (ASSETS / "LearnedPongScene-v0", "Pong"),
 }
 """Ids of the shipped default models -> their checkpoint directories (package data)."""

@@ -8,6 +8,11 @@ their velocity unless something happens), the reward sign and termination. The f
 the object window itself, so a policy sees in the dream what :func:`frame_vectors` reads off real
 frames in the real-env twin. Frames are drawn by :func:`world_models.pong_objects.render`.
 
+With ``move_classes`` (``LearnedPongObjects-v1``) each seen object's move is instead a choice among
+its most common real moves (plus a regressed correction), trained by cross-entropy and drawn in
+imagination, the ball's after the paddles' with ``joint_moves``: a ball is hit or missed at a real
+speed, where a regressed move is the average of both.
+
 Training targets come from the RAM (:func:`ram_vectors`; the frame detector agrees with them to
 about 0.2 px on real frames), so training reads no frames at all; ``start`` reads the objects off
 the context frames with the detector, as the twin does. Training is open loop: after the real
@@ -167,7 +172,8 @@ class ObjectDynamicsConfig(ModelConfig):
     """Extra weight of the ball's loss on steps that start with the ball within ``DECISION_PX`` of a
     paddle's column, whether it is then hit or missed. ``event_weight`` weighs only the turns, so a
     move classifier learns to turn the ball too often where a hit is uncertain; this weighs both
-    outcomes alike (use it with ``event_weight=0`` and ``move_classes``)."""
+    outcomes alike (use it with ``event_weight=0`` and ``move_classes``). Not yet measured: the
+    shipped LearnedPongObjects-v1 was trained with ``event_weight=10`` and no ``decision_weight``."""
     joint_moves: bool = False
     """With ``move_classes``: draw the paddles' moves first, then the ball's given where the paddles
     went (its head reads their moves and the ball's offset from the moved paddles). Drawn

@@ -159,11 +159,12 @@ def test_loop_runs_two_iterations_and_resumes(tmp_path: Path, capsys: pytest.Cap
     assert "other settings" in capsys.readouterr().err
 
 
-def test_shipped_agent_plays_the_real_game(capsys: pytest.CaptureFixture) -> None:
+@pytest.mark.parametrize("name", ["PongDreamPPO-v0", "PongDreamPPO-v1"])
+def test_shipped_agent_plays_the_real_game(name: str, capsys: pytest.CaptureFixture) -> None:
     from agents import make_agent
     from agents.dream_agent import DreamAgent
 
-    assert isinstance(make_agent("PongDreamPPO-v0", "Pong", 6), DreamAgent)
-    args = ["evaluate-agent", "--agent", "PongDreamPPO-v0", "--game", "Pong", "--episodes", "1", "--max-steps", "50"]
+    assert isinstance(make_agent(name, "Pong", 6), DreamAgent)
+    args = ["evaluate-agent", "--agent", name, "--game", "Pong", "--episodes", "1", "--max-steps", "50"]
     assert cli_main([*args, "--no-progress"]) == 0
     assert json.loads(capsys.readouterr().out)["game"] == "Pong"

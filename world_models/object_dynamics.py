@@ -342,11 +342,12 @@ class ObjectDynamics(WorldModel):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Imagination: each object's drawn move (B, 3) and the corrections (B, 3, K, 2); with
         ``joint_moves`` the paddles' first, then the ball's given theirs."""
-        b = hidden.shape[0]
 
-        def draw(logits: torch.Tensor) -> torch.Tensor:
-            probs = torch.softmax(logits.float() / self.cfg.move_temperature, dim=-1).flatten(0, 1)
-            return torch.multinomial(probs, 1, generator=generator).view(b, -1)  # (B*n, K) -> (B, n)
+        def draw(logits: torch.Tensor) -> torch.Tensor:  # (B, n, K) -> (B, n)
+            # Gumbel-max: the argmax of logits plus Gumbel noise is a draw from their softmax (3-4x
+            # faster than torch.multinomial on a CPU, where the draws were a third of a step)
+            u = torch.rand(logits.shape, device=logits.device, generator=generator).clamp_(min=1e-20)
+            return (logits.float() / self.cfg.move_temperature - torch.log(-torch.log(u))).argmax(-1)
 
         logits, correction = self._choices(hidden, window)
         choice = draw(logits)

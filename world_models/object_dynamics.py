@@ -172,8 +172,10 @@ class ObjectDynamicsConfig(ModelConfig):
     """Extra weight of the ball's loss on steps that start with the ball within ``DECISION_PX`` of a
     paddle's column, whether it is then hit or missed. ``event_weight`` weighs only the turns, so a
     move classifier learns to turn the ball too often where a hit is uncertain; this weighs both
-    outcomes alike (use it with ``event_weight=0`` and ``move_classes``). Not yet measured: the
-    shipped LearnedPongObjects-v1 was trained with ``event_weight=10`` and no ``decision_weight``."""
+    outcomes alike (use it with ``event_weight=0`` and ``move_classes``). Measured against the shipped
+    LearnedPongObjects-v1 (``event_weight=10``): one-step turn rates a little closer to the game's,
+    random-action returns 4.2 per 1,000 steps (v1 5.0, the game 2.1), but more points lost (30.7
+    against 23.2), and agents no better: -9.7 over 3 seeds against v1's -7.8 (BENCHMARKS.md)."""
     joint_moves: bool = False
     """With ``move_classes``: draw the paddles' moves first, then the ball's given where the paddles
     went (its head reads their moves and the ball's offset from the moved paddles). Drawn

@@ -275,6 +275,26 @@ def _labels(game: str, ram: np.ndarray) -> dict[str, np.ndarray] | None:
     return ram_truth.ram_objects(game, ram)
 
 
+def _exit_when_orphaned(parent: int, grace: float = 2.0) -> None:
+    """Start a watchdog thread that ends this worker process if ``parent`` dies (e.g. SIGKILL).
+
+    The worker loop notices a dead parent itself between step chunks and exits cleanly; but a parent
+    killed while it held one of the shared locks (the step budget's, a counter's, the stop event's)
+    leaves the worker blocked on that lock forever, holding the parent's stdout and stderr open.
+    After ``grace`` seconds without a clean exit the watchdog ends the process (unfinished episodes
+    are lost, as they are on a kill; finished ones are already on disk).
+    """
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        time.sleep(grace)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="orphan-watchdog", daemon=True).start()
+
+
 def _worker(worker_id: int, cfg: CollectConfig, shared: _Shared, results: Any, parent: int | None) -> None:
     """Collect episodes until the shared budget is spent or ``stop`` is set.
 
@@ -282,6 +302,7 @@ def _worker(worker_id: int, cfg: CollectConfig, shared: _Shared, results: Any, p
     """
     if parent is not None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and sets `stop`
+        _exit_when_orphaned(parent)
 
     from concurrent.futures import Future, ThreadPoolExecutor
 

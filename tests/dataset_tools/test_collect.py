@@ -176,3 +176,24 @@ def test_manifest_records_command(pong_dataset: Path) -> None:
 def test_copy_is_independent(pong_dataset: Path, pong_copy: Path) -> None:
     shutil.rmtree(pong_copy / "episodes" / "ep_000000")
     assert DatasetDir(pong_dataset).episode_indices() == [0, 1, 2]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_worker_blocked_on_a_lock_exits_when_its_parent_is_killed() -> None:
+    """A parent killed while holding a shared lock must not leave a worker blocked on it forever,
+    holding the parent's output pipes open (seen once in CI: the SIGKILL test above timed out)."""
+    code = (
+        "import os, threading, time\n"
+        "from dataset_tools.collect import _exit_when_orphaned\n"
+        "if os.fork() == 0:\n"
+        "    _exit_when_orphaned(os.getppid(), grace=0.2)\n"
+        "    lock = threading.Lock(); lock.acquire()\n"
+        "    print('blocked', flush=True)\n"
+        "    lock.acquire()  # forever, like a lock whose holder died\n"
+        "time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, start_new_session=True)
+    assert proc.stdout is not None and proc.stdout.readline() == b"blocked\n"
+    proc.send_signal(signal.SIGKILL)
+    out, _ = proc.communicate(timeout=20)  # EOF only once the orphaned child has exited too
+    assert out == b""

@@ -73,10 +73,10 @@ def object_moves(vectors: np.ndarray) -> list[np.ndarray]:
 def move_vocabulary(episodes: list[np.ndarray], k: int) -> list[list[list[float]]]:
     """Each object's ``k`` most common moves ``[dx, dy]`` (raw pixels) over episodes of object vectors
     (T, 3, 3); an object with fewer distinct moves repeats its most common one (never chosen in training)."""
+    per_episode = [object_moves(v) for v in episodes]  # each: per object (N, 2)
     vocab = []
     for o in range(N_OBJ):
-        moves = [object_moves(v)[o] for v in episodes]
-        allm = np.concatenate(moves) if moves else np.zeros((0, 2))
+        allm = np.concatenate([np.zeros((0, 2))] + [moves[o] for moves in per_episode])
         if len(allm) == 0:
             allm = np.zeros((1, 2))
         values, counts = np.unique(allm, axis=0, return_counts=True)
@@ -321,17 +321,21 @@ class ObjectDynamics(WorldModel):
         pixels, from the trunk's hidden state (B, hidden): of all 3 objects, or with ``joint_moves`` of
         the paddles alone unless their moves ``paddle_moves`` (B, 2, 2) (raw pixels) are given."""
         assert self.move_head is not None
-        b, k = hidden.shape[0], self.cfg.move_classes
-        out = self.move_head(hidden).view(b, -1, k, 3)
+        out = self.move_head(hidden).view(hidden.shape[0], -1, self.cfg.move_classes, 3)
         if self.ball_move_head is not None and paddle_moves is not None:
-            pixels = torch.tensor(PIXELS, device=hidden.device, dtype=hidden.dtype)
-            last = window[:, -1]  # (B, 3, 3)
-            moved = last[:, :2, 1:] + paddle_moves / pixels  # (B, 2, 2) where the paddles went
-            offset = (last[:, 2:3, 1:] - moved) * 4.0 * last[:, 2:3, :1] * last[:, :2, :1]  # 0 unless both seen
-            extra = torch.cat([paddle_moves.flatten(1) / 8.0, offset.flatten(1)], dim=1).to(hidden.dtype)
-            ball = self.ball_move_head(torch.cat([hidden, extra], dim=1)).view(b, 1, k, 3)
-            out = torch.cat([out, ball], dim=1)
+            out = torch.cat([out, self._ball_choices(hidden, window, paddle_moves)], dim=1)
         return out[..., 0], out[..., 1:]
+
+    def _ball_choices(self, hidden: torch.Tensor, window: torch.Tensor, paddle_moves: torch.Tensor) -> torch.Tensor:
+        """With ``joint_moves``: the ball's [logit, dx, dy] per move (B, 1, K, 3) given the paddles' moves
+        ``paddle_moves`` (B, 2, 2) in raw pixels."""
+        assert self.ball_move_head is not None
+        pixels = torch.tensor(PIXELS, device=hidden.device, dtype=hidden.dtype)
+        last = window[:, -1]  # (B, 3, 3)
+        moved = last[:, :2, 1:] + paddle_moves / pixels  # (B, 2, 2) where the paddles went
+        offset = (last[:, 2:3, 1:] - moved) * 4.0 * last[:, 2:3, :1] * last[:, :2, :1]  # 0 unless both seen
+        extra = torch.cat([paddle_moves.flatten(1) / 8.0, offset.flatten(1)], dim=1).to(hidden.dtype)
+        return self.ball_move_head(torch.cat([hidden, extra], dim=1)).view(hidden.shape[0], 1, -1, 3)
 
     def _move_of(self, choice: torch.Tensor, correction: torch.Tensor, objects: slice) -> torch.Tensor:
         """The chosen moves (B, n, 2) in raw pixels of ``objects``: ``choice`` (B, n), ``correction`` (B, n, K, 2)."""
@@ -356,9 +360,8 @@ class ObjectDynamics(WorldModel):
         if self.ball_move_head is None:
             return choice, correction
         paddle_moves = self._move_of(choice, correction, slice(0, 2)) * window[:, -1, :2, :1]  # seen paddles only
-        ball_logits, ball_correction = self._choices(hidden, window, paddle_moves)
-        ball_logits, ball_correction = ball_logits[:, 2:], ball_correction[:, 2:]
-        return torch.cat([choice, draw(ball_logits)], dim=1), torch.cat([correction, ball_correction], dim=1)
+        ball = self._ball_choices(hidden, window, paddle_moves)  # (B, 1, K, 3)
+        return torch.cat([choice, draw(ball[..., 0])], dim=1), torch.cat([correction, ball[..., 1:]], dim=1)
 
     def _chosen(
         self, window: torch.Tensor, regressed: torch.Tensor, choice: torch.Tensor, correction: torch.Tensor

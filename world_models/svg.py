@@ -62,6 +62,11 @@ class SVGConfig(ModelConfig):
     composite: bool = False
     """Draw each frame as ``m * previous + (1 - m) * generated`` with a decoded mask ``m`` (SAVP-style
     compositing with the previous frame); the mask starts near 1, so training starts from copy-last."""
+    encoder_frames: int = 1
+    """Frames the encoder sees at once: each frame stacked along channels with its ``encoder_frames - 1``
+    predecessors (the first frame of a sequence repeated where there are none), so the skips carry the
+    local motion, as the forward models of Oh et al. encode a stack of frames (1: the paper, one frame).
+    ``init_from`` a model with fewer starts with zero weights on the older frames, i.e. as that model."""
 
 
 @dataclass
@@ -231,11 +236,13 @@ class SVG(WorldModel):
             raise ValueError(f"svg needs square frames, got {h} x {w}")
         if cfg.prior not in ("learned", "fixed"):
             raise ValueError(f"prior must be 'learned' or 'fixed', got {cfg.prior!r}")
+        if cfg.encoder_frames < 1:
+            raise ValueError(f"encoder_frames must be >= 1, got {cfg.encoder_frames}")
         self.cfg: SVGConfig = cfg
         self.levels = _levels(h)
         self.action_embed = ActionInput(n_actions, cfg.action_mode, cfg.action_dim)
         a_dim = self.action_embed.out_dim
-        self.encoder = Encoder(c, h, cfg.nf, cfg.g_dim)
+        self.encoder = Encoder(c * cfg.encoder_frames, h, cfg.nf, cfg.g_dim)
         self.decoder = Decoder(cfg.g_dim, c, h, cfg.nf, mask=cfg.composite)
         self.frame_predictor = FramePredictor(
             cfg.g_dim + cfg.z_dim + a_dim, cfg.rnn_size, cfg.predictor_rnn_layers, cfg.g_dim
@@ -249,12 +256,32 @@ class SVG(WorldModel):
         self.reward_head = nn.Sequential(nn.Linear(cfg.g_dim, cfg.g_dim), nn.SiLU(), nn.Linear(cfg.g_dim, 3))
         self.term_head = nn.Sequential(nn.Linear(cfg.g_dim, cfg.g_dim), nn.SiLU(), nn.Linear(cfg.g_dim, 1))
 
+    # ------------------------------------------------------------------ encoder input
+    def _stacked(self, frames: torch.Tensor) -> torch.Tensor:
+        """(B, T, C, H, W) -> (B, T, k*C, H, W): each frame, then its k-1 predecessors (latest first)."""
+        k, t = self.cfg.encoder_frames, frames.shape[1]
+        if k == 1:
+            return frames
+        idx = (torch.arange(t, device=frames.device)[:, None] - torch.arange(k, device=frames.device)).clamp(min=0)
+        return frames[:, idx].flatten(2, 3)  # (B, T, k, C, H, W) -> (B, T, k*C, H, W)
+
+    def _encode_latest(self, frame: torch.Tensor, older: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Encode ``frame`` (B, C, H, W) with its predecessors ``older`` (latest first; the oldest repeated)."""
+        k = self.cfg.encoder_frames
+        if k == 1:
+            return self.encoder(frame)
+        older = (older + [older[-1] if older else frame] * k)[: k - 1]
+        return self.encoder(torch.cat([frame, *older], dim=1))  # (B, k*C, H, W)
+
     # ------------------------------------------------------------------ imagination
     def start(self, frames: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None) -> State:
         b, p = frames.shape[:2]
-        g_all, skips_all = self.encoder(frames.flatten(0, 1))  # (B, P, C, H, W) -> (B*P, C, H, W)
+        stacked = self._stacked(frames)  # (B, P, k*C, H, W)
+        g_all, skips_all = self.encoder(stacked.flatten(0, 1))  # (B, P, kC, H, W) -> (B*P, kC, H, W)
         g_all = g_all.view(b, p, -1)  # (B*P, g_dim) -> (B, P, g_dim)
         state: State = {"frame": frames[:, -1]}
+        if self.cfg.encoder_frames > 1:  # the frames before the latest one, latest first
+            state["history"] = stacked[:, -1, frames.shape[2] :].unflatten(1, (self.cfg.encoder_frames - 1, -1))
         if not self.cfg.last_frame_skip:
             for i, s in enumerate(skips_all):
                 state[f"skip{i}"] = s.view(b, p, *s.shape[1:])[:, -1]  # (B*P, c, s, s) -> (B, P, c, s, s) -> last
@@ -277,10 +304,13 @@ class SVG(WorldModel):
         return state
 
     def step(self, state: State, actions: torch.Tensor, generator: torch.Generator | None = None) -> StepResult:
-        g_in, new_skips = self.encoder(state["frame"])  # the model's own previous frame, (B, g_dim)
+        history = list(state["history"].unbind(1)) if "history" in state else []  # (B, k-1, C, H, W)
+        g_in, new_skips = self._encode_latest(state["frame"], history)  # the model's own previous frame
         skips = new_skips if self.cfg.last_frame_skip else [state[f"skip{i}"] for i in range(self.levels)]
         a = self.action_embed(actions)  # (B, A)
         new_state = {k: v for k, v in state.items() if k.startswith("skip")}
+        if history:
+            new_state["history"] = torch.stack([state["frame"], *history[:-1]], dim=1)
         if self.prior is not None:
             mu, logvar, prior_hidden = self.prior(torch.cat([g_in, a], -1)[:, None], _from_state(state, "prior"))
             z = gaussian_sample(mu[:, 0], logvar[:, 0], generator)  # (B, 1, z_dim) -> (B, z_dim)
@@ -312,7 +342,7 @@ class SVG(WorldModel):
             return self._rollout_loss(batch)
         frames, actions = batch.frames, batch.actions  # (B, T, C, H, W), (B, T-1)
         b, t = frames.shape[:2]
-        g_all, skips_all = self.encoder(frames.flatten(0, 1))  # (B, T, C, H, W) -> (B*T, C, H, W)
+        g_all, skips_all = self.encoder(self._stacked(frames).flatten(0, 1))  # (B, T, kC, H, W) -> (B*T, kC, H, W)
         g_all = g_all.view(b, t, -1)  # (B*T, g_dim) -> (B, T, g_dim)
         g_in, g_target = g_all[:, :-1], g_all[:, 1:]  # (B, T-1, g_dim) each
         a = self.action_embed(actions)  # (B, T-1, A)
@@ -354,7 +384,7 @@ class SVG(WorldModel):
         frames, actions = batch.frames, batch.actions  # (B, T, C, H, W), (B, T-1)
         b, t = frames.shape[:2]
         p = max(self.cfg.n_past, 1)
-        g_true, skips_true = self.encoder(frames.flatten(0, 1))  # (B, T, C, H, W) -> (B*T, C, H, W)
+        g_true, skips_true = self.encoder(self._stacked(frames).flatten(0, 1))  # (B, T, kC, H, W) -> (B*T, kC, H, W)
         g_true = g_true.view(b, t, -1)  # (B*T, g_dim) -> (B, T, g_dim)
         skips_true = [s.view(b, t, *s.shape[1:]) for s in skips_true]  # (B*T, c, s, s) -> (B, T, c, s, s)
         a = self.action_embed(actions)  # (B, T-1, A)
@@ -362,12 +392,13 @@ class SVG(WorldModel):
         z = gaussian_sample(mu, logvar)  # (B, T-1, z_dim)
         pred_hidden = prior_hidden = None
         preds, gs, kls = [], [], []
+        seen: list[torch.Tensor] = []  # the frames fed so far, real then the model's own
         for i in range(t - 1):
             if i < p:  # context: the real frame i
                 previous, g_in, skips = frames[:, i], g_true[:, i], [s[:, i] for s in skips_true]
             else:  # the model's own frame
                 previous = preds[-1]
-                g_in, own_skips = self.encoder(previous)
+                g_in, own_skips = self._encode_latest(previous, seen[::-1])
                 skips = own_skips if self.cfg.last_frame_skip else [s[:, p - 1] for s in skips_true]
             if self.prior is not None:
                 mu_p, logvar_p, prior_hidden = self.prior(torch.cat([g_in, a[:, i]], -1)[:, None], prior_hidden)
@@ -379,6 +410,7 @@ class SVG(WorldModel):
             g = g[:, 0]  # (B, 1, g_dim) -> (B, g_dim)
             preds.append(self.decoder(g, skips, previous))
             gs.append(g)
+            seen = (seen + [previous])[-(self.cfg.encoder_frames - 1) :] if self.cfg.encoder_frames > 1 else []
         pred = torch.stack(preds, dim=1)  # (B, T-1, C, H, W)
         kl = torch.stack(kls, dim=1).mean()
         return self._total(pred, frames, torch.stack(gs, dim=1), kl, batch)

@@ -273,11 +273,37 @@ def _init_weights(model: WorldModel, source: str, device: torch.device) -> None:
     src, config = load_model(source, device)
     if config["model"] != model.name:
         raise TrainError(f"init_from={source} holds a {config['model']} model, this run trains {model.name}")
+    weights, grown = _grow_inputs(src.state_dict(), model.state_dict())
     try:
-        model.load_state_dict(src.state_dict())
+        model.load_state_dict(weights)
     except RuntimeError as err:
         raise TrainError(f"init_from={source}: weights do not fit this model's config ({err})") from None
     log.info("initialised from %s (step %s)", source, config.get("step"))
+    if grown:
+        log.info("init_from: more inputs than the source in %s; their weights start at zero", ", ".join(grown))
+
+
+def _grow_inputs(
+    source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """``source`` weights, those with fewer inputs (dim 1) than ``target``'s padded with zeros after them.
+
+    A layer whose new inputs start at zero computes what the source's did (e.g. ``svg_lp``'s encoder
+    with ``encoder_frames=2`` from a one-frame model). Other shape differences are left for
+    ``load_state_dict`` to report. Returns the weights and the names of the grown ones.
+    """
+    out, grown = dict(source), []
+    for name, w in source.items():
+        t = target.get(name)
+        if t is None or t.dim() < 2 or t.dim() != w.dim() or t.shape[1] <= w.shape[1]:
+            continue
+        if t.shape[0] != w.shape[0] or t.shape[2:] != w.shape[2:]:
+            continue
+        padded = torch.zeros_like(t)
+        padded[:, : w.shape[1]] = w
+        out[name] = padded
+        grown.append(name)
+    return out, grown
 
 
 def _device(name: str, dd: _Dist) -> torch.device:

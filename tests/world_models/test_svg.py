@@ -178,3 +178,59 @@ def test_rollout_training_feeds_back_its_own_frames(pong_dataset) -> None:
     # with teacher forcing the same weights see true frames only: the two losses differ
     model.cfg.rollout_training = False
     assert not torch.isclose(model.loss(batch)[0], loss)
+
+
+def test_encoder_frames_stacks_each_frame_with_its_predecessor(pong_dataset: Path) -> None:
+    """encoder_frames=2: the encoder reads [frame, previous frame] in imagination and in rollout training."""
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(TINY, encoder_frames=2, composite=True, last_frame_skip=True)
+    model = build_model("svg_lp", cfg, (3, 64, 64), N_ACTIONS)
+    assert model.encoder.blocks[0][0].in_channels == 6
+    batch = _pong_batch(pong_dataset, cfg)
+    _check_model(model, batch, cfg.n_past)
+    seen_in, drawn = [], []
+    model.encoder.register_forward_hook(lambda m, args, out: seen_in.append(args[0].detach()))
+    model.decoder.register_forward_hook(lambda m, args, out: drawn.append(out.detach()))
+    ctx = batch.frames[:, :2]
+    out = model.rollout(ctx, batch.actions[:, :1], batch.actions[:, 1:4])
+    # start: the context, the first frame paired with itself; then each step: [latest, the one before]
+    assert torch.equal(seen_in[0][0::2], torch.cat([ctx[:, 0], ctx[:, 0]], 1))
+    assert torch.equal(seen_in[0][1::2], torch.cat([ctx[:, 1], ctx[:, 0]], 1))
+    assert torch.equal(seen_in[1], torch.cat([ctx[:, 1], ctx[:, 0]], 1))
+    assert torch.equal(seen_in[2], torch.cat([out["frames"][:, 0], ctx[:, 1]], 1))
+    assert torch.equal(seen_in[3], torch.cat([out["frames"][:, 1], out["frames"][:, 0]], 1))
+    # rollout training: after the context the encoder sees the model's own frames, paired the same way
+    seen_in.clear(), drawn.clear()
+    model.cfg.rollout_training = True
+    loss, _ = model.loss(batch)
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+    p = cfg.n_past
+    assert torch.equal(seen_in[1], torch.cat([drawn[p - 1], batch.frames[:, p - 1]], 1))
+    assert torch.equal(seen_in[2], torch.cat([drawn[p], drawn[p - 1]], 1))
+
+
+def test_a_one_frame_model_grown_to_two_computes_the_same(pong_dataset: Path) -> None:
+    """init_from's zero-padding of the new inputs: the grown model starts as the source model."""
+    from world_models.train import _grow_inputs
+
+    torch.manual_seed(0)
+    one = build_model("svg_lp", dataclasses.replace(TINY, composite=True), (3, 64, 64), N_ACTIONS)
+    two = build_model("svg_lp", dataclasses.replace(TINY, composite=True, encoder_frames=2), (3, 64, 64), N_ACTIONS)
+    weights, grown = _grow_inputs(one.state_dict(), two.state_dict())
+    assert grown == ["encoder.blocks.0.0.weight"]
+    two.load_state_dict(weights)
+    batch = _pong_batch(pong_dataset)
+    outs = []
+    for model in (one, two):
+        gen = torch.Generator().manual_seed(3)
+        with torch.no_grad():
+            outs.append(model.rollout(batch.frames[:, :2], batch.actions[:, :1], batch.actions[:, 1:4], generator=gen))
+    assert torch.allclose(outs[0]["frames"], outs[1]["frames"], atol=1e-6)
+    # and it is not the same model: once the older frame's weights move, the frames differ
+    with torch.no_grad():
+        two.encoder.blocks[0][0].weight[:, 3:] += 0.1
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        moved = two.rollout(batch.frames[:, :2], batch.actions[:, :1], batch.actions[:, 1:4], generator=gen)
+    assert not torch.allclose(outs[0]["frames"], moved["frames"], atol=1e-4)

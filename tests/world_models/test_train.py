@@ -183,3 +183,25 @@ def test_init_from_copies_weights_and_checks_the_model(pong_dataset: Path, tmp_p
             ["n_future=3", "nf=8", "batch_size=2", "steps=1", f"init_from={first}"],
             progress=False,
         )
+
+
+def test_init_from_a_model_with_fewer_inputs_zero_pads_them(pong_dataset: Path, tmp_path: Path) -> None:
+    """svg_lp encoder_frames=2 from a one-frame run: the old weights copied, the new inputs at zero."""
+    tiny_svg = ["n_future=3", "nf=8", "g_dim=16", "z_dim=4", "rnn_size=16", "action_dim=4", "batch_size=2"]
+    tiny_svg += ["n_contexts=5", "image_every=0"]
+    first = train("svg_lp", pong_dataset, tmp_path / "a", [*tiny_svg, "steps=1"], progress=False)
+    grown = train(
+        "svg_lp",
+        pong_dataset,
+        tmp_path / "b",
+        [*tiny_svg, "steps=1", "lr=0", "encoder_frames=2", f"init_from={first}"],
+        progress=False,
+    )
+    source, _ = load_model(first)
+    model, config = load_model(grown)
+    assert config["model_config"]["encoder_frames"] == 2
+    old, new = source.encoder.blocks[0][0].weight, model.encoder.blocks[0][0].weight  # (nf, C*k, 4, 4)
+    assert torch.equal(new[:, :3], old) and not new[:, 3:].any()
+    # fewer inputs than the source is not a fit
+    with pytest.raises(TrainError, match="do not fit"):
+        train("svg_lp", pong_dataset, tmp_path / "c", [*tiny_svg, "steps=1", f"init_from={grown}"], progress=False)

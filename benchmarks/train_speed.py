@@ -22,6 +22,17 @@ CONFIGS = {
     "rnn_deconv nf=16": ("rnn_deconv", {"nf": 16, "change_weight": 20.0}),
     "svg_lp nf=16 composite": ("svg_lp", {"nf": 16, "change_weight": 20.0, "last_frame_skip": True, "composite": True}),
     "svg_lp nf=16 context skips": ("svg_lp", {"nf": 16, "change_weight": 20.0}),
+    "svg_lp v1 (2 frames, rollouts)": (  # LearnedPong-v1's last stage
+        "svg_lp",
+        {
+            "nf": 16,
+            "change_weight": 20.0,
+            "last_frame_skip": True,
+            "composite": True,
+            "encoder_frames": 2,
+            "rollout_training": True,
+        },
+    ),
 }
 
 
@@ -37,7 +48,7 @@ def main() -> None:
     print(
         f"device {device}, {platform.machine()} {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, batch {args.batch_size} x 10 frames"
     )
-    print(f"{'model':<30}{'params':>10}{'frames/s':>10}{'s/step':>9}")
+    print(f"{'model':<32}{'params':>10}{'frames/s':>10}{'s/step':>9}")
     for label, (name, overrides) in CONFIGS.items():
         cfg = model_class(name).Config(**overrides)
         model = build_model(name, cfg, (3, 64, 64), 6).to(device)
@@ -55,7 +66,7 @@ def main() -> None:
             torch.cuda.synchronize()
         sec = (time.perf_counter() - t0) / args.steps
         params = sum(q.numel() for q in model.parameters())
-        print(f"{label:<30}{params:>10,}{args.batch_size * 10 / sec:>10.0f}{sec:>9.3f}")
+        print(f"{label:<32}{params:>10,}{args.batch_size * 10 / sec:>10.0f}{sec:>9.3f}")
 
 
 if __name__ == "__main__":

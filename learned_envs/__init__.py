@@ -1,8 +1,9 @@
 """Learned simulators as gymnasium environments.
 
-``import learned_envs`` registers ``LearnedPong-v0`` (the shipped default Pong model), so both
-``gym.make("LearnedPong-v0")`` and ``gym.make("learned_envs:LearnedPong-v0")`` work, and
-``gym.make_vec("LearnedPong-v0", num_envs=256)`` steps all envs in one batched forward pass.
+``import learned_envs`` registers the shipped Pong models (``LearnedPong-v1``, the pixel model, and
+the others of ``registration.SHIPPED``), so both ``gym.make("LearnedPong-v1")`` and
+``gym.make("learned_envs:LearnedPong-v1")`` work, and ``gym.make_vec("LearnedPong-v1", num_envs=256)``
+steps all envs in one batched forward pass.
 """
 
 from __future__ import annotations

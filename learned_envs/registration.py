@@ -1,4 +1,4 @@
-"""Registered learned envs (``LearnedPong-v0``) and registering a user's own checkpoint."""
+"""Registered learned envs (``LearnedPong-v1`` ...) and registering a user's own checkpoint."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import gymnasium as gym
 ASSETS = Path(__file__).resolve().parent / "assets"
 SHIPPED = {
     "LearnedPong-v0": (ASSETS / "LearnedPong-v0", "Pong"),
+    "LearnedPong-v1": (ASSETS / "LearnedPong-v1", "Pong"),
     "LearnedPongObjects-v0": (ASSETS / "LearnedPongObjects-v0", "Pong"),
     "LearnedPongObjects-v1": (ASSETS / "LearnedPongObjects-v1", "Pong"),
     "LearnedPongScene-v0": (ASSETS / "LearnedPongScene-v0", "Pong"),

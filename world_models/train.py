@@ -288,9 +288,10 @@ def _grow_inputs(
 ) -> tuple[dict[str, torch.Tensor], list[str]]:
     """``source`` weights, those with fewer inputs (dim 1) than ``target``'s padded with zeros after them.
 
-    A layer whose new inputs start at zero computes what the source's did (e.g. ``svg_lp``'s encoder
-    with ``encoder_frames=2`` from a one-frame model). Other shape differences are left for
-    ``load_state_dict`` to report. Returns the weights and the names of the grown ones.
+    For layers that keep their inputs along dim 1 (``Conv2d``, ``Linear``, ``LSTM``), new inputs at
+    zero weight leave the layer computing what the source's did, e.g. ``svg_lp``'s encoder with
+    ``encoder_frames=2`` from a one-frame model. Other shape differences (a grown bias or norm) are
+    left for ``load_state_dict`` to report. Returns the weights and the names of the grown ones.
     """
     out, grown = dict(source), []
     for name, w in source.items():

@@ -266,12 +266,10 @@ class SVG(WorldModel):
         return frames[:, idx].flatten(2, 3)  # (B, T, k, C, H, W) -> (B, T, k*C, H, W)
 
     def _encode_latest(self, frame: torch.Tensor, older: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Encode ``frame`` (B, C, H, W) with its predecessors ``older`` (latest first; the oldest repeated)."""
-        k = self.cfg.encoder_frames
-        if k == 1:
-            return self.encoder(frame)
-        older = (older + [older[-1] if older else frame] * k)[: k - 1]
-        return self.encoder(torch.cat([frame, *older], dim=1))  # (B, k*C, H, W)
+        """Encode ``frame`` (B, C, H, W) with its predecessors ``older`` (latest first), stacked as
+        :meth:`_stacked` stacks the last frame of a sequence."""
+        sequence = torch.stack([*reversed(older), frame], dim=1)  # (B, n, C, H, W), oldest first
+        return self.encoder(self._stacked(sequence)[:, -1])  # (B, k*C, H, W)
 
     # ------------------------------------------------------------------ imagination
     def start(self, frames: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None) -> State:

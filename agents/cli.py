@@ -1,4 +1,4 @@
-"""``learned-envs dream``, ``evaluate-agent``, ``loop`` and ``quickstart``: parse arguments, call the library."""
+"""``learned-envs dream``, ``evaluate-agent``, ``fidelity``, ``loop`` and ``quickstart``: parse arguments, call the library."""
 
 from __future__ import annotations
 
@@ -53,15 +53,39 @@ def _quickstart(args: argparse.Namespace) -> int:
 def _loop(args: argparse.Namespace) -> int:
     from agents.loop import LoopConfig, format_table, run_loop
 
-    cfg = LoopConfig(game=args.game, real_steps=args.real_steps, iterations=args.iterations, seed=args.seed)
+    cfg = LoopConfig(
+        game=args.game,
+        real_steps=args.real_steps,
+        iterations=args.iterations,
+        seed=args.seed,
+        frames_only=args.frames_only,
+    )
     (cfg,) = apply_overrides([cfg], parse_pairs(args.overrides))
     rows = run_loop(cfg, args.out, progress=args.progress)
     print(format_table(rows))
     return 0
 
 
+def _fidelity(args: argparse.Namespace) -> int:
+    from agents.fidelity import FidelityConfig, fidelity, main_json, markdown
+
+    cfg = FidelityConfig(
+        checkpoint=args.checkpoint,
+        agent=args.agent,
+        envs=args.envs,
+        steps=args.steps,
+        real_episodes=args.real_episodes,
+        seed=args.seed,
+    )
+    result = fidelity(cfg, args.out, progress=args.progress)
+    print(markdown(result))
+    print(f"wrote {args.out / 'fidelity.json'}, {args.out / 'fidelity.md'}, {args.out / 'fidelity.png'}")
+    print(main_json(result))
+    return 0
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Add ``dream``, ``evaluate-agent``, ``loop`` and ``quickstart`` to the ``learned-envs`` command."""
+    """Add ``dream``, ``evaluate-agent``, ``fidelity``, ``loop`` and ``quickstart`` to the ``learned-envs`` command."""
     d = sub.add_parser(
         "dream",
         help="train an SB3 agent inside a learned env, scored on the real game",
@@ -91,6 +115,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--max-steps", type=int, default=None, help="cut episodes short (a quick check, not the protocol)")
     e.add_argument("--no-progress", dest="progress", action="store_false")
     e.set_defaults(func=_evaluate_agent)
+    f = sub.add_parser(
+        "fidelity",
+        help="play one agent in a learned env and in the real game: does the dream keep the game's rules for it?",
+        description="Per 1,000 steps, dream next to real: points lost and won, returns, rally length, the ball's "
+        "speed, and the one-step turn rates near the paddle (Pong). Writes fidelity.json, .md and .png.",
+    )
+    f.add_argument("--checkpoint", required=True, help="learned-env id or checkpoint directory")
+    f.add_argument("--agent", default=None, help="agent from learned-envs dream (or shipped); default: random actions")
+    f.add_argument("--envs", type=int, default=64, help="dream games side by side (default 64)")
+    f.add_argument("--steps", type=int, default=1000, help="steps of each dream game (default 1,000)")
+    f.add_argument("--real-episodes", type=int, default=3, help="full real games (default 3)")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--out", type=Path, default=Path("fidelity"), help="output directory (default fidelity/)")
+    f.add_argument("--no-progress", dest="progress", action="store_false")
+    f.set_defaults(func=_fidelity)
     q = sub.add_parser(
         "quickstart", help="train an agent in the shipped dream, score it on the real game, write a report"
     )
@@ -110,6 +149,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     lp.add_argument("-g", "--game", default="Pong")
     lp.add_argument("--real-steps", type=int, default=100_000, help="real agent steps over the whole loop")
     lp.add_argument("--iterations", type=int, default=4)
+    lp.add_argument(
+        "--frames-only",
+        action="store_true",
+        help="the frames-only protocol: the world model is slot_dynamics over an object extractor trained on the "
+        "loop's own frames; nothing but scoring reads the RAM",
+    )
     lp.add_argument("--seed", type=int, default=0)
     lp.add_argument("--out", type=Path, default=Path("runs/loop"))
     lp.add_argument("--no-progress", dest="progress", action="store_false")

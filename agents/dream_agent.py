@@ -32,7 +32,7 @@ class DreamAgent(Agent):
 
     name = "dream"
 
-    def __init__(self, path: str | Path, deterministic: bool = False) -> None:
+    def __init__(self, path: str | Path, deterministic: bool = False, noise: float = 0.0) -> None:
         from agents.evaluate import agent_checkpoint, load_agent
         from learned_envs.twin import Observer
         from world_models import load_model
@@ -43,12 +43,17 @@ class DreamAgent(Agent):
         self.observer = Observer(model, config, self.meta["obs_type"])
         self.n_actions = int(config["n_actions"])
         self.deterministic = deterministic
+        if not 0.0 <= noise <= 1.0:
+            raise ValueError(f"noise must be a probability in [0, 1], got {noise}")
+        self.noise = noise
+        self.rng = np.random.default_rng()
         self._last_action: int | None = None
 
     def reset(self, seed: int | None = None) -> None:
         self._last_action = None
         if seed is not None:
             self.policy.set_random_seed(seed)
+            self.rng = np.random.default_rng(seed)
 
     def act(self, frames: np.ndarray, ram: np.ndarray) -> np.ndarray:
         if len(frames) != 1:
@@ -59,7 +64,9 @@ class DreamAgent(Agent):
             obs = self.observer.step(self._last_action, frames[0])
         action, _ = self.policy.predict(obs[None], deterministic=self.deterministic)
         self._last_action = int(np.asarray(action).reshape(-1)[0])
+        if self.noise > 0 and self.rng.random() < self.noise:  # explore: the observer still sees the action taken
+            self._last_action = int(self.rng.integers(self.n_actions))
         return np.array([self._last_action], dtype=np.int64)
 
     def describe(self) -> dict[str, object]:
-        return {"name": self.name, "path": str(self.path), "deterministic": self.deterministic}
+        return {"name": self.name, "path": str(self.path), "deterministic": self.deterministic, "noise": self.noise}

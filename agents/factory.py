@@ -12,17 +12,18 @@ from agents.scripted import ScriptedPongAgent
 AGENT_CHOICES = ("random", "scripted", "PATH.zip")
 
 
-def make_agent(spec: str, game: str, n_actions: int, seed: int | None = None, noise: float = 0.1) -> Agent:
+def make_agent(spec: str, game: str, n_actions: int, seed: int | None = None, noise: float | None = None) -> Agent:
     """``spec`` is ``"random"``, ``"scripted"`` (Pong only), an agent from ``learned-envs dream``
-    (its ``agent.zip`` or directory) or a path to a Stable-Baselines3 zip of an image policy."""
+    (its ``agent.zip`` or directory) or a path to a Stable-Baselines3 zip of an image policy. ``noise`` is
+    the probability of a random action instead of the agent's (None: 0.1 scripted, 0 for a dream agent)."""
     if spec == "random":
         return RandomAgent(n_actions, seed=seed)
     if spec == "scripted":
         if game != "Pong":
             raise AgentLoadError(f"the scripted agent plays Pong only, not {game}; use --agent random or a policy .zip")
-        return ScriptedPongAgent(noise=noise, n_actions=n_actions, seed=seed)
+        return ScriptedPongAgent(noise=0.1 if noise is None else noise, n_actions=n_actions, seed=seed)
     if is_dream_agent(spec):
-        dreamer = DreamAgent(spec)
+        dreamer = DreamAgent(spec, noise=noise or 0.0)
         if dreamer.n_actions != n_actions:
             raise AgentLoadError(f"{spec}: policy has {dreamer.n_actions} actions, {game} has {n_actions}")
         return dreamer

@@ -2,12 +2,22 @@
 
 Iteration ``i`` of ``learned-envs loop -g Pong --real-steps 100000 --iterations K``:
 
-1. collect real steps with the current policy (random in the first iteration) until the dataset
-   holds ``(i + 1) * real_steps / K`` steps (``OUT/data``);
+1. collect real steps with the current policy (random in the first iteration; then the latest
+   agent, sampling its actions, plus ``explore`` random ones) until the dataset holds
+   ``(i + 1) * real_steps / K`` steps (``OUT/data``);
 2. train the world model on all data so far, starting from the previous iteration's weights
    (``OUT/models/iter_i``);
 3. train a fresh agent in the new model's dream (``OUT/agents/iter_i``);
 4. score it on the real game (``eval_episodes`` full episodes) and add a row to ``OUT/loop.json``.
+
+With ``frames_only`` the loop keeps the frames-only protocol: the world model is ``slot_dynamics``
+over an object extractor trained on the loop's own frames (iteration 0, and again every
+``extractor_every`` iterations if set): background and motion hints of the data
+(``create-dataset --rootmedian --root``), a ``space_time`` run, the extractor fitted around it
+(``OUT/extractor/``). Nothing that collects, trains, dreams or plays reads the RAM. The RAM is read
+only to score: each iteration's row gives the extractor's ball recall on the frames just collected
+(overall and within 8 px of a paddle) and ``learned-envs fidelity``'s dream-against-real figures for
+the iteration's agent.
 
 Every stage leaves its result on disk and is skipped when present, so an interrupted loop run
 again with the same command picks up where it stopped.
@@ -23,19 +33,29 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+SPACE_SCHEDULE = [
+    "lr=5e-4",
+    "tau_end_step=1500",
+    "z_pres_prior_start_step=300",
+    "z_pres_prior_end_step=1500",
+    "motion_cooling_start_step=3000",
+    "motion_cooling_end_step=6000",
+]
+"""The SPACE-Time training schedule of the shipped Pong extractor (its model card), for 3,000 steps."""
+
 
 @dataclass
 class LoopConfig:
     """Settings of :func:`run_loop` (``learned-envs loop`` flags and ``key=value`` overrides)."""
 
     game: str = "Pong"
-    """ALE game (the object model reads Pong only)."""
+    """ALE game (the object models read Pong only)."""
     real_steps: int = 100_000
     """Real agent steps collected over the whole loop."""
     iterations: int = 4
     """Collect / train model / train agent rounds."""
     model: str = "object_dynamics"
-    """World model trained on the real data."""
+    """World model trained on the real data (with ``frames_only``: ``slot_dynamics``, whatever this says)."""
     model_steps: int = 8000
     """Trainer steps per iteration."""
     model_overrides: list[str] = field(
@@ -49,13 +69,31 @@ class LoopConfig:
             "joint_moves=true",
         ]
     )
-    """Extra ``key=value`` settings of the world model's training (those of LearnedPongObjects-v1)."""
+    """Extra ``key=value`` settings of the world model's training (those of LearnedPongObjects-v1; with
+    ``frames_only`` those of ``frames_model_overrides`` instead)."""
+    frames_only: bool = False
+    """The frames-only protocol (see the module docstring): the RAM is read only to score."""
+    frames_model_overrides: list[str] = field(
+        default_factory=lambda: ["batch_size=256", "lr=1e-3", "lr_schedule=cosine", "grad_clip=10", "reward_weight=5"]
+    )
+    """With ``frames_only``: extra settings of ``slot_dynamics``' training."""
+    extractor_steps: int = 3000
+    """With ``frames_only``: ``space_time`` training steps of the extractor."""
+    extractor_overrides: list[str] = field(default_factory=lambda: list(SPACE_SCHEDULE))
+    """With ``frames_only``: extra settings of the ``space_time`` run (after the game's shipped config)."""
+    extractor_every: int = 0
+    """With ``frames_only``: train the extractor again (from the last one, on all data so far) every this
+    many iterations; 0: only in iteration 0."""
     dream_steps: int = 4_000_000
     """Dream steps of each iteration's agent."""
     n_envs: int = 64
     """Parallel dream envs."""
+    explore: float = 0.0
+    """Share of random actions when the latest agent collects data (it also samples its policy's actions)."""
     eval_episodes: int = 5
     """Real episodes scored per iteration."""
+    fidelity_episodes: int = 0
+    """Real games of ``learned-envs fidelity`` per iteration (0: no fidelity figures)."""
     workers: int = 2
     """Collection worker processes."""
     seed: int = 0
@@ -63,31 +101,121 @@ class LoopConfig:
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    """The per-iteration table: real steps used, model evaluation, real score."""
-    lines = [
-        "| iteration | real steps | model ball px (train log) | point recall (train log) | dream return | real score |",
-        "|---:|---:|---:|---:|---:|---:|",
-    ]
+    """The per-iteration table: real steps used, extractor recall, model and dream figures, real score."""
+    frames_only = any("ball_recall" in r for r in rows)
+    fidelity = any("fidelity" in r for r in rows)
+    head = "| iteration | real steps |"
+    rule = "|---:|---:|"
+    if frames_only:
+        head += " ball recall (near a paddle) |"
+        rule += "---:|"
+    head += " model ball px (train log) | point recall (train log) | dream return |"
+    rule += "---:|---:|---:|"
+    if fidelity:
+        head += " points lost / won per 1,000, dream (real) | returns per 1,000, dream (real) |"
+        rule += "---:|---:|"
+    lines = [head + " real score |", rule + "---:|"]
     for r in rows:
-        lines.append(
-            f"| {r['iteration']} | {r['real_steps']:,} | {r['model_ball_px']:.2f} | {r['model_point_recall']:.2f} "
-            f"| {r['dream_return']:.1f} | {r['real_mean']:.1f} +- {r['real_std']:.1f} |"
-        )
+        line = f"| {r['iteration']} | {r['real_steps']:,} |"
+        if frames_only:
+            line += f" {r.get('ball_recall', float('nan')):.4f} ({r.get('ball_recall_near', float('nan')):.4f}) |"
+        line += f" {r['model_ball_px']:.2f} | {r['model_point_recall']:.2f} | {r['dream_return']:.1f} |"
+        if fidelity:
+            f = r.get("fidelity")
+            if f:
+                d, q = f["dream"], f["real"]
+                line += (
+                    f" {d['points_lost']:.1f} / {d['points_won']:.1f} ({q['points_lost']:.1f} / {q['points_won']:.1f}) |"
+                    f" {d['returns']:.1f} ({q['returns']:.1f}) |"
+                )
+            else:
+                line += " - | - |"
+        lines.append(line + f" {r['real_mean']:.1f} +- {r['real_std']:.1f} |")
     return "\n".join(lines)
+
+
+def _collect(cfg: LoopConfig, data: Path, target: int, agent: Path | None, i: int, progress: bool) -> None:
+    from dataset_tools.collect import CollectConfig, collect
+    from dataset_tools.dataset import DatasetDir
+    from dataset_tools.games import EnvSettings, resolve_game
+
+    have = DatasetDir(data).counts()["steps"] if (data / "dataset.json").exists() else 0
+    if have >= target:
+        return
+    spec = str(agent) if agent is not None else "random"
+    log.info("iteration %d: collecting %d real steps with %s", i, target - have, spec)
+    collect(
+        CollectConfig(
+            out=data,
+            env=EnvSettings(game=resolve_game(cfg.game)),
+            frames=target - have,
+            agent=spec,
+            agent_noise=cfg.explore if agent is not None else None,
+            workers=cfg.workers,
+            seed=cfg.seed,
+            command=f"learned-envs loop (iteration {i})",
+        ),
+        progress=progress,
+    )
+
+
+def _extractor(cfg: LoopConfig, data: Path, out: Path, i: int, progress: bool) -> Path:
+    """The fitted extractor of iteration ``i`` (trained and fitted on the data so far when due)."""
+    from dataset_tools.dataset import DatasetDir
+    from dataset_tools.postprocess import MotionConfig, compute_motion, compute_root
+    from world_models.checkpoint import checkpoint_dirs
+    from world_models.config import read_config_file
+    from world_models.objects import fit_extractor, read_spec
+    from world_models.train import config_file, train
+
+    every = cfg.extractor_every
+    last = (i // every) * every if every > 0 else 0  # the iteration that trained the extractor in use
+    fitted = out / "extractor" / f"fitted_{last}"
+    if (fitted / "extractor.json").exists():
+        return fitted
+    ds = DatasetDir(data)
+    space = out / "extractor" / f"space_{last}"
+    if not checkpoint_dirs(space):  # SPACE-Time's motion loss needs the hints of every episode
+        log.info("iteration %d: background and motion hints of %d frames", i, ds.counts()["steps"])
+        compute_root(ds, seed=cfg.seed)
+        compute_motion(ds, MotionConfig(root=True), workers=cfg.workers, progress=progress)
+    shipped = f"atari_{cfg.game.lower()}.yaml"
+    try:
+        base = read_config_file(config_file(shipped, "space_time"))
+    except ValueError:
+        base = []
+    overrides = [*base, f"steps={cfg.extractor_steps}", f"seed={cfg.seed}", "image_every=0", *cfg.extractor_overrides]
+    if last > 0:
+        overrides.append(f"init_from={out / 'extractor' / f'space_{last - every}'}")
+    resume = bool(checkpoint_dirs(space))
+    checkpoint = train("space_time", data, space, [] if resume else overrides, resume=resume, progress=progress)
+    classes = 0 if last == 0 else len(read_spec(out / "extractor" / "fitted_0")["classes"])
+    fit_extractor(checkpoint, data, fitted, classes=classes, seed=cfg.seed, progress=progress)
+    return fitted
+
+
+def _ball_recall(fitted: Path, data: Path, episodes: list[int]) -> dict[str, float]:
+    """Scoring only: the extractor's recall of the ball on ``episodes`` against their RAM."""
+    from world_models.objects import load_extractor
+    from world_models.objects.scoring import score_extractor
+
+    ball = score_extractor(load_extractor(fitted), data, episodes)["classes"].get("ball", {})
+    return {"ball_recall": ball.get("recall", float("nan")), "ball_recall_near": ball.get("recall_near", float("nan"))}
 
 
 def run_loop(cfg: LoopConfig, out: str | Path, progress: bool = True) -> list[dict[str, Any]]:
     """Run (or resume) the loop in ``out``; returns one row per finished iteration."""
     from agents.dream import DreamConfig, train_in_dream
     from agents.evaluate import evaluate_agent
-    from dataset_tools.collect import CollectConfig, collect
     from dataset_tools.dataset import DatasetDir, write_json
-    from dataset_tools.games import EnvSettings, resolve_game
+    from dataset_tools.games import resolve_game
     from world_models.checkpoint import checkpoint_dirs, read_config
     from world_models.train import train
 
     if cfg.iterations < 1 or cfg.real_steps < cfg.iterations:
         raise ValueError(f"need iterations >= 1 and real_steps >= iterations, got {cfg.iterations}, {cfg.real_steps}")
+    if not 0.0 <= cfg.explore <= 1.0:
+        raise ValueError(f"explore must be a probability in [0, 1], got {cfg.explore}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / "loop.json"
@@ -96,6 +224,7 @@ def run_loop(cfg: LoopConfig, out: str | Path, progress: bool = True) -> list[di
         raise ValueError(f"{out}: holds a loop with other settings ({state_path}); use another --out")
     game = resolve_game(cfg.game)
     data = out / "data"
+    model_name = "slot_dynamics" if cfg.frames_only else cfg.model
     previous_agent: Path | None = None
     previous_model: Path | None = None
     for i in range(cfg.iterations):
@@ -103,30 +232,24 @@ def run_loop(cfg: LoopConfig, out: str | Path, progress: bool = True) -> list[di
         done = next((r for r in state["rows"] if r["iteration"] == i), None)
         if done is None:
             # 1. real data, up to this iteration's share of the budget
-            target = (i + 1) * cfg.real_steps // cfg.iterations
-            have = DatasetDir(data).counts()["steps"] if (data / "dataset.json").exists() else 0
-            if have < target:
-                agent = str(previous_agent) if previous_agent is not None else "random"
-                log.info("iteration %d: collecting %d real steps with %s", i, target - have, agent)
-                collect(
-                    CollectConfig(
-                        out=data,
-                        env=EnvSettings(game=game),
-                        frames=target - have,
-                        agent=agent,
-                        workers=cfg.workers,
-                        seed=cfg.seed,
-                        command=f"learned-envs loop (iteration {i})",
-                    ),
-                    progress=progress,
-                )
+            before = set(DatasetDir(data).episode_indices()) if (data / "dataset.json").exists() else set()
+            _collect(cfg, data, (i + 1) * cfg.real_steps // cfg.iterations, previous_agent, i, progress)
+            new_episodes = sorted(set(DatasetDir(data).episode_indices()) - before)
             # 2. the world model, from the previous iteration's weights
-            overrides = [f"steps={cfg.model_steps}", f"seed={cfg.seed}", "image_every=0", *cfg.model_overrides]
+            overrides = [f"steps={cfg.model_steps}", f"seed={cfg.seed}", "image_every=0"]
+            overrides += cfg.frames_model_overrides if cfg.frames_only else cfg.model_overrides
+            extra: dict[str, Any] = {}
+            if cfg.frames_only:
+                fitted = _extractor(cfg, data, out, i, progress)
+                overrides.append(f"extractor={fitted}")
+                extra["extractor"] = str(fitted)
+                if new_episodes:
+                    extra |= _ball_recall(fitted, data, new_episodes)
             if previous_model is not None:
                 overrides.append(f"init_from={previous_model}")
             resume = bool(checkpoint_dirs(model_dir))
             checkpoint = train(
-                cfg.model, data, model_dir, [] if resume else overrides, resume=resume, progress=progress
+                model_name, data, model_dir, [] if resume else overrides, resume=resume, progress=progress
             )
             # 3. the agent, in the new model's dream
             dream = DreamConfig(
@@ -138,16 +261,36 @@ def run_loop(cfg: LoopConfig, out: str | Path, progress: bool = True) -> list[di
                 eval_episodes=1,
             )
             agent_zip = train_in_dream(dream, agent_dir, progress=progress)
-            # 4. the real score
+            # 4. the real score, and how faithful the dream was for this agent
             result = evaluate_agent(
                 agent_zip, game, cfg.eval_episodes, seed=cfg.seed, progress=progress, out=agent_dir / "real_scores.json"
             )
+            if cfg.fidelity_episodes > 0:
+                from agents.fidelity import FidelityConfig, fidelity
+
+                fid = fidelity(
+                    FidelityConfig(
+                        checkpoint=str(checkpoint),
+                        agent=str(agent_zip),
+                        envs=32,
+                        steps=500,
+                        real_episodes=cfg.fidelity_episodes,
+                        seed=cfg.seed,
+                    ),
+                    agent_dir / "fidelity",
+                    progress=progress,
+                )
+                extra["fidelity"] = {
+                    side: {k: fid[side][k] for k in ("points_lost", "points_won", "returns")}
+                    for side in ("dream", "real")
+                }
             metrics = read_config(checkpoint).get("metrics", {})
             dream_meta = json.loads((agent_dir / "agent.json").read_text())
+            ball_px = metrics.get("ball_px", metrics.get(_last_class_px(metrics), float("nan")))
             done = {
                 "iteration": i,
                 "real_steps": DatasetDir(data).counts()["steps"],
-                "model_ball_px": float(metrics.get("ball_px", float("nan"))),
+                "model_ball_px": float(ball_px),
                 "model_point_recall": float(metrics.get("point_recall", float("nan"))),
                 "dream_return": float(dream_meta.get("dream_return", float("nan"))),
                 "real_mean": result["mean"],
@@ -155,9 +298,16 @@ def run_loop(cfg: LoopConfig, out: str | Path, progress: bool = True) -> list[di
                 "real_scores": result["scores"],
                 "checkpoint": str(checkpoint),
                 "agent": str(agent_zip),
+                **extra,
             }
             state["rows"].append(done)
             write_json(state_path, state)
             log.info("\n%s", format_table(state["rows"]))
         previous_agent, previous_model = Path(done["agent"]), Path(done["checkpoint"])
     return state["rows"]
+
+
+def _last_class_px(metrics: dict[str, Any]) -> str:
+    """``slot_dynamics`` logs ``class{c}_px`` per class; the last class is the smallest (Pong: the ball)."""
+    keys = sorted((k for k in metrics if k.startswith("class") and k.endswith("_px")), key=lambda k: int(k[5:-3]))
+    return keys[-1] if keys else "ball_px"

@@ -36,7 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     count.add_argument("--episodes", type=int, default=None, help="number of new episodes to collect")
     count.add_argument("--frames", type=int, default=None, help="number of new agent steps to collect")
     p.add_argument("--agent", default="random", help="random | scripted (Pong) | PATH.zip (Stable-Baselines3)")
-    p.add_argument("--noise", type=float, default=0.1, help="scripted agent: random-action probability (default 0.1)")
+    p.add_argument(
+        "--noise",
+        type=float,
+        default=None,
+        help="random-action probability of the scripted agent (default 0.1) or a dream agent (default 0)",
+    )
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--seed", type=int, default=0, help="base seed; episode i uses a seed derived from (seed, i)")
     env = p.add_argument_group("environment (defaults: ALE v5)")

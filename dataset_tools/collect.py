@@ -49,8 +49,9 @@ class CollectConfig:
     """Number of new agent steps; the last episodes are truncated to fit (exclusive with ``episodes``)."""
     agent: str = "random"
     """``random``, ``scripted`` (Pong) or a path to a Stable-Baselines3 ``.zip``."""
-    agent_noise: float = 0.1
-    """Scripted agent: probability of a random action per step."""
+    agent_noise: float | None = None
+    """Probability of a random action per step instead of the agent's (None: 0.1 for the scripted agent,
+    0 for a dream agent, which explores by sampling its policy's actions)."""
     workers: int = 1
     """Worker processes (1 collects in this process)."""
     seed: int = 0
@@ -469,7 +470,7 @@ def _record_run(
     manifest["runs"].append(
         {
             "agent": cfg.agent,
-            "agent_noise": cfg.agent_noise if cfg.agent == "scripted" else None,
+            "agent_noise": cfg.agent_noise if cfg.agent != "random" else None,
             "seed": cfg.seed,
             "workers": cfg.workers,
             "sticky_actions_by": "collector",  # drawn from each episode's seed (stepper.py), ALE's set to 0

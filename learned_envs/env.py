@@ -123,6 +123,13 @@ class LearnedVectorEnv(VectorEnv):
             frames = self.model.decode(state).float()  # (B, C, H, W) in [0, 1]
         return (frames.permute(0, 2, 3, 1).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
 
+    @property
+    def state(self) -> dict[str, torch.Tensor]:
+        """The model's state of every env (batch first), e.g. to read its objects; ``reset`` first."""
+        if self._state is None:
+            raise gym.error.ResetNeeded("call reset() before reading the state")
+        return self._state
+
     # ------------------------------------------------------------------ gymnasium API
     @torch.no_grad()
     def reset(

@@ -38,6 +38,12 @@ class Observer:
         self.n_past = int(config["model_config"]["n_past"])
         self._frames: deque[np.ndarray] = deque(maxlen=self.n_past)
         self._actions: deque[int] = deque(maxlen=max(self.n_past - 1, 1))
+        # models that read each frame on its own (an object extractor) encode every real frame once
+        self.last_state: dict[str, torch.Tensor] | None = None
+        """The model's state behind the latest latent observation (a batch of one)."""
+        self._encoded: deque[torch.Tensor] | None = None
+        if obs_type == "latent" and hasattr(model, "encode_frames") and hasattr(model, "start_encoded"):
+            self._encoded = deque(maxlen=self.n_past)
         c, h, w = config["frame_shape"]
         if obs_type == "frames":
             self.observation_space = gym.spaces.Box(0, 255, (h, w, c), np.uint8)
@@ -53,26 +59,44 @@ class Observer:
             self._frames.append(first)
         for _ in range(self.n_past - 1):
             self._actions.append(0)
+        if self._encoded is not None:
+            self._encoded.clear()
+            code = self._encode(first)
+            for _ in range(self.n_past):
+                self._encoded.append(code)
         return self.observe()
 
     def step(self, action: int, raw: np.ndarray) -> np.ndarray:
         """``action`` led to the raw frame ``raw``; returns the new observation."""
         self._frames.append(self.preprocess(raw))
         self._actions.append(int(action))
+        if self._encoded is not None:
+            self._encoded.append(self._encode(self._frames[-1]))
         return self.observe()
+
+    @torch.no_grad()
+    def _encode(self, frame: np.ndarray) -> torch.Tensor:
+        """One preprocessed frame (H, W, C) uint8 -> the model's encoding of it (its ``encode_frames``)."""
+        device = next(self.model.parameters()).device
+        x = torch.from_numpy(frame).to(device).permute(2, 0, 1).float().unsqueeze(0) / 255.0  # -> (1, C, H, W)
+        return self.model.encode_frames(x)[0]
 
     @torch.no_grad()
     def observe(self) -> np.ndarray:
         if self.obs_type == "frames":
             return self._frames[-1]
         device = next(self.model.parameters()).device
+        if self._encoded is not None:
+            actions = torch.tensor([list(self._actions)[-(self.n_past - 1) :]], dtype=torch.int64, device=device)
+            self.last_state = self.model.start_encoded(torch.stack(list(self._encoded))[None], actions)
+            return self.model.features(self.last_state)[0].float().cpu().numpy()
         frames = torch.from_numpy(np.stack(self._frames)).to(device)  # (P, H, W, C)
         frames = frames.permute(0, 3, 1, 2).float().unsqueeze(0) / 255.0  # -> (1, P, C, H, W)
         actions = torch.tensor(
             [list(self._actions)[-(self.n_past - 1) :] if self.n_past > 1 else []], dtype=torch.int64, device=device
         )
-        state = self.model.start(frames, actions.reshape(1, self.n_past - 1))
-        return self.model.features(state)[0].float().cpu().numpy()
+        self.last_state = self.model.start(frames, actions.reshape(1, self.n_past - 1))
+        return self.model.features(self.last_state)[0].float().cpu().numpy()
 
 
 class RealTwin(gym.Wrapper):

@@ -11,6 +11,7 @@ from world_models import (  # noqa: E402,F401  isort: skip
     epva,
     frame_transformer,
     object_dynamics,
+    objects,
     rnn_deconv,
     savp,
     scene_dynamics,

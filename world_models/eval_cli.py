@@ -94,6 +94,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     kind = f"{result['samples_per_window']} samples" if result["stochastic"] else "deterministic"
     print(f"{result['model']} at step {result['step']}, {result['windows']} windows, {kind}")
     print(format_table(result))
+    if "objects" in result:
+        from world_models.objects.scoring import format_scores
+
+        objects = result["objects"]
+        print(f"the extractor on all {objects['frames']} frames of the held-out episodes {objects['episodes']}:")
+        print(format_scores(objects))
     out = Path(args.out)
     print(f"wrote {out / 'metrics.json'}, {out / 'metrics.csv'}, {out / 'per_step.png'}, {out / 'prediction.gif'}")
     return 0

@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from dataset_tools.dataset import DatasetDir
 from dataset_tools.preprocess import Preprocess
+from dataset_tools.ram_truth import GAMES
 from dataset_tools.sequences import SequenceBatch, SequenceDataset
 from world_models import pong_objects
 from world_models.base import WorldModel, pick_device
@@ -359,6 +360,12 @@ def evaluate(
         "per_step": per_step,
         "overall": overall,
     }
+    extractor = getattr(model, "object_extractor", None)
+    if extractor is not None and config.get("game") in GAMES:  # a frames-only extractor, scored against the RAM
+        from world_models.objects.scoring import score_extractor
+
+        held_out = DatasetDir(data).split(val_fraction)[1] or DatasetDir(data).episode_indices()
+        result["objects"] = score_extractor(extractor, data, held_out)
     _write(Path(out), result, gif)
     return _finite(result)
 

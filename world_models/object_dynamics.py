@@ -34,6 +34,15 @@ from dataset_tools.dataset import DatasetDir
 from dataset_tools.preprocess import Preprocess
 from dataset_tools.sequences import SequenceBatch
 from world_models.base import ModelConfig, State, StepResult, WorldModel, register, reward_classes, reward_from_logits
+from world_models.blocks import mlp
+from world_models.objects.moves import (  # object_moves: re-exported for its users
+    draw_presence,
+    gumbel_choice,
+    move_vocabulary,
+    nearest_move,
+    object_moves,  # noqa: F401
+    raw_centres,
+)
 from world_models.pong_objects import ENEMY_X, OBJECTS, PLAYER_X, frame_vectors, ram_vectors, render
 
 N_OBJ = len(OBJECTS)
@@ -41,49 +50,6 @@ DECISION_PX = 16.0
 """Half-width (raw pixels) of the band around each paddle's column where ``decision_weight`` applies."""
 PIXELS = (80.0, 105.0)
 """Raw pixels per normalised unit along x and y (for losses and logs in pixels)."""
-
-
-def mlp(n_in: int, hidden: int, layers: int, out: int | None = None) -> nn.Sequential:
-    """``layers`` SiLU layers of width ``hidden``, then a linear layer to ``out`` if given."""
-    modules: list[nn.Module] = []
-    width = n_in
-    for _ in range(layers):
-        modules += [nn.Linear(width, hidden), nn.SiLU()]
-        width = hidden
-    if out is not None:
-        modules.append(nn.Linear(width, out))
-    return nn.Sequential(*modules)
-
-
-def draw_presence(prob: torch.Tensor, sample: bool, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Objects present in imagination (bool, like ``prob``): drawn from their probabilities, or ``prob > 0.5``."""
-    if sample:
-        return torch.rand(prob.shape, device=prob.device, generator=generator) < prob
-    return prob > 0.5
-
-
-def object_moves(vectors: np.ndarray) -> list[np.ndarray]:
-    """Per object, its moves (N, 2) in raw pixels between consecutive frames where it is seen, from
-    object vectors (T, 3, 3) (rounded to 1/8 px, so equal moves count as equal)."""
-    both = (vectors[1:, :, 0] > 0) & (vectors[:-1, :, 0] > 0)  # (T-1, 3)
-    moves = np.round((vectors[1:, :, 1:] - vectors[:-1, :, 1:]) * np.array(PIXELS) * 8.0) / 8.0
-    return [moves[both[:, o], o] for o in range(vectors.shape[1])]
-
-
-def move_vocabulary(episodes: list[np.ndarray], k: int) -> list[list[list[float]]]:
-    """Each object's ``k`` most common moves ``[dx, dy]`` (raw pixels) over episodes of object vectors
-    (T, 3, 3); an object with fewer distinct moves repeats its most common one (never chosen in training)."""
-    per_episode = [object_moves(v) for v in episodes]  # each: per object (N, 2)
-    vocab = []
-    for o in range(N_OBJ):
-        allm = np.concatenate([np.zeros((0, 2))] + [moves[o] for moves in per_episode])
-        if len(allm) == 0:
-            allm = np.zeros((1, 2))
-        values, counts = np.unique(allm, axis=0, return_counts=True)
-        order = np.argsort(-counts, kind="stable")[:k]
-        top = values[order].tolist()
-        vocab.append(top + [top[0]] * (k - len(top)))
-    return vocab
 
 
 def near_a_paddle(ball: torch.Tensor) -> torch.Tensor:
@@ -350,10 +316,7 @@ class ObjectDynamics(WorldModel):
         ``joint_moves`` the paddles' first, then the ball's given theirs."""
 
         def draw(logits: torch.Tensor) -> torch.Tensor:  # (B, n, K) -> (B, n)
-            # Gumbel-max: the argmax of logits plus Gumbel noise is a draw from their softmax (3-4x
-            # faster than torch.multinomial on a CPU, where the draws were a third of a step)
-            u = torch.rand(logits.shape, device=logits.device, generator=generator).clamp_(min=1e-20)
-            return (logits.float() / self.cfg.move_temperature - torch.log(-torch.log(u))).argmax(-1)
+            return gumbel_choice(logits, self.cfg.move_temperature, generator)
 
         logits, correction = self._choices(hidden, window)
         choice = draw(logits)
@@ -431,6 +394,10 @@ class ObjectDynamics(WorldModel):
     def features(self, state: State) -> torch.Tensor:
         return state["window"].flatten(1)  # (B, K, 3, 3) -> (B, K*9)
 
+    def object_centres(self, state: State) -> torch.Tensor:
+        """The current objects' ``[present, x, y]`` (B, O, 3), centres in raw-frame pixels (for scoring)."""
+        return raw_centres(state["window"][:, -1])
+
     @property
     def feature_dim(self) -> int:
         return self.cfg.n_past * N_OBJ * 3
@@ -483,7 +450,7 @@ class ObjectDynamics(WorldModel):
                 true_move = (target[:, 0, :, 1:] - last[..., 1:]) * pixels  # (B, 3, 2) raw pixels
                 # the ball's choice given the paddles' true moves (teacher forcing), with joint_moves
                 move_logits, correction = self._choices(hidden, window, true_move[:, :2] * both[:, :2, None])
-                choice = (self.vocab[None] - true_move[:, :, None]).square().sum(-1).argmin(-1)  # (B, 3)
+                choice = nearest_move(self.vocab, true_move)  # (B, 3)
                 ce = F.cross_entropy(move_logits.flatten(0, 1), choice.flatten(), reduction="none").view_as(choice)
                 move_ce.append((ce * both * object_weight[:, t, 0]).sum(-1))
                 likeliest = move_logits.detach().argmax(-1)

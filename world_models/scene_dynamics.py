@@ -50,8 +50,9 @@ from world_models.base import (
     reward_classes,
     reward_from_logits,
 )
+from world_models.blocks import mlp
 from world_models.checkpoint import CheckpointError, load_model, resolve_checkpoint
-from world_models.object_dynamics import draw_presence, mlp
+from world_models.objects.moves import draw_presence
 
 log = logging.getLogger(__name__)
 

@@ -168,3 +168,45 @@ def test_shipped_agent_plays_the_real_game(name: str, capsys: pytest.CaptureFixt
     args = ["evaluate-agent", "--agent", name, "--game", "Pong", "--episodes", "1", "--max-steps", "50"]
     assert cli_main([*args, "--no-progress"]) == 0
     assert json.loads(capsys.readouterr().out)["game"] == "Pong"
+
+
+def test_frames_only_loop_reads_the_ram_only_to_score(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two frames-only iterations at toy sizes: the extractor is trained and fitted on the loop's frames, and the
+    RAM is decoded only by the collector (it stores its labels) and by the scoring (recall, fidelity)."""
+    import inspect
+
+    import dataset_tools.ram_truth
+    import world_models.pong_objects
+    from agents.loop import LoopConfig, format_table, run_loop
+
+    real = dataset_tools.ram_truth.ram_objects
+    callers: set[str] = set()
+
+    def watched(*args, **kwargs):
+        callers.add(inspect.stack()[1].frame.f_globals["__name__"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dataset_tools.ram_truth, "ram_objects", watched)
+    monkeypatch.setattr(world_models.pong_objects, "ram_objects", watched)
+    cfg = LoopConfig(
+        real_steps=400,
+        iterations=2,
+        frames_only=True,
+        model_steps=3,
+        frames_model_overrides=["batch_size=4", "n_past=2", "n_future=2", "hidden=16", "layers=1", "move_classes=8"],
+        extractor_steps=2,
+        extractor_overrides=["batch_size=2"],
+        dream_steps=64,
+        n_envs=8,
+        eval_episodes=1,
+        fidelity_episodes=1,
+        explore=0.2,
+        workers=1,
+    )
+    rows = run_loop(cfg, tmp_path / "loop", progress=False)
+    assert [r["real_steps"] for r in rows] == [200, 400]
+    assert (tmp_path / "loop" / "extractor" / "fitted_0" / "extractor.json").exists()
+    assert all(0.0 <= r["ball_recall"] <= 1.0 and "fidelity" in r for r in rows)
+    assert "ball recall (near a paddle)" in format_table(rows)
+    assert json.loads((tmp_path / "loop" / "models" / "iter_1" / "run.json").read_text())["model"] == "slot_dynamics"
+    assert callers <= {"dataset_tools.collect", "world_models.objects.scoring", "agents.fidelity"}, callers

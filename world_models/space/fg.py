@@ -211,8 +211,18 @@ class SpaceFg(nn.Module):
         logits (B, N), ``z_where`` (B, N, 4), ``z_depth`` (B, N) and ``z_what`` (B, N, D)."""
         pres_logits, q_scale, q_shift, q_depth = self._cells(x)
         z_where = self._z_where(q_scale.mean, q_shift.mean)
-        what_mean, _ = self.glimpse_encoder(self.glimpses(x, z_where).flatten(0, 1))  # (B*N, 3, g, g) -> (B*N, D)
-        return pres_logits, z_where, q_depth.mean.squeeze(-1), what_mean.view(x.shape[0], z_where.shape[1], -1)
+        return pres_logits, z_where, q_depth.mean.squeeze(-1), self.what(x, z_where)
+
+    def locate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Presence logits (B, N) and ``z_where`` means (B, N, 4) of frames ``x`` (B, 3, S, S): the image
+        encoder alone, far cheaper than :meth:`encode` (no glimpses)."""
+        pres_logits, q_scale, q_shift, _ = self._cells(x)
+        return pres_logits, self._z_where(q_scale.mean, q_shift.mean)
+
+    def what(self, x: torch.Tensor, z_where: torch.Tensor) -> torch.Tensor:
+        """``z_what`` means (B, K, D) of the glimpses of frames ``x`` (B, 3, S, S) cut at ``z_where`` (B, K, 4)."""
+        what_mean, _ = self.glimpse_encoder(self.glimpses(x, z_where).flatten(0, 1))  # (B*K, 3, g, g) -> (B*K, D)
+        return what_mean.view(x.shape[0], z_where.shape[1], -1)
 
     def composite(
         self, rgb: torch.Tensor, alpha: torch.Tensor, z_pres: torch.Tensor, depth: torch.Tensor, z_where: torch.Tensor

@@ -1,0 +1,149 @@
+"""slot_dynamics and its frames-only extractor: fitting, the slots against the RAM, training, the env, the twin."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env
+
+import dataset_tools.ram_truth
+import world_models.pong_objects
+from dataset_tools.dataset import DatasetDir
+from dataset_tools.preprocess import Preprocess
+from dataset_tools.sequences import SequenceDataset
+from learned_envs.env import LearnedEnv, LearnedVectorEnv
+from learned_envs.twin import make_real_twin
+from world_models import load_model
+from world_models.objects import ExtractorError, fit_extractor, load_extractor, read_spec
+from world_models.objects.scoring import format_scores, score_slots
+from world_models.objects.slot_dynamics import SlotDynamicsConfig, cache_name
+from world_models.space import PONG_CHECKPOINT
+from world_models.train import TrainError, train
+
+TINY = ["steps=6", "batch_size=8", "n_past=3", "n_future=3", "hidden=32", "layers=1", "image_every=0", "n_contexts=4"]
+TINY += ["move_classes=16", "fit_frames=300", "log_every=1"]
+
+
+def _no_ram(*args, **kwargs):
+    raise AssertionError("the frames-only route read the RAM")
+
+
+@pytest.fixture(scope="module")
+def slot_run(pong_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A private copy of the Pong fixture (the extractor is fitted into it and slots are cached there) and a
+    tiny slot_dynamics checkpoint trained on it around the shipped SPACE-Time checkpoint, with every
+    decoder of the RAM made to fail."""
+    root = tmp_path_factory.mktemp("slots")
+    data = root / "pong"
+    shutil.copytree(pong_dataset, data)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(dataset_tools.ram_truth, "ram_objects", _no_ram)
+        mp.setattr(world_models.pong_objects, "ram_objects", _no_ram)
+        ckpt = train("slot_dynamics", data, root / "run", [*TINY, f"extractor={PONG_CHECKPOINT}"], progress=False)
+    return data, ckpt
+
+
+def test_the_fitted_extractor_finds_pong_objects_exactly(slot_run: tuple[Path, Path]) -> None:
+    data, ckpt = slot_run
+    spec = load_model(ckpt)[1]["model_config"]["extractor_spec"]
+    fitted = Path(spec["path"])
+    assert fitted.parent == data / "extractors" and read_spec(fitted)["digest"] == spec["digest"]
+    sizes = [c["size"] for c in spec["classes"]]
+    assert sizes == [[4.0, 16.0], [4.0, 16.0], [2.0, 4.0]] and spec["tiers"] == [[0, 1], [2]]  # found unsupervised
+    ds = DatasetDir(data)
+    slots = np.concatenate(
+        [np.load(ds.episodes_dir / f"ep_{e:06d}" / cache_name(spec))[5:] for e in ds.episode_indices()]
+    )
+    ram = np.concatenate([np.asarray(ds.load(e).ram)[5:] for e in ds.episode_indices()])
+    scores = score_slots("Pong", slots, ram)
+    assert scores["mapping"]["ball"] == 2 and {scores["mapping"]["player"], scores["mapping"]["enemy"]} == {0, 1}
+    ball = scores["classes"]["ball"]
+    assert ball["visible"] > 100 and ball["recall"] >= 0.99 and ball["median_error_px"] <= 0.5, format_scores(scores)
+    assert ball["near_frames"] == 0 or ball["recall_near"] >= 0.95, format_scores(scores)
+    for name in ("player", "enemy"):
+        assert scores["classes"][name]["recall"] >= 0.99, format_scores(scores)
+
+
+def test_training_never_reads_the_ram(slot_run: tuple[Path, Path]) -> None:
+    data, ckpt = slot_run
+    model, config = load_model(ckpt)
+    model.train()
+    cfg = SlotDynamicsConfig(**config["model_config"])
+    windows = SequenceDataset(data, cfg.n_past + cfg.n_future, frames=False, objects=cache_name(cfg.extractor_spec))
+    batch = next(iter(windows.loader(8, seed=0)))
+    loss, logs = model.loss(batch)
+    batch.ram = torch.randint(0, 256, batch.ram.shape, dtype=torch.uint8)
+    assert torch.equal(model.loss(batch)[0], loss)
+    assert {"move_ce", "reward_ce", "class2_px", "class2_move_acc", "point_recall"} <= set(logs)
+    assert np.isfinite(loss.item())
+
+
+def test_checkpoint_is_self_contained_env_and_twin(slot_run: tuple[Path, Path], tmp_path: Path, monkeypatch) -> None:
+    data, ckpt = slot_run
+    copy = tmp_path / "ckpt"
+    shutil.copytree(ckpt, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["model_config"]["extractor_spec"]["path"] = str(tmp_path / "gone")  # the fitted files are not needed
+    (copy / "config.json").write_text(json.dumps(config))
+    monkeypatch.setattr(dataset_tools.ram_truth, "ram_objects", _no_ram)
+    venv = LearnedVectorEnv(copy, num_envs=5, device="cpu", obs_type="latent", max_episode_steps=20)
+    obs, _ = venv.reset(seed=0)
+    assert obs.shape == (5, 3 * 3 * 5)
+    for _ in range(30):
+        obs, reward, terminated, truncated, _ = venv.step(np.random.default_rng(0).integers(0, 6, 5))
+    slots = obs.reshape(5, 3, 3, 5)[:, -1]
+    assert ((slots[..., 0] == 0) | (slots[..., 0] == 1)).all()
+    assert (slots[slots[..., 0] == 0] == 0).all() and (slots[slots[..., 0] == 1][:, 3:] >= 0).all()
+    frames = LearnedVectorEnv(copy, num_envs=2, device="cpu", obs_type="frames").reset(seed=0)[0]
+    assert frames.shape == (2, 160, 160, 3) and frames.dtype == np.uint8
+    check_env(LearnedEnv(copy, device="cpu", obs_type="latent"), skip_render_check=True)
+
+    # the twin encodes each real frame once; its observation is the model's start() on the same frames
+    twin = make_real_twin(copy, obs_type="latent")
+    obs, _ = twin.reset(seed=3)
+    seen, acts = [twin.observer._frames[-1]], []
+    for a in [2, 3, 2, 0, 3] * 12:  # past the first frames of a game, drawn in other colours
+        obs, *_ = twin.step(a)
+        seen.append(twin.observer._frames[-1])
+        acts.append(a)
+    model = twin.model
+    frames = torch.from_numpy(np.stack(seen[-3:])).permute(0, 3, 1, 2).float()[None] / 255.0
+    state = model.start(frames, torch.tensor([acts[-2:]]))
+    assert np.allclose(model.features(state)[0].numpy(), obs)
+    assert obs.reshape(3, 3, 5)[-1, :, 0].sum() >= 2  # the paddles at least
+
+
+def test_extractor_files_and_errors(slot_run: tuple[Path, Path], tmp_path: Path) -> None:
+    data, ckpt = slot_run
+    fitted = Path(load_model(ckpt)[1]["model_config"]["extractor_spec"]["path"])
+    extractor = load_extractor(fitted)
+    crops = np.stack([np.asarray(DatasetDir(data).load(0).frames[t])[34:194] for t in (20, 21)])
+    slots = extractor.slots(crops)
+    assert slots.shape == (2, 3, 5) and slots.dtype == np.float32
+    drawn = extractor.render(torch.from_numpy(slots))
+    assert drawn.shape == (2, 3, 160, 160)
+    with pytest.raises(ExtractorError, match="uint8 crops"):
+        extractor.slots(crops.astype(np.float32))
+    (bad := tmp_path / "bad").mkdir()
+    with pytest.raises(ExtractorError, match="extractor.json: missing"):
+        load_extractor(bad)
+    shutil.copytree(fitted, tmp_path / "copy")
+    (tmp_path / "copy" / "extractor.pt").write_bytes(b"not a state dict")
+    with pytest.raises(ExtractorError, match="extractor.pt: corrupted"):
+        load_extractor(tmp_path / "copy")
+    with pytest.raises(TrainError, match="extractor=DIR"):
+        train("slot_dynamics", data, tmp_path / "run", TINY, progress=False)
+    with pytest.raises(ExtractorError, match="not a space_time"):
+        fit_extractor(ckpt, data, tmp_path / "x", frames=10, progress=False)
+
+
+def test_preprocessing_is_the_full_resolution_crop(slot_run: tuple[Path, Path]) -> None:
+    _, ckpt = slot_run
+    config = load_model(ckpt)[1]
+    assert Preprocess.from_dict(config["preprocess"]) == Preprocess(crop=(34, 194, 0, 160), size=(160, 160))
+    assert config["frame_shape"] == [3, 160, 160]

@@ -1,0 +1,17 @@
+"""Small network blocks shared by several models."""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+def mlp(n_in: int, hidden: int, layers: int, out: int | None = None) -> nn.Sequential:
+    """``layers`` SiLU layers of width ``hidden``, then a linear layer to ``out`` if given."""
+    modules: list[nn.Module] = []
+    width = n_in
+    for _ in range(layers):
+        modules += [nn.Linear(width, hidden), nn.SiLU()]
+        width = hidden
+    if out is not None:
+        modules.append(nn.Linear(width, out))
+    return nn.Sequential(*modules)

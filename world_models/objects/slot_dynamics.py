@@ -1,0 +1,454 @@
+"""``slot_dynamics``: a world model over objects extracted from frames alone, with drawn moves.
+
+The objects come from a frames-only :class:`~world_models.objects.extractor.ObjectExtractor`
+(SPACE-Time's objects made pixel-exact by the foreground components, in classes found without
+labels): per frame one slot per class, ``[present, x, y, w, h]``. The state is the last ``n_past``
+slot frames and the actions between them. An MLP reads them (positions, moves, every pair of objects'
+offsets, the actions) and the new action, and predicts:
+
+* each object's **move**, drawn from the ``move_classes`` moves that object's class makes most often
+  in the data (counted on the extracted slots) plus a regressed correction; classes are drawn in
+  **tiers** of similar size, largest first, each tier given where the earlier tiers went (Pong: the
+  paddles, then the ball given the paddles' moves, so a ball is never returned by a paddle that the
+  same step moved away); an object that appears is placed by regression;
+* each object's presence (drawn in imagination) and size (its class's prototype plus a deviation);
+* the reward sign and termination, from the trunk and the next objects.
+
+This is what made ``LearnedPongObjects-v1`` work, with every training target, the move vocabulary,
+the start states and the real twin's observations taken from the extractor run on frames: nothing
+reads the RAM. Training is teacher forced (each step from the true window), all steps of a window in
+one batched pass. The features for agents are the slot window itself; frames are drawn from the
+slots with each class's sprite over the background the extractor fitted.
+
+Train it on a dataset with a fitted extractor (``extractor=DIR``) or a ``space_time`` run
+(``extractor=RUN``: the first training fits the extractor on the data into ``DATA/extractors/``).
+Either way the first training extracts every episode once and caches the slots beside it
+(``slots_<digest>_x<version>.npy``); the extractor's weights are part of this model's checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from dataset_tools.dataset import DatasetDir
+from dataset_tools.preprocess import Preprocess
+from dataset_tools.sequences import SequenceBatch
+from world_models.base import ModelConfig, State, StepResult, WorldModel, register, reward_classes, reward_from_logits
+from world_models.blocks import mlp
+from world_models.objects.extractor import (
+    ExtractorError,
+    ObjectExtractor,
+    fit_extractor,
+    is_extractor_dir,
+    load_extractor,
+    read_spec,
+    require_space,
+)
+from world_models.objects.moves import UNITS, draw_presence, gumbel_choice, move_vocabulary, nearest_move, raw_centres
+
+log = logging.getLogger(__name__)
+
+EXTRACT_BATCH = 64
+SLOT = 5  # [present, x, y, w, h]
+
+
+@dataclass
+class SlotDynamicsConfig(ModelConfig):
+    n_past: int = 4
+    """Slot frames in the state window (>= 2, so moves can be read)."""
+    n_future: int = 8
+    """One-step predictions per training window (teacher forced)."""
+    extractor: str = ""
+    """A fitted extractor directory (``extractor.json``), or a ``space_time`` checkpoint / run: then the
+    first training fits an extractor around it on the dataset's frames (into ``DATA/extractors/``)."""
+    classes: int = 0
+    """When fitting the extractor: the number of object classes (0: chosen by the silhouette score)."""
+    fit_frames: int = 3000
+    """When fitting the extractor: frames sampled from the training episodes."""
+    hidden: int = 256
+    """Width of the MLP."""
+    layers: int = 3
+    """Hidden layers of the MLP."""
+    move_classes: int = 128
+    """Moves each object chooses from: its class's most common moves in the data (raw pixels)."""
+    move_vocab: list[list[list[float]]] = field(default_factory=list)
+    """The moves to choose from, per class ``move_classes`` pairs ``[dx, dy]`` in raw pixels, most common
+    first. Filled by ``learned-envs train`` from the extracted slots of every episode; kept in the checkpoint."""
+    move_weight: float = 1.0
+    """Weight of the move choice's cross-entropy."""
+    position_weight: float = 0.1
+    """Weight of the position error (smooth L1 in raw pixels: the chosen move's correction, the
+    regressed place of an appearing object) and of the size error."""
+    presence_weight: float = 1.0
+    """Weight of the presence binary cross-entropy."""
+    event_weight: float = 10.0
+    """Extra weight of an object's losses on steps where it turns, appears or vanishes, for the classes
+    after the first tier (Pong: the ball), whose rare events decide the game."""
+    move_temperature: float = 1.0
+    """Temperature of the move draws in imagination (1: as learned)."""
+    sample_presence: bool = True
+    """In imagination, draw each object's presence from its probability; False thresholds it at 0.5."""
+    extractor_spec: dict[str, Any] = field(default_factory=dict)
+    """Filled in by ``learned-envs train``: the fitted extractor's spec (its classes, tiers, crop and the
+    digest of its weights) and where it was fitted, so a checkpoint is rebuilt without those files."""
+
+
+def resolve_extractor(cfg: SlotDynamicsConfig, data: Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Fill ``cfg.extractor_spec`` (once): read a fitted extractor, or fit one on ``data`` around a
+    ``space_time`` checkpoint. Returns the spec."""
+    if cfg.extractor_spec:
+        return cfg.extractor_spec
+    if not cfg.extractor:
+        raise ExtractorError(
+            "slot_dynamics needs extractor=DIR: a fitted extractor, or a space_time run trained on your frames "
+            "(learned-envs train --model space_time ...)"
+        )
+    path = Path(cfg.extractor)
+    if not is_extractor_dir(path):
+        space = require_space(path)
+        if data is None:
+            raise ExtractorError(
+                f"extractor={path} is a space_time checkpoint: it is fitted on a dataset when training"
+            )
+        ds = DatasetDir(data)
+        path = ds.root / "extractors" / f"{space.parent.parent.name}_{space.name}_k{cfg.classes}_n{cfg.fit_frames}"
+        if not is_extractor_dir(path):
+            log.info("fitting an object extractor around %s on %s into %s", space, data, path)
+            fit_extractor(space, data, path, classes=cfg.classes, frames=cfg.fit_frames, progress=progress)
+    cfg.extractor_spec = {**read_spec(path), "path": str(path.resolve())}
+    return cfg.extractor_spec
+
+
+EXTRACTION = 2
+"""Version of the extraction code: a change that alters the slots of the same weights bumps it, so caches
+written by older code are not read."""
+
+
+def cache_name(spec: dict[str, Any]) -> str:
+    """The per-episode file of an extractor's slots (its weights' digest and the extraction version)."""
+    return f"slots_{spec['digest']}_x{EXTRACTION}.npy"
+
+
+@register
+class SlotDynamics(WorldModel):
+    name = "slot_dynamics"
+    Config = SlotDynamicsConfig
+    stochastic = True
+    deterministic_start = True
+    needs_frames: ClassVar[bool] = False  # training reads the cached slots
+
+    def __init__(self, cfg: SlotDynamicsConfig, frame_shape: tuple[int, int, int], n_actions: int) -> None:
+        super().__init__(cfg, frame_shape, n_actions)
+        if cfg.n_past < 2:
+            raise ValueError(f"slot_dynamics needs n_past >= 2 to read moves, got {cfg.n_past}")
+        self.cfg: SlotDynamicsConfig = cfg
+        spec = resolve_extractor(cfg)
+        self.object_extractor = ObjectExtractor(spec)
+        if tuple(frame_shape) != (3, self.object_extractor.height, self.object_extractor.width):
+            raise ValueError(
+                f"the extractor reads ({self.object_extractor.height}, {self.object_extractor.width}) RGB crops, the model got {frame_shape}"
+            )
+        # the digest of the extractor weights loaded (a number), 0 until they are
+        self.register_buffer("extractor_loaded", torch.zeros((), dtype=torch.int64))
+        s = self.object_extractor.n_classes
+        self.n_slots = s
+        self.tiers: list[list[int]] = [list(t) for t in spec["tiers"]]
+        if sorted(sum(self.tiers, [])) != list(range(s)):
+            raise ValueError(f"extractor tiers {self.tiers} do not cover its {s} classes")
+        k = cfg.move_classes
+        if k < 1:
+            raise ValueError(f"move_classes must be >= 1, got {k}")
+        vocab = torch.tensor(cfg.move_vocab, dtype=torch.float32) if cfg.move_vocab else torch.zeros(s, k, 2)
+        if vocab.shape != (s, k, 2):
+            raise ValueError(
+                f"move_vocab must hold {k} [dx, dy] moves per class ({s} classes), got {tuple(vocab.shape)}: "
+                "learned-envs train fills it from the data (SlotDynamics.prepare_data)"
+            )
+        self.register_buffer("vocab", vocab)  # (S, K, 2) raw pixels
+        self.register_buffer("units", torch.tensor(UNITS))
+        first, second = torch.triu_indices(s, s, offset=1)
+        self.register_buffer("pair_first", first, persistent=False)
+        self.register_buffer("pair_second", second, persistent=False)
+        events = [c for tier in (self.tiers[1:] or self.tiers) for c in tier]
+        self.register_buffer("event_mask", torch.tensor([float(c in events) for c in range(s)]), persistent=False)
+
+        p, a = cfg.n_past, n_actions
+        n_in = p * s * SLOT + (p - 1) * s * 2 + p * len(first) * 2 + p * a
+        self.trunk = mlp(n_in, cfg.hidden, cfg.layers)
+        self.objects_head = nn.Linear(cfg.hidden, s * 5)  # presence logit, regressed place (2), size deviation (2)
+        sizes = torch.tensor([c["size"] for c in spec["classes"]], dtype=torch.float32)  # crop pixels
+        self.prototypes = nn.Parameter(sizes / self.units)  # (S, 2) each class's typical size, slot units
+        heads: list[nn.Module] = []
+        for j, tier in enumerate(self.tiers):
+            before = sum(len(t) for t in self.tiers[:j])
+            if j == 0:
+                heads.append(nn.Linear(cfg.hidden, len(tier) * k * 3))
+            else:  # reads where the earlier tiers went: their moves and this tier's offsets from them
+                heads.append(
+                    mlp(cfg.hidden + before * 2 + len(tier) * before * 2, cfg.hidden, 1, out=len(tier) * k * 3)
+                )
+        self.move_heads = nn.ModuleList(heads)
+        summary = cfg.hidden + s * 3
+        self.reward_head = mlp(summary, 128, 1, out=3)
+        self.term_head = mlp(summary, 128, 1, out=1)
+
+    # ------------------------------------------------------------------ data
+    @classmethod
+    def prepare_data(cls, cfg: SlotDynamicsConfig, data: Path, progress: bool = True) -> None:  # type: ignore[override]
+        """Fit or read the extractor, cache the slots of every episode that lacks them, fill the move vocabulary."""
+        spec = resolve_extractor(cfg, data, progress)
+        ds = DatasetDir(data)
+        game = ds.read_manifest().get("game")
+        if game != spec["space"].get("game"):
+            raise ValueError(f"the extractor was trained on {spec['space'].get('game')}, this dataset holds {game}")
+        name = cache_name(spec)
+        episodes = ds.episode_indices()
+        todo = [ep for ep in episodes if not (ds.episodes_dir / f"ep_{ep:06d}" / name).exists()]
+        if todo:
+            extract_episodes(ds, todo, load_extractor(spec["path"]), name, progress)
+        if not cfg.move_vocab:
+            slots = [np.load(ds.episodes_dir / f"ep_{ep:06d}" / name, allow_pickle=False) for ep in episodes]
+            cfg.move_vocab = move_vocabulary(slots, cfg.move_classes)
+
+    @classmethod
+    def data_options(cls, cfg: SlotDynamicsConfig, preprocess: Preprocess) -> dict[str, Any]:  # type: ignore[override]
+        """Frames are the extractor's crop at full resolution (contexts and the real twin), and the cached slots."""
+        spec = resolve_extractor(cfg)
+        top, bottom, left, right = spec["crop"]
+        crop = Preprocess(crop=(top, bottom, left, right), size=(bottom - top, right - left), grayscale=False)
+        return {"preprocess": crop, "objects": cache_name(spec)}
+
+    def bind_data(self, game: str | None, preprocess: Preprocess) -> None:
+        """Check the game, and load the fitted extractor's weights unless these are in already."""
+        spec = self.cfg.extractor_spec
+        if game != spec["space"].get("game"):
+            raise ValueError(f"the extractor was trained on {spec['space'].get('game')}; this dataset holds {game}")
+        digest = int(spec["digest"], 16)
+        if int(self.extractor_loaded) != digest:
+            fitted = load_extractor(spec["path"], device=self.vocab.device)
+            if fitted.spec.get("digest") != spec["digest"]:
+                raise ValueError(f"{spec['path']}: the extractor there changed since this run began")
+            self.object_extractor.load_state_dict(fitted.state_dict())
+            self.extractor_loaded.fill_(digest)
+
+    # ------------------------------------------------------------------ extraction
+    def _crops(self, frames: torch.Tensor) -> np.ndarray:
+        """Frames (N, 3, H, W) in [0, 1] -> uint8 crops (N, H, W, 3) for the extractor."""
+        return (frames.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+    def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """Each frame's slots: (N, 3, H, W) in [0, 1] -> (N, S, 5) (the real twin caches them per frame)."""
+        if not bool(self.extractor_loaded):
+            raise ValueError("this slot_dynamics model has no extractor weights yet (train it, or load a checkpoint)")
+        out = [
+            self.object_extractor.slots(self._crops(frames[i : i + EXTRACT_BATCH]))
+            for i in range(0, len(frames), EXTRACT_BATCH)
+        ]
+        return torch.from_numpy(np.concatenate(out)).to(frames.device)
+
+    def start_encoded(self, slots: torch.Tensor, actions: torch.Tensor) -> State:
+        """The state from encoded frames (B, n_past, S, 5) and the actions between them (B, n_past - 1)."""
+        return {"window": slots, "actions": actions.to(torch.int64)}
+
+    def start(self, frames: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None) -> State:
+        b, k = frames.shape[:2]
+        slots = self.encode_frames(frames.flatten(0, 1)).view(b, k, self.n_slots, SLOT)  # (B*K, ...) -> (B, K, S, 5)
+        return self.start_encoded(slots, actions)
+
+    # ------------------------------------------------------------------ the network
+    def _predict(
+        self, window: torch.Tensor, past: torch.Tensor, action: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``window`` (B, K, S, 5), ``past`` (B, K-1), ``action`` (B,) -> hidden (B, H), presence logits (B, S),
+        regressed places (B, S, 2) and sizes (B, S, 2)."""
+        b = window.shape[0]
+        pres, pos = window[..., :1], window[..., 1:3]
+        moves = (pos[:, 1:] - pos[:, :-1]) * (pres[:, 1:] * pres[:, :-1])  # (B, K-1, S, 2) of objects seen twice
+        seen = pres[:, :, self.pair_first] * pres[:, :, self.pair_second]  # (B, K, pairs, 1)
+        relative = (pos[:, :, self.pair_second] - pos[:, :, self.pair_first]) * seen  # (B, K, pairs, 2)
+        acts = F.one_hot(torch.cat([past, action[:, None]], dim=1), self.n_actions).to(window.dtype)
+        sizes = window[..., 3:] * 4.0
+        x = torch.cat(
+            [
+                torch.cat([pres, pos, sizes], dim=-1).flatten(1),
+                moves.flatten(1) * 10.0,
+                relative.flatten(1) * 4.0,
+                acts.flatten(1),
+            ],
+            dim=1,
+        )
+        hidden = self.trunk(x)
+        out = self.objects_head(hidden).view(b, self.n_slots, 5)
+        regressed = pos[:, -1] + out[..., 1:3] * 0.1  # absent objects sit at 0: an appearing one is placed absolutely
+        size = self.prototypes + out[..., 3:] * 0.1
+        return hidden, out[..., 0], regressed, size
+
+    def _tier_choices(
+        self, j: int, hidden: torch.Tensor, last: torch.Tensor, earlier: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Tier ``j``'s [logit, dx, dy] per move (B, n_j, K, 3), given the last frame (B, S, 5) and the
+        earlier tiers' moves ``earlier`` (B, n_before, 2) in raw pixels (zero for objects not seen)."""
+        tier = self.tiers[j]
+        if j == 0 or earlier is None:
+            out = self.move_heads[j](hidden)
+        else:
+            before = [c for t in self.tiers[:j] for c in t]
+            moved = last[:, before, 1:3] + earlier / self.units  # (B, n_before, 2) where the earlier objects went
+            seen = last[:, tier, None, :1] * last[:, None, before, :1]  # (B, n_j, n_before, 1)
+            offset = (last[:, tier, None, 1:3] - moved[:, None]) * 4.0 * seen  # (B, n_j, n_before, 2)
+            extra = torch.cat([earlier.flatten(1) / 8.0, offset.flatten(1)], dim=1).to(hidden.dtype)
+            out = self.move_heads[j](torch.cat([hidden, extra], dim=1))
+        return out.view(hidden.shape[0], len(tier), self.cfg.move_classes, 3)
+
+    def _move_of(self, tier: list[int], choice: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """The chosen moves (B, n, 2) in raw pixels of ``tier``'s classes: ``choice`` (B, n), ``out`` (B, n, K, 3)."""
+        index = choice[..., None, None].expand(-1, -1, 1, 2)  # (B, n, 1, 2)
+        vocab = self.vocab[tier].to(out.dtype).expand(choice.shape[0], -1, -1, -1)  # (B, n, K, 2)
+        return (vocab.gather(2, index) + out[..., 1:].gather(2, index)).squeeze(2)
+
+    def _heads(
+        self, hidden: torch.Tensor, prob: torch.Tensor, positions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        summary = torch.cat([hidden, prob, positions.flatten(1)], dim=1)
+        return self.reward_head(summary), self.term_head(summary).squeeze(-1)
+
+    # ------------------------------------------------------------------ imagination
+    def step(self, state: State, actions: torch.Tensor, generator: torch.Generator | None = None) -> StepResult:
+        window, past = state["window"], state["actions"]
+        hidden, logits, regressed, size = self._predict(window, past, actions)
+        last = window[:, -1]
+        moves = torch.zeros(window.shape[0], self.n_slots, 2, device=window.device, dtype=window.dtype)
+        drawn: list[torch.Tensor] = []
+        for j, tier in enumerate(self.tiers):
+            earlier = torch.cat(drawn, dim=1) if drawn else None
+            out = self._tier_choices(j, hidden, last, earlier)
+            choice = gumbel_choice(out[..., 0], self.cfg.move_temperature, generator)
+            move = self._move_of(tier, choice, out) * last[:, tier, :1]  # objects not seen do not move
+            drawn.append(move)
+            moves[:, tier] = move.to(moves.dtype)
+        positions = torch.where(last[..., :1] > 0, last[..., 1:3] + moves / self.units, regressed)
+        prob = torch.sigmoid(logits)
+        r_logits, t_logit = self._heads(hidden, prob, positions)
+        present = draw_presence(prob, self.cfg.sample_presence, generator).to(window.dtype)[..., None]
+        new = torch.cat([present, positions.clamp(-1.0, 1.0), size.clamp(min=0.0)], dim=-1) * present  # absent: 0
+        window = torch.cat([window[:, 1:], new[:, None]], dim=1)
+        past = torch.cat([past[:, 1:], actions[:, None].to(past.dtype)], dim=1)
+        return StepResult({"window": window, "actions": past}, reward_from_logits(r_logits), torch.sigmoid(t_logit))
+
+    def decode(self, state: State) -> torch.Tensor:
+        return self.object_extractor.render(state["window"][:, -1])
+
+    def features(self, state: State) -> torch.Tensor:
+        return state["window"].flatten(1)  # (B, K, S, 5) -> (B, K*S*5)
+
+    def object_centres(self, state: State) -> torch.Tensor:
+        """The current objects' ``[present, x, y]`` (B, O, 3), centres in raw-frame pixels (for scoring)."""
+        return raw_centres(state["window"][:, -1])
+
+    @property
+    def feature_dim(self) -> int:
+        return self.cfg.n_past * self.n_slots * SLOT
+
+    # ------------------------------------------------------------------ training
+    def loss(self, batch: SequenceBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        if batch.objects is None:
+            raise ValueError("slot_dynamics trains on cached slots: read the data with its data_options")
+        cfg, p = self.cfg, self.cfg.n_past
+        truth = batch.objects  # (B, T, S, 5)
+        b, t_len = truth.shape[:2]
+        f = t_len - p  # predicted steps per window
+        # every step of the window at once, each from its true past: (B, F, ...) -> (B*F, ...)
+        window = truth.unfold(1, p, 1)[:, :f].permute(0, 1, 4, 2, 3).flatten(0, 1)  # (B*F, p, S, 5)
+        acts = batch.actions.unfold(1, p, 1).flatten(0, 1)  # (B*F, p): p-1 past actions and the new one
+        target = truth[:, p:].flatten(0, 1)  # (B*F, S, 5)
+        past, action = acts[:, :-1], acts[:, -1]
+        last, before = window[:, -1], window[:, -2]
+        hidden, logits, regressed, size = self._predict(window, past, action)
+
+        both = last[..., 0] * target[..., 0]  # (N, S) a move to learn
+        appear = (1 - last[..., 0]) * target[..., 0]
+        true_move = (target[..., 1:3] - last[..., 1:3]) * self.units * both[..., None]  # (N, S, 2) raw pixels
+        prev_move = (last[..., 1:3] - before[..., 1:3]) * (last[..., :1] * before[..., :1])
+        turned = ((true_move * prev_move) < 0).any(-1).to(truth.dtype) * before[..., 0] * both
+        event = torch.maximum(turned, (last[..., 0] != target[..., 0]).to(truth.dtype))
+        weight = 1.0 + cfg.event_weight * event * self.event_mask  # (N, S)
+
+        choice = nearest_move(self.vocab, true_move)  # (N, S)
+        moves_ce = torch.zeros_like(both)
+        likely_move = torch.zeros_like(true_move)
+        chosen_move = torch.zeros_like(true_move)
+        for j, tier in enumerate(self.tiers):
+            earlier = true_move[:, [c for t in self.tiers[:j] for c in t]] if j else None  # teacher forcing
+            out = self._tier_choices(j, hidden, last, earlier)
+            ce = F.cross_entropy(out[..., 0].flatten(0, 1), choice[:, tier].flatten(), reduction="none")
+            moves_ce[:, tier] = ce.view(-1, len(tier))
+            chosen_move[:, tier] = self._move_of(tier, choice[:, tier], out)
+            likely_move[:, tier] = self._move_of(tier, out[..., 0].detach().argmax(-1), out.detach())
+        correction_err = (chosen_move - true_move) * both[..., None]  # raw pixels
+        place_err = (regressed - target[..., 1:3]) * self.units * appear[..., None]
+        size_err = (size - target[..., 3:]) * self.units * target[..., :1]
+        position = sum(
+            F.smooth_l1_loss(e, torch.zeros_like(e), reduction="none").sum(-1)
+            for e in (correction_err, place_err, size_err)
+        )
+        presence = F.binary_cross_entropy_with_logits(logits, target[..., 0], reduction="none")
+        per_object = cfg.presence_weight * presence + cfg.position_weight * position + cfg.move_weight * moves_ce * both
+        states = (per_object * weight).sum(-1).mean()
+
+        positions = torch.where(last[..., :1] > 0, last[..., 1:3] + chosen_move / self.units, regressed)
+        r_logits, t_logits = self._heads(hidden, torch.sigmoid(logits), positions)
+        rewards, terminated = batch.rewards[:, p - 1 :].flatten(), batch.terminated[:, p - 1 :].flatten()
+        reward_ce = F.cross_entropy(r_logits, reward_classes(rewards))
+        term_bce = F.binary_cross_entropy_with_logits(t_logits, terminated)
+        loss = states + cfg.reward_weight * reward_ce + cfg.termination_weight * term_bce
+        with torch.no_grad():
+            guess = torch.where(last[..., :1] > 0, last[..., 1:3] + likely_move / self.units, regressed)
+            err = ((guess - target[..., 1:3]) * self.units).norm(dim=-1) * target[..., 0]  # (N, S) raw pixels
+            per_slot = err.sum(0) / target[..., 0].sum(0).clamp(min=1.0)
+            acc = ((likely_move - true_move).abs().amax(-1) < 0.5).to(truth.dtype) * both
+            move_acc = acc.sum(0) / both.sum(0).clamp(min=1.0)
+            points = rewards != 0
+            hit = (r_logits.argmax(-1) - 1).float() == torch.sign(rewards)
+            logs = {
+                "state": states.item(),
+                "move_ce": (moves_ce * both).sum().item() / both.sum().clamp(min=1.0).item(),
+                "reward_ce": reward_ce.item(),
+                "term_bce": term_bce.item(),
+                "reward_acc": hit.float().mean().item(),
+                "point_recall": hit[points].float().mean().item() if points.any() else float("nan"),
+                "events": event.sum().item() / b,
+                **{f"class{c}_px": per_slot[c].item() for c in range(self.n_slots)},
+                **{f"class{c}_move_acc": move_acc[c].item() for c in range(self.n_slots)},
+            }
+        return loss, logs
+
+
+def extract_episodes(
+    ds: DatasetDir, episodes: list[int], extractor: ObjectExtractor, name: str, progress: bool
+) -> None:
+    """Run ``extractor`` over every frame of ``episodes`` and save each episode's slots (T, S, 5) as ``name``."""
+    top, bottom, left, right = extractor.crop
+    total = sum(int(ds.load(ep).frames.shape[0]) for ep in episodes)
+    log.info("extracting the objects of %d episodes (%d frames) into %s", len(episodes), total, name)
+    with tqdm(total=total, desc="extract objects", unit="frame", disable=not progress) as bar:
+        for ep in episodes:
+            frames = ds.load(ep, mmap=True).frames
+            out = np.zeros((frames.shape[0], extractor.n_classes, SLOT), dtype=np.float32)
+            for t in range(0, frames.shape[0], EXTRACT_BATCH):
+                chunk = np.asarray(frames[t : t + EXTRACT_BATCH])[:, top:bottom, left:right]
+                out[t : t + len(chunk)] = extractor.slots(np.ascontiguousarray(chunk))
+                bar.update(len(chunk))
+            target = ds.episodes_dir / f"ep_{ep:06d}" / name
+            tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.npy")
+            np.save(tmp, out)
+            os.replace(tmp, target)

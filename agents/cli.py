@@ -76,6 +76,7 @@ def _fidelity(args: argparse.Namespace) -> int:
         steps=args.steps,
         real_episodes=args.real_episodes,
         seed=args.seed,
+        samples=args.samples,
     )
     result = fidelity(cfg, args.out, progress=args.progress)
     print(markdown(result))
@@ -126,6 +127,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--envs", type=int, default=64, help="dream games side by side (default 64)")
     f.add_argument("--steps", type=int, default=1000, help="steps of each dream game (default 1,000)")
     f.add_argument("--real-episodes", type=int, default=3, help="full real games (default 3)")
+    f.add_argument(
+        "--samples", type=int, default=16, help="replays of each real arrival, in the dream and in the real game"
+    )
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--out", type=Path, default=Path("fidelity"), help="output directory (default fidelity/)")
     f.add_argument("--no-progress", dest="progress", action="store_false")

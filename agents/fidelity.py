@@ -33,6 +33,13 @@ import torch
 log = logging.getLogger(__name__)
 
 NAMES = ("player", "enemy", "ball")
+SIDES = {"player": (1, 120.0), "enemy": (-1, 40.0)}
+"""Per side: the direction (x) in which a ball flies at that side's paddle, and the x (raw px) it crosses
+when it arrives there."""
+REPLAY_STEPS = 16
+"""Steps each replay of an arrival runs (the ball is back or the point scored well within it)."""
+ARRIVAL_X = 120.0
+"""A ball flying right across this x (raw px) arrives at the player's side."""
 RETURN_X = 120.0
 """A turn of the ball at an x beyond this (raw px) is a return by the player."""
 NEAR_PX = 12.0
@@ -61,6 +68,8 @@ class FidelityConfig:
     """Seeds the dream, the random actions and the real games (game i: seed + 1000 + i)."""
     device: str = "cpu"
     """Device of the world model."""
+    samples: int = 16
+    """Replays of each real arrival: in the dream, and in the real game restored to that moment."""
 
 
 # ---------------------------------------------------------------------- figures of trajectories
@@ -101,6 +110,8 @@ def statistics(segments: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
                     dx.append(abs(out[0]))
                     dy.append(abs(out[1]))
     d = np.array(dist) if dist else np.zeros(0)
+    arrivals = _arrivals(segments)
+    vanish = [sum(int(((tr[:-1, o, 0] > 0) & (tr[1:, o, 0] == 0)).sum()) for tr, _ in segments) for o in range(3)]
     return {
         "steps": int(steps),
         "points_lost": lost * k,
@@ -115,9 +126,42 @@ def statistics(segments: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
         "ball_dy_hist": np.histogram(np.clip(dy, 0, SPEED_BINS[-1] - 0.5), SPEED_BINS)[0].tolist(),
         "ball_dx_mean": float(np.mean(dx)) if dx else float("nan"),
         "ball_dy_mean": float(np.mean(dy)) if dy else float("nan"),
+        "arrivals": arrivals,
+        "player_vanishes": vanish[0] * k,
+        "enemy_vanishes": vanish[1] * k,
         "turn_near": {str(b): [c[0], c[1]] for b, c in near.items()},
         "turn_far": {str(b): [c[0], c[1]] for b, c in far.items()},
     }
+
+
+def _arrivals(segments: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, list[int]]:
+    """Balls arriving at the player's side (flying right across x = :data:`ARRIVAL_X`), by their speed
+    (``|dx|`` px per step, rounded to 4: "4", "8", "12+"): ``[returned, missed, arrived]``. A ball is
+    returned when it next turns back, missed when a point is scored first."""
+    out: dict[str, list[int]] = {}
+    for tracks, rewards in segments:
+        ball = tracks[:, 2]
+        t = 1
+        while t < len(tracks):
+            crossing = ball[t, 0] > 0 and ball[t - 1, 0] > 0 and ball[t - 1, 1] < ARRIVAL_X <= ball[t, 1]
+            if not crossing:
+                t += 1
+                continue
+            speed = abs(ball[t, 1] - ball[t - 1, 1])
+            key = "4" if speed < 6 else "8" if speed < 10 else "12+"
+            cell = out.setdefault(key, [0, 0, 0])
+            cell[2] += 1
+            u = t + 1
+            while u < len(tracks):
+                if rewards[u] != 0:
+                    cell[1] += 1
+                    break
+                if ball[u, 0] > 0 and ball[u - 1, 0] > 0 and ball[u, 1] < ball[u - 1, 1]:
+                    cell[0] += 1
+                    break
+                u += 1
+            t = u + 1
+    return out
 
 
 def ram_tracks(ram: np.ndarray) -> np.ndarray:
@@ -168,38 +212,144 @@ def _model_centres(model: Any, state: dict[str, torch.Tensor], preprocess: Any) 
 # ---------------------------------------------------------------------- playing
 def _real_games(
     cfg: FidelityConfig, policy: Any, checkpoint: Path, obs_type: str
-) -> tuple[list, np.ndarray, np.ndarray]:
-    """``real_episodes`` real games: segments (RAM tracks, rewards), and per step the model's objects seen
-    by the twin and the RAM tracks (for matching)."""
+) -> tuple[list, np.ndarray, np.ndarray, list]:
+    """``real_episodes`` real games: segments (RAM tracks, rewards), per step the model's objects seen by the
+    twin and the RAM tracks (for matching), and per game the twin's model states and the actions taken."""
     from agents.evaluate import PROTOCOL
     from learned_envs.twin import make_real_twin
 
     rng = np.random.default_rng(cfg.seed)
-    segments, seen, truth = [], [], []
+    segments, seen, truth, replays, real_again = [], [], [], [], []
     for i in range(cfg.real_episodes):
         twin = make_real_twin(checkpoint, obs_type=obs_type, **PROTOCOL)
         obs, _ = twin.reset(seed=cfg.seed + 1000 + i)
         ale = twin.unwrapped.ale
-        rams, rewards, done = [ale.getRAM().copy()], [0.0], False
-        states = [twin.observer.last_state]
+        rams, rewards, actions, done = [ale.getRAM().copy()], [0.0], [], False
+        states, saved = [twin.observer.last_state], [ale.cloneState()]
         while not done:
             if policy is None:
                 action = int(rng.integers(twin.action_space.n))
             else:
                 action = int(np.asarray(policy.predict(obs[None], deterministic=True)[0]).reshape(-1)[0])
             obs, reward, terminated, truncated, _ = twin.step(action)
+            actions.append(action)
             rams.append(ale.getRAM().copy())
+            saved.append(ale.cloneState())
             rewards.append(float(reward))
             states.append(twin.observer.last_state)
             done = terminated or truncated
         tracks = ram_tracks(np.stack(rams))
         segments.append((tracks, np.array(rewards)))
+        real_again.append(_replay_real(twin.env, saved, tracks, np.array(rewards), np.array(actions), cfg.samples))
         if states[0] is not None:
             seen += [_model_centres(twin.model, s, twin.preprocess)[0][0] for s in states]
             truth.append(tracks)
+            replays.append((states, np.array(actions)))
         twin.close()
         log.info("real game %d: %d steps, score %+.0f", i, len(rewards) - 1, sum(rewards))
-    return segments, np.array(seen), np.concatenate(truth) if truth else np.zeros((0, 3, 3))
+    seen_all = np.array(seen)
+    return segments, seen_all, np.concatenate(truth) if truth else np.zeros((0, 3, 3)), replays, real_again
+
+
+def _arrival_steps(tracks: np.ndarray, rewards: np.ndarray, side: str) -> list[tuple[int, int]]:
+    """(step, real outcome) of every ball arriving at ``side``'s paddle (:data:`SIDES`) whose outcome the
+    trajectory shows."""
+    direction, x = SIDES[side]
+    ball, out = tracks[:, 2], []
+    for t in range(1, len(tracks) - 1):
+        if ball[t, 0] > 0 and ball[t - 1, 0] > 0 and direction * ball[t - 1, 1] < direction * x <= direction * ball[t, 1]:
+            real, _ = _outcome(ball, rewards, t, side)
+            if real is not None:
+                out.append((t, real))
+    return out
+
+
+def _replay_real(
+    env: Any, saved: list, tracks: np.ndarray, rewards: np.ndarray, actions: np.ndarray, samples: int
+) -> dict[str, list[float]]:
+    """The real game again from each arrival: the emulator restored to its state there and stepped ``samples``
+    times by the actions the game took next (sticky actions draw anew each time); per side and arrival, the
+    share of replays that return the ball. What a perfect dream would return."""
+    ale = env.unwrapped.ale
+    shares: dict[str, list[float]] = {}
+    for side in SIDES:
+        shares[side] = []
+        for t, _ in _arrival_steps(tracks, rewards, side):
+            returned = 0
+            for _ in range(samples):
+                ale.restoreState(saved[t])
+                rams, rs = [tracks[t - 1 : t + 1]], [0.0, 0.0]
+                for a in np.resize(actions[t : t + REPLAY_STEPS], REPLAY_STEPS):
+                    _, r, terminated, truncated, _ = env.step(int(a))
+                    rams.append(ram_tracks(ale.getRAM()[None]))
+                    rs.append(float(r))
+                    if terminated or truncated:
+                        break
+                outcome, _ = _outcome(np.concatenate(rams)[:, 2], np.array(rs), 1, side)
+                returned += outcome == 1
+            shares[side].append(returned / samples)
+    return shares
+
+
+def _outcome(ball: np.ndarray, rewards: np.ndarray, t: int, side: str) -> tuple[int | None, int]:
+    """After a ball arriving at ``side``'s paddle at step ``t``: 1 if it next turns back, 0 if a point is
+    scored first, None if neither happens in the trajectory; and the step where it was decided."""
+    direction = SIDES[side][0]
+    for u in range(t + 1, len(ball)):
+        if rewards[u] != 0:
+            return 0, u
+        if ball[u, 0] > 0 and ball[u - 1, 0] > 0 and direction * (ball[u, 1] - ball[u - 1, 1]) < 0:
+            return 1, u
+    return None, len(ball)
+
+
+def _by_outcome(segments: list, shares: list[dict[str, list[float]]]) -> dict[str, dict[str, list[float]]]:
+    """Mean of per-arrival ``shares`` by side and real outcome: {side: {"returned" | "missed": [mean, arrivals]}}."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for side in SIDES:
+        cells: dict[str, list[float]] = {"returned": [], "missed": []}
+        for (tracks, rewards), game in zip(segments, shares, strict=True):
+            for (_, real), share in zip(_arrival_steps(tracks, rewards, side), game[side], strict=True):
+                cells["returned" if real else "missed"].append(share)
+        out[side] = {k: [float(np.mean(v)) if v else float("nan"), len(v)] for k, v in cells.items()}
+    return out
+
+
+def _counterfactual(
+    model: Any, segments: list, replays: list, mapping: list[int | None], preprocess: Any, samples: int, seed: int
+) -> dict[str, dict[str, list[float]]]:
+    """From the twin's state at each real arrival, the dream driven by the actions the real game took next,
+    ``samples`` times: per side and real outcome (``"returned"``, ``"missed"``), [share of dream samples that
+    return the ball, arrivals]. A faithful dream returns what the real game returns when replayed."""
+    horizon = REPLAY_STEPS
+    generator = torch.Generator().manual_seed(seed)
+    result = {}
+    for side in SIDES:
+        rows = [
+            (g, t, real) for g, (tracks, rewards) in enumerate(segments) for t, real in _arrival_steps(tracks, rewards, side)
+        ]
+        out: dict[str, list[float]] = {"returned": [0.0, 0], "missed": [0.0, 0]}
+        for first in range(0, len(rows), 64):
+            chunk = rows[first : first + 64]
+            states = [replays[g][0][t] for g, t, _ in chunk]
+            state = {k: torch.cat([s[k] for s in states]).repeat_interleave(samples, 0) for k in states[0]}
+            acts = np.stack([np.resize(replays[g][1][t : t + horizon], horizon) for g, t, _ in chunk])  # (E, H)
+            acts_t = torch.from_numpy(acts).repeat_interleave(samples, 0)
+            frames, rewards = [named(_model_centres(model, state, preprocess)[0], mapping)], []
+            with torch.no_grad():
+                for k in range(horizon):
+                    state, reward, _ = model.step(state, acts_t[:, k], generator=generator)
+                    frames.append(named(_model_centres(model, state, preprocess)[0], mapping))
+                    rewards.append(reward.float().numpy())
+            tracks = np.stack(frames, 1)  # (E*S, H+1, 3, 3)
+            r = np.concatenate([np.zeros((len(tracks), 1)), np.stack(rewards, 1)], 1)
+            for i, (_, _, real) in enumerate(chunk):
+                dream = [_outcome(tracks[i * samples + s, :, 2], r[i * samples + s], 0, side)[0] for s in range(samples)]
+                cell = out["returned" if real else "missed"]
+                cell[0] += float(np.mean([d == 1 for d in dream]))
+                cell[1] += 1
+        result[side] = {k: [v[0] / v[1] if v[1] else float("nan"), v[1]] for k, v in out.items()}
+    return result
 
 
 def fidelity(cfg: FidelityConfig, out: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
@@ -219,7 +369,7 @@ def fidelity(cfg: FidelityConfig, out: str | Path | None = None, progress: bool 
     venv = LearnedVectorEnv(checkpoint, cfg.envs, device=cfg.device, obs_type=obs_type, max_episode_steps=10**9)
     if venv.config.get("game") != "Pong":
         raise ValueError(f"fidelity measures Pong's rules; {checkpoint} models {venv.config.get('game')}")
-    real, seen, truth = _real_games(cfg, policy, checkpoint, obs_type)
+    real, seen, truth, replays, real_again = _real_games(cfg, policy, checkpoint, obs_type)
     model, preprocess = venv.model, Preprocess.from_dict(venv.config["preprocess"])
     mapping: list[int | None] = list(range(len(NAMES)))
     if hasattr(model, "object_centres"):
@@ -252,6 +402,10 @@ def fidelity(cfg: FidelityConfig, out: str | Path | None = None, progress: bool 
         "mapping": {n: m for n, m in zip(NAMES, mapping, strict=True)},
         "dream": statistics(dream),
         "real": statistics(real),
+        "counterfactual": _counterfactual(model, real, replays, mapping, preprocess, cfg.samples, cfg.seed)
+        if replays
+        else {},
+        "real_again": _by_outcome(real, real_again),
     }
     k = 1000.0 / r.size  # points counted over every dream step, the ones that ended an episode included
     result["dream"]["points_lost"], result["dream"]["points_won"] = dream_points["lost"] * k, dream_points["won"] * k
@@ -270,6 +424,8 @@ ROWS = (
     ("rally length, steps (mean)", "rally_steps_mean", ".1f"),
     ("ball |dx| per step (mean)", "ball_dx_mean", ".2f"),
     ("ball |dy| per step (mean)", "ball_dy_mean", ".2f"),
+    ("player's paddle vanishes", "player_vanishes", ".1f"),
+    ("enemy's paddle vanishes", "enemy_vanishes", ".1f"),
 )
 
 
@@ -304,6 +460,35 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {b}-{b + 2} | {_rate(d['turn_near'][str(b)])} | {_rate(r['turn_near'][str(b)])} | "
             f"{_rate(d['turn_far'][str(b)])} | {_rate(r['turn_far'][str(b)])} |"
         )
+    lines += [
+        "",
+        f"Balls arriving at the player's side (flying right across x {ARRIVAL_X:g}), by speed: returned / missed "
+        "(arrived); a dream faithful for this agent returns the same share at every speed.",
+        "",
+        "| speed (px per step) | dream | real |",
+        "|---|---:|---:|",
+    ]
+    for key in ("4", "8", "12+"):
+        cells = []
+        for side in ("dream", "real"):
+            r, m, n = result[side]["arrivals"].get(key, [0, 0, 0])
+            cells.append(f"{r / n:.2f} / {m / n:.2f} ({n})" if n else "-")
+        lines.append(f"| {key} | {cells[0]} | {cells[1]} |")
+    cf = result.get("counterfactual") or {}
+    if cf:
+        lines += [
+            "",
+            "Replays of every real arrival, driven by the actions the real game took next: the share that return "
+            "the ball, in the dream (from the twin's state there) and in the real game (restored there; sticky "
+            f"actions drawn anew), {result['config']['samples']} each, by what the real game did.",
+            "",
+            "| arriving at | the real game | arrivals | dream replays return | real replays return |",
+            "|---|---|---:|---:|---:|",
+        ]
+        for side in SIDES:
+            for outcome, label in (("returned", "returned it"), ("missed", "missed it")):
+                d, r = cf[side][outcome], result["real_again"][side][outcome]
+                lines.append(f"| the {side} | {label} | {d[1]} | {d[0]:.2f} | {r[0]:.2f} |")
     return "\n".join(lines)
 
 

@@ -63,3 +63,6 @@ def test_fidelity_command_on_the_shipped_object_dream(tmp_path: Path, capsys: py
     assert result["mapping"] == {"player": 0, "enemy": 1, "ball": 2}
     assert result["real"]["steps"] > 700 and 0 < result["dream"]["steps"] <= 8 * 100
     assert (out / "fidelity.png").stat().st_size > 0 and (out / "fidelity.md").exists()
+    # replays of the real arrivals: random play misses most balls, and so do its replays in the real game
+    missed, real_again = result["counterfactual"]["player"]["missed"], result["real_again"]["player"]["missed"]
+    assert missed[1] == real_again[1] > 5 and 0 <= missed[0] <= 1 and real_again[0] < 0.5

@@ -13,6 +13,8 @@ from agents.evaluate import evaluate_agent
 from agents.loop import LoopConfig
 from world_models.config import apply_overrides, parse_pairs
 
+TRUST_HELP = "let an older agent's agent.zip load: loading one unpickles it, which runs any code its author put there"
+
 
 def _dream(args: argparse.Namespace) -> int:
     cfg = DreamConfig(env=args.env, algo=args.algo, steps=args.steps, n_envs=args.n_envs, seed=args.seed)
@@ -20,7 +22,7 @@ def _dream(args: argparse.Namespace) -> int:
     try:
         path = train_in_dream(cfg, args.out, progress=args.progress)
     except KeyboardInterrupt:
-        print(f"interrupted: the agent so far is in {args.out / 'agent.zip'}", file=sys.stderr)
+        print(f"interrupted: the agent so far is in {args.out}", file=sys.stderr)
         return 130
     print(f"agent: {path}")
     return 0
@@ -36,6 +38,7 @@ def _evaluate_agent(args: argparse.Namespace) -> int:
         out=args.json,
         progress=args.progress,
         max_steps=args.max_steps,
+        trust_pickle=args.trust_pickle,
     )
     print(json.dumps({k: result[k] for k in ("game", "episodes", "mean", "std", "scores")}))
     return 0
@@ -77,6 +80,7 @@ def _fidelity(args: argparse.Namespace) -> int:
         real_episodes=args.real_episodes,
         seed=args.seed,
         samples=args.samples,
+        trust_pickle=args.trust_pickle,
     )
     result = fidelity(cfg, args.out, progress=args.progress)
     print(markdown(result))
@@ -106,7 +110,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument(
         "--agent",
         required=True,
-        help="agent.zip (or its directory) from learned-envs dream, or PongDreamPPO-v1 / PongDreamPPO-v0 (shipped)",
+        help="an agent of learned-envs dream (its directory or agent.pt), or PongDreamPPO-v1 / PongDreamPPO-v0 (shipped)",
     )
     e.add_argument("--game", default=None, help="check the agent plays this game")
     e.add_argument("--episodes", type=int, default=10)
@@ -114,6 +118,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--gif", type=Path, default=None, help="write the first episode as a GIF")
     e.add_argument("--json", type=Path, default=None, help="write the scores as JSON")
     e.add_argument("--max-steps", type=int, default=None, help="cut episodes short (a quick check, not the protocol)")
+    e.add_argument("--trust-pickle", action="store_true", help=TRUST_HELP)
     e.add_argument("--no-progress", dest="progress", action="store_false")
     e.set_defaults(func=_evaluate_agent)
     f = sub.add_parser(
@@ -127,6 +132,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--envs", type=int, default=64, help="dream games side by side (default 64)")
     f.add_argument("--steps", type=int, default=1000, help="steps of each dream game (default 1,000)")
     f.add_argument("--real-episodes", type=int, default=3, help="full real games (default 3)")
+    f.add_argument("--trust-pickle", action="store_true", help=TRUST_HELP)
     f.add_argument(
         "--samples", type=int, default=16, help="replays of each real arrival, in the dream and in the real game"
     )

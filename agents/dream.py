@@ -5,8 +5,8 @@ SB3 ``VecEnv``, trains PPO (or A2C) on it, and every ``eval_every`` dream steps 
 ``eval_episodes`` episodes of the real game through the real-env twin (same observations), logging
 the real score to TensorBoard (``real/score``). It writes into ``out``::
 
-    agent.zip     the SB3 model          agent.json   what evaluate-agent needs: env id, checkpoint,
-    tb/           TensorBoard logs                    obs_type, config, real-score history
+    agent.pt      the policy's weights   agent.json   what evaluate-agent needs: env id, checkpoint,
+    tb/           TensorBoard logs                    obs_type, config, how to rebuild the policy, scores
     evals.csv     dream step, real score mean / std, wall time
 """
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -90,13 +89,15 @@ def resolve_env(env: str) -> tuple[str | None, Path]:
 
 
 def train_in_dream(cfg: DreamConfig, out: str | Path, progress: bool = True) -> Path:
-    """Train an agent in the learned env ``cfg.env``; returns the path of ``agent.zip``."""
+    """Train an agent in the learned env ``cfg.env``; returns the path of its weights (``agent.pt``; see
+    :mod:`agents.policy_io`: nothing in it is unpickled when it is loaded)."""
     import stable_baselines3 as sb3
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.vec_env import VecMonitor
     from tqdm import tqdm
 
     from agents.evaluate import play_real
+    from agents.policy_io import WEIGHTS, policy_spec, save_policy
     from learned_envs.env import LearnedVectorEnv
     from learned_envs.sb3 import SB3VecEnv
     from world_models.base import pick_device
@@ -190,9 +191,8 @@ def train_in_dream(cfg: DreamConfig, out: str | Path, progress: bool = True) -> 
             self.bar.close()
 
     def save() -> None:
-        tmp = out / f".agent.tmp-{os.getpid()}.zip"
-        algo.save(tmp)
-        os.replace(tmp, out / "agent.zip")  # a kill mid-save leaves the previous agent whole
+        save_policy(cfg.algo, algo.policy, out)  # a kill mid-save leaves the previous weights whole
+        meta["policy"] = policy_spec(cfg.algo, algo.policy)
         meta["dream_steps"] = int(algo.num_timesteps)
         if algo.ep_info_buffer:  # returns of the last (up to 100) finished dream episodes
             meta["dream_return"] = float(np.mean([ep["r"] for ep in algo.ep_info_buffer]))
@@ -213,4 +213,4 @@ def train_in_dream(cfg: DreamConfig, out: str | Path, progress: bool = True) -> 
     if not meta["evals"] or algo.num_timesteps - meta["evals"][-1]["dream_steps"] >= rollout:
         evaluate(int(algo.num_timesteps))
         save()
-    return out / "agent.zip"
+    return out / WEIGHTS

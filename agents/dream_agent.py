@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from agents.base import Agent
-from agents.evaluate import agent_zip
+from agents.evaluate import agent_file
 
 
 def is_dream_agent(path: str | Path) -> bool:
-    """True for an ``agent.zip`` (or its directory) with the ``agent.json`` that ``dream`` writes."""
-    meta = agent_zip(path).with_suffix(".json")
+    """True for an agent's weights (or its directory) with the ``agent.json`` that ``dream`` writes."""
+    meta = agent_file(path).with_name("agent.json")
     if not meta.is_file():
         return False
     try:
@@ -32,13 +32,15 @@ class DreamAgent(Agent):
 
     name = "dream"
 
-    def __init__(self, path: str | Path, deterministic: bool = False, noise: float = 0.0) -> None:
+    def __init__(
+        self, path: str | Path, deterministic: bool = False, noise: float = 0.0, trust_pickle: bool = False
+    ) -> None:
         from agents.evaluate import agent_checkpoint, load_agent
         from learned_envs.twin import Observer
         from world_models import load_model
 
-        self.path = agent_zip(path)
-        self.policy, self.meta = load_agent(self.path)
+        self.path = agent_file(path)
+        self.policy, self.meta = load_agent(self.path, trust_pickle)
         model, config = load_model(agent_checkpoint(self.meta, self.path))
         self.observer = Observer(model, config, self.meta["obs_type"])
         self.n_actions = int(config["n_actions"])

@@ -82,28 +82,51 @@ SHIPPED_AGENTS = {
 """Agents shipped with the package (trained only in a shipped dream; see their model cards)."""
 
 
-def agent_zip(path: str | Path) -> Path:
-    """The ``agent.zip`` meant by ``path``: the file itself, the one in a directory, or a shipped
-    agent's name (:data:`SHIPPED_AGENTS`). Its ``agent.json`` sits beside it."""
+def agent_file(path: str | Path) -> Path:
+    """The agent meant by ``path``: its weights file (``agent.pt``, or an older ``agent.zip``), the one in a
+    directory, or a shipped agent's name (:data:`SHIPPED_AGENTS`). Its ``agent.json`` sits beside it."""
     resolved = SHIPPED_AGENTS.get(str(path), Path(path))
-    return resolved / "agent.zip" if resolved.is_dir() else resolved
+    if resolved.is_dir():
+        weights = resolved / "agent.pt"
+        return weights if weights.exists() or not (resolved / "agent.zip").exists() else resolved / "agent.zip"
+    return resolved
 
 
-def load_agent(path: str | Path) -> tuple[Any, dict[str, Any]]:
-    """An agent saved by ``learned-envs dream`` (see :func:`agent_zip` for what ``path`` may be)."""
-    import stable_baselines3 as sb3
-
+def read_agent_json(path: Path) -> dict[str, Any]:
+    """An agent's ``agent.json``, checked for what the commands read from it; errors name the file."""
     from agents.sb3 import AgentLoadError
 
-    path = agent_zip(path)
-    meta_path = path.with_suffix(".json")
+    meta_path = path.with_name("agent.json")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except FileNotFoundError:
+        raise AgentLoadError(f"{meta_path}: missing; it says which learned env the agent was trained in") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise AgentLoadError(f"{meta_path}: not valid JSON ({err})") from None
+    missing = [k for k in ("obs_type", "checkpoint", "config") if k not in meta] if isinstance(meta, dict) else ["all"]
+    if missing:
+        raise AgentLoadError(f"{meta_path}: not an agent of learned-envs dream (no {', '.join(missing)})")
+    return meta
+
+
+def load_agent(path: str | Path, trust_pickle: bool = False) -> tuple[Any, dict[str, Any]]:
+    """An agent saved by ``learned-envs dream`` (see :func:`agent_file` for what ``path`` may be): its policy
+    (``predict``, ``set_random_seed``) and its ``agent.json``. Weights files load without unpickling; an
+    older agent's ``agent.zip`` only with ``trust_pickle=True`` (see :mod:`agents.policy_io`)."""
+    from agents.policy_io import PICKLE_RISK, load_policy
+    from agents.sb3 import AgentLoadError, algo_class
+
+    path = agent_file(path)
     if not path.is_file():
-        raise AgentLoadError(f"{path}: no such agent (expected the agent.zip written by learned-envs dream)")
-    if not meta_path.is_file():
-        raise AgentLoadError(f"{meta_path}: missing; it says which learned env the agent was trained in")
-    meta = json.loads(meta_path.read_text())
-    algo = {"ppo": sb3.PPO, "a2c": sb3.A2C}[meta["config"]["algo"]]
-    return algo.load(path, device="cpu"), meta
+        raise AgentLoadError(f"{path}: no such agent (expected the agent.pt written by learned-envs dream)")
+    meta = read_agent_json(path)
+    if path.suffix != ".zip":
+        if "policy" not in meta:
+            raise AgentLoadError(f'{path.with_name("agent.json")}: no "policy" entry to rebuild the network from')
+        return load_policy(path, meta["policy"]), meta
+    if not trust_pickle:
+        raise AgentLoadError(f"{path}: {PICKLE_RISK}")
+    return algo_class(str(meta["config"].get("algo", ""))).load(path, device="cpu"), meta
 
 
 def agent_checkpoint(meta: dict[str, Any], agent_path: Path) -> Path:
@@ -126,12 +149,14 @@ def evaluate_agent(
     out: str | Path | None = None,
     progress: bool = True,
     max_steps: int | None = None,
+    trust_pickle: bool = False,
 ) -> dict[str, Any]:
-    """Real-game scores of a dream-trained agent: ``{"mean", "std", "scores", ...}`` (also written to ``out``)."""
+    """Real-game scores of a dream-trained agent: ``{"mean", "std", "scores", ...}`` (also written to ``out``).
+    ``trust_pickle`` lets an older agent's ``agent.zip`` load (see :func:`load_agent`)."""
     from dataset_tools.games import resolve_game
 
-    zip_path = agent_zip(agent)
-    model, meta = load_agent(zip_path)
+    zip_path = agent_file(agent)
+    model, meta = load_agent(zip_path, trust_pickle)
     if game is not None and resolve_game(game) != meta.get("game"):
         raise ValueError(f"{agent}: this agent plays {meta.get('game')}, not {game}")
     if episodes < 1:

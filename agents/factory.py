@@ -12,10 +12,18 @@ from agents.scripted import ScriptedPongAgent
 AGENT_CHOICES = ("random", "scripted", "PATH.zip")
 
 
-def make_agent(spec: str, game: str, n_actions: int, seed: int | None = None, noise: float | None = None) -> Agent:
+def make_agent(
+    spec: str,
+    game: str,
+    n_actions: int,
+    seed: int | None = None,
+    noise: float | None = None,
+    trust_pickle: bool = False,
+) -> Agent:
     """``spec`` is ``"random"``, ``"scripted"`` (Pong only), an agent from ``learned-envs dream``
     (its ``agent.zip`` or directory) or a path to a Stable-Baselines3 zip of an image policy. ``noise`` is
-    the probability of a random action instead of the agent's (None: 0.1 scripted, 0 for a dream agent)."""
+    the probability of a random action instead of the agent's (None: 0.1 scripted, 0 for a dream agent).
+    ``trust_pickle`` lets a Stable-Baselines3 ``.zip`` load (its loading runs code the file may hold)."""
     if spec == "random":
         return RandomAgent(n_actions, seed=seed)
     if spec == "scripted":
@@ -23,12 +31,12 @@ def make_agent(spec: str, game: str, n_actions: int, seed: int | None = None, no
             raise AgentLoadError(f"the scripted agent plays Pong only, not {game}; use --agent random or a policy .zip")
         return ScriptedPongAgent(noise=0.1 if noise is None else noise, n_actions=n_actions, seed=seed)
     if is_dream_agent(spec):
-        dreamer = DreamAgent(spec, noise=noise or 0.0)
+        dreamer = DreamAgent(spec, noise=noise or 0.0, trust_pickle=trust_pickle)
         if dreamer.n_actions != n_actions:
             raise AgentLoadError(f"{spec}: policy has {dreamer.n_actions} actions, {game} has {n_actions}")
         return dreamer
     if spec.endswith(".zip") or Path(spec).exists():
-        agent = SB3Agent(spec)
+        agent = SB3Agent(spec, trust_pickle=trust_pickle)
         if agent.model.action_space.n != n_actions:
             raise AgentLoadError(f"{spec}: policy has {agent.model.action_space.n} actions, {game} has {n_actions}")
         return agent

@@ -70,6 +70,8 @@ class FidelityConfig:
     """Device of the world model."""
     samples: int = 16
     """Replays of each real arrival: in the dream, and in the real game restored to that moment."""
+    trust_pickle: bool = False
+    """Let ``agent`` be an older agent's ``agent.zip`` (loading one unpickles it)."""
 
 
 # ---------------------------------------------------------------------- figures of trajectories
@@ -79,6 +81,10 @@ def statistics(segments: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
     steps = sum(len(r) for _, r in segments)
     k = 1000.0 / max(steps, 1)
     lost = sum(float((r < 0).sum()) for _, r in segments)
+    repeats = 0  # points scored within 3 steps of the last one: never in the game (a serve follows a point)
+    for _, r in segments:
+        steps_with_points = np.nonzero(r)[0]
+        repeats += int((np.diff(steps_with_points) <= 3).sum())
     won = sum(float((r > 0).sum()) for _, r in segments)
     dist, rallies, dx, dy = [], [], [], []
     near = {b: [0, 0] for b in BANDS}  # turned, seen (paddle within NEAR_PX)
@@ -116,6 +122,7 @@ def statistics(segments: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
         "steps": int(steps),
         "points_lost": lost * k,
         "points_won": won * k,
+        "repeated_points": repeats * k,
         "returns": len(d) * k,
         "return_paddle_px_median": float(np.median(d)) if len(d) else float("nan"),
         "returns_paddle_far": float(np.mean(d > NEAR_PX)) if len(d) else float("nan"),
@@ -257,7 +264,11 @@ def _arrival_steps(tracks: np.ndarray, rewards: np.ndarray, side: str) -> list[t
     direction, x = SIDES[side]
     ball, out = tracks[:, 2], []
     for t in range(1, len(tracks) - 1):
-        if ball[t, 0] > 0 and ball[t - 1, 0] > 0 and direction * ball[t - 1, 1] < direction * x <= direction * ball[t, 1]:
+        if (
+            ball[t, 0] > 0
+            and ball[t - 1, 0] > 0
+            and direction * ball[t - 1, 1] < direction * x <= direction * ball[t, 1]
+        ):
             real, _ = _outcome(ball, rewards, t, side)
             if real is not None:
                 out.append((t, real))
@@ -326,7 +337,9 @@ def _counterfactual(
     result = {}
     for side in SIDES:
         rows = [
-            (g, t, real) for g, (tracks, rewards) in enumerate(segments) for t, real in _arrival_steps(tracks, rewards, side)
+            (g, t, real)
+            for g, (tracks, rewards) in enumerate(segments)
+            for t, real in _arrival_steps(tracks, rewards, side)
         ]
         out: dict[str, list[float]] = {"returned": [0.0, 0], "missed": [0.0, 0]}
         for first in range(0, len(rows), 64):
@@ -344,7 +357,9 @@ def _counterfactual(
             tracks = np.stack(frames, 1)  # (E*S, H+1, 3, 3)
             r = np.concatenate([np.zeros((len(tracks), 1)), np.stack(rewards, 1)], 1)
             for i, (_, _, real) in enumerate(chunk):
-                dream = [_outcome(tracks[i * samples + s, :, 2], r[i * samples + s], 0, side)[0] for s in range(samples)]
+                dream = [
+                    _outcome(tracks[i * samples + s, :, 2], r[i * samples + s], 0, side)[0] for s in range(samples)
+                ]
                 cell = out["returned" if real else "missed"]
                 cell[0] += float(np.mean([d == 1 for d in dream]))
                 cell[1] += 1
@@ -364,7 +379,7 @@ def fidelity(cfg: FidelityConfig, out: str | Path | None = None, progress: bool 
     _, checkpoint = resolve_env(cfg.checkpoint)
     policy, obs_type = None, "latent"
     if cfg.agent is not None:
-        policy, meta = load_agent(cfg.agent)
+        policy, meta = load_agent(cfg.agent, cfg.trust_pickle)
         obs_type = meta["obs_type"]
     venv = LearnedVectorEnv(checkpoint, cfg.envs, device=cfg.device, obs_type=obs_type, max_episode_steps=10**9)
     if venv.config.get("game") != "Pong":
@@ -418,6 +433,7 @@ def fidelity(cfg: FidelityConfig, out: str | Path | None = None, progress: bool 
 ROWS = (
     ("points lost", "points_lost", ".1f"),
     ("points won", "points_won", ".1f"),
+    ("points within 3 steps of the last one", "repeated_points", ".1f"),
     ("returns", "returns", ".1f"),
     ("paddle px at a return (median)", "return_paddle_px_median", ".1f"),
     (f"returns with the paddle > {NEAR_PX:g} px away", "returns_paddle_far", ".2f"),

@@ -260,10 +260,15 @@ def run_loop(cfg: LoopConfig, out: str | Path, progress: bool = True) -> list[di
                 eval_every=0,
                 eval_episodes=1,
             )
-            agent_zip = train_in_dream(dream, agent_dir, progress=progress)
+            agent_path = train_in_dream(dream, agent_dir, progress=progress)
             # 4. the real score, and how faithful the dream was for this agent
             result = evaluate_agent(
-                agent_zip, game, cfg.eval_episodes, seed=cfg.seed, progress=progress, out=agent_dir / "real_scores.json"
+                agent_path,
+                game,
+                cfg.eval_episodes,
+                seed=cfg.seed,
+                progress=progress,
+                out=agent_dir / "real_scores.json",
             )
             if cfg.fidelity_episodes > 0:
                 from agents.fidelity import FidelityConfig, fidelity
@@ -271,7 +276,7 @@ def run_loop(cfg: LoopConfig, out: str | Path, progress: bool = True) -> list[di
                 fid = fidelity(
                     FidelityConfig(
                         checkpoint=str(checkpoint),
-                        agent=str(agent_zip),
+                        agent=str(agent_path),
                         envs=32,
                         steps=500,
                         real_episodes=cfg.fidelity_episodes,
@@ -297,7 +302,7 @@ def run_loop(cfg: LoopConfig, out: str | Path, progress: bool = True) -> list[di
                 "real_std": result["std"],
                 "real_scores": result["scores"],
                 "checkpoint": str(checkpoint),
-                "agent": str(agent_zip),
+                "agent": str(agent_path),
                 **extra,
             }
             state["rows"].append(done)

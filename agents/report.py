@@ -2,7 +2,7 @@
 
 ``learned-envs quickstart --out report`` writes::
 
-    report/agent/         the agent (agent.zip, agent.json, evals.csv, tb/) from learned-envs dream
+    report/agent/         the agent (agent.pt, agent.json, evals.csv, tb/) from learned-envs dream
     report/scores.json    real-game scores (Atari 100k protocol)
     report/dream_vs_real.gif   the agent playing the real game (left) and its dream (right)
     report/REPORT.md      what was run, how long it took, the scores
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from agents.dream import DreamConfig, resolve_env, train_in_dream
-from agents.evaluate import PROTOCOL, agent_checkpoint, agent_zip, evaluate_agent, load_agent
+from agents.evaluate import PROTOCOL, agent_checkpoint, agent_file, evaluate_agent, load_agent
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def dream_vs_real_gif(agent: str | Path, out: str | Path, steps: int = 300, seed
     from learned_envs.play import upscale
     from learned_envs.twin import make_real_twin
 
-    zip_path = agent_zip(agent)
+    zip_path = agent_file(agent)
     policy, meta = load_agent(zip_path)
     checkpoint = agent_checkpoint(meta, zip_path)
     twin = make_real_twin(checkpoint, obs_type=meta["obs_type"], **PROTOCOL)

@@ -13,28 +13,41 @@ import numpy as np
 from agents.base import Agent
 from dataset_tools.preprocess import Preprocess
 
-_ALGOS = ("PPO", "A2C", "DQN")
-
 
 class AgentLoadError(ValueError):
     """A policy file that cannot be used; the message says why."""
 
 
-def _load_model(path: Path, device: str) -> Any:
+ALGOS = ("PPO", "A2C", "DQN")
+"""The Stable-Baselines3 algorithms whose ``.zip`` files load here (with ``trust_pickle``)."""
+
+
+def algo_class(name: str) -> Any:
+    """The Stable-Baselines3 class of algorithm ``name`` (any case), or an :class:`AgentLoadError`."""
     import stable_baselines3 as sb3
 
+    if name.upper() not in ALGOS:
+        raise AgentLoadError(f"unknown algorithm {name!r}; known: {', '.join(ALGOS)}")
+    return getattr(sb3, name.upper())
+
+
+def _load_model(path: Path, device: str, trust_pickle: bool = False) -> Any:
+    from agents.policy_io import PICKLE_RISK
+
+    if not trust_pickle:
+        raise AgentLoadError(f"{path}: {PICKLE_RISK}")
     try:
         with zipfile.ZipFile(path) as zf:
             zf.read("data")
     except (zipfile.BadZipFile, KeyError, OSError) as err:
         raise AgentLoadError(f"{path}: not a Stable-Baselines3 .zip ({err})") from None
     errors = []
-    for name in _ALGOS:
+    for name in ALGOS:
         try:
-            return getattr(sb3, name).load(path, device=device)
+            return algo_class(name).load(path, device=device)
         except Exception as err:  # the wrong algorithm class raises many kinds of errors
             errors.append(f"{name}: {type(err).__name__}")
-    raise AgentLoadError(f"{path}: could not load with any of {', '.join(_ALGOS)} ({'; '.join(errors)})")
+    raise AgentLoadError(f"{path}: could not load with any of {', '.join(ALGOS)} ({'; '.join(errors)})")
 
 
 class SB3Agent(Agent):
@@ -49,12 +62,17 @@ class SB3Agent(Agent):
     name = "sb3"
 
     def __init__(
-        self, path: str | Path, preprocess: Preprocess | None = None, deterministic: bool = False, device: str = "cpu"
+        self,
+        path: str | Path,
+        preprocess: Preprocess | None = None,
+        deterministic: bool = False,
+        device: str = "cpu",
+        trust_pickle: bool = False,
     ) -> None:
         self.path = Path(path)
         if not self.path.is_file():
             raise AgentLoadError(f"{self.path}: no such policy file")
-        self.model = _load_model(self.path, device)
+        self.model = _load_model(self.path, device, trust_pickle)
         self.deterministic = deterministic
         space = self.model.observation_space
         shape = tuple(space.shape or ())

@@ -37,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     count.add_argument("--frames", type=int, default=None, help="number of new agent steps to collect")
     p.add_argument("--agent", default="random", help="random | scripted (Pong) | PATH.zip (Stable-Baselines3)")
     p.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="let --agent be a Stable-Baselines3 .zip: loading one unpickles it, which runs any code it holds",
+    )
+    p.add_argument(
         "--noise",
         type=float,
         default=None,
@@ -109,6 +114,7 @@ def run(args: argparse.Namespace) -> DatasetDir:
             frames=args.frames,
             agent=args.agent,
             agent_noise=args.noise,
+            trust_pickle=args.trust_pickle,
             workers=args.workers,
             seed=args.seed,
             command=shlex.join(["create-dataset", *sys.argv[1:]]),

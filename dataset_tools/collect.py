@@ -49,6 +49,9 @@ class CollectConfig:
     """Number of new agent steps; the last episodes are truncated to fit (exclusive with ``episodes``)."""
     agent: str = "random"
     """``random``, ``scripted`` (Pong) or a path to a Stable-Baselines3 ``.zip``."""
+    trust_pickle: bool = False
+    """Let ``agent`` be a Stable-Baselines3 ``.zip`` (or an older dream agent's): loading one unpickles it,
+    which runs any code its author put there."""
     agent_noise: float | None = None
     """Probability of a random action per step instead of the agent's (None: 0.1 for the scripted agent,
     0 for a dream agent, which explores by sampling its policy's actions)."""
@@ -324,7 +327,14 @@ def _worker(worker_id: int, cfg: CollectConfig, shared: _Shared, results: Any, p
         from agents import make_agent
 
         stepper = AleStepper(cfg.env)
-        agent = make_agent(cfg.agent, cfg.env.game, stepper.n_actions, seed=cfg.seed, noise=cfg.agent_noise)
+        agent = make_agent(
+            cfg.agent,
+            cfg.env.game,
+            stepper.n_actions,
+            seed=cfg.seed,
+            noise=cfg.agent_noise,
+            trust_pickle=cfg.trust_pickle,
+        )
         episodes_dir.mkdir(parents=True, exist_ok=True)
         slot = 0
         while (index := _claim_episode(shared)) is not None:
@@ -364,7 +374,9 @@ def collect(
         raise ValueError("nothing to collect: give --episodes N or --frames N")
     from agents import make_agent
 
-    make_agent(cfg.agent, cfg.env.game, len(action_meanings(cfg.env)), noise=cfg.agent_noise)  # fail early, here
+    make_agent(  # fail early, here
+        cfg.agent, cfg.env.game, len(action_meanings(cfg.env)), noise=cfg.agent_noise, trust_pickle=cfg.trust_pickle
+    )
     ds = prepare_dataset(cfg)
     existing = ds.episode_indices()
     start = (max(existing) + 1) if existing else 0

@@ -30,10 +30,12 @@ def play(
     seed: int = 0,
     fps: int = 15,
     scale: int = 3,
+    trust_pickle: bool = False,
 ) -> Path:
     """Write ``out`` (``.gif`` or ``.mp4``): real game | dream | |difference|, same actions.
 
-    The dream starts from the real game's first ``n_past`` frames, then runs open loop.
+    The dream starts from the real game's first ``n_past`` frames, then runs open loop. ``trust_pickle``
+    lets ``agent`` be a Stable-Baselines3 ``.zip`` (loading one runs any code it holds).
     """
     import imageio.v3 as iio
 
@@ -42,7 +44,7 @@ def play(
     twin = make_real_twin(checkpoint, obs_type="frames")
     model, config = twin.model, twin.config
     device = next(model.parameters()).device
-    player = make_agent(agent, config["game"], int(config["n_actions"]), seed=seed)
+    player = make_agent(agent, config["game"], int(config["n_actions"]), seed=seed, trust_pickle=trust_pickle)
     player.reset(seed=seed)
     real, _ = twin.reset(seed=seed)
     frames, actions = [real], []
@@ -82,7 +84,14 @@ def play(
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        play(args.checkpoint, args.out, steps=args.steps, agent=args.agent, seed=args.seed)
+        play(
+            args.checkpoint,
+            args.out,
+            steps=args.steps,
+            agent=args.agent,
+            seed=args.seed,
+            trust_pickle=args.trust_pickle,
+        )
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         print(f"learned-envs: error: {err}", file=sys.stderr)
         return 2
@@ -95,6 +104,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True, help="checkpoint dir or run dir")
     p.add_argument("--out", type=Path, default=Path("play.gif"), help=".gif or .mp4 (default play.gif)")
     p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--agent", default="random", help="random | scripted | PATH.zip")
+    p.add_argument("--agent", default="random", help="random | scripted | an agent of learned-envs dream")
+    p.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="let --agent be a Stable-Baselines3 .zip: loading one unpickles it, which runs any code it holds",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_run)

@@ -80,21 +80,25 @@ def test_sb3_policy_zip_drives_collection(tmp_path: Path) -> None:
     model.learn(32)
     path = tmp_path / "policy.zip"
     model.save(path)
-    agent = make_agent(str(path), "Pong", 6)
+    with pytest.raises(AgentLoadError, match="--trust-pickle"):  # loading an SB3 zip runs code: only if trusted
+        make_agent(str(path), "Pong", 6)
+    agent = make_agent(str(path), "Pong", 6, trust_pickle=True)
     assert isinstance(agent, SB3Agent) and agent.preprocess == Preprocess(size=(64, 64), grayscale=True)
     actions = agent.act(np.zeros((3, 210, 160, 3), np.uint8), np.zeros((3, 128), np.uint8))
     assert actions.shape == (3,)
     collect(
-        CollectConfig(out=tmp_path / "ds", env=EnvSettings(max_episode_steps=30), episodes=1, agent=str(path)),
+        CollectConfig(
+            out=tmp_path / "ds", env=EnvSettings(max_episode_steps=30), episodes=1, agent=str(path), trust_pickle=True
+        ),
         progress=False,
     )
     ds = DatasetDir(tmp_path / "ds")
     assert ds.load(0).meta["agent"]["name"] == "sb3" and len(ds.load(0)) == 30
     with pytest.raises(AgentLoadError, match="6 actions"):
-        make_agent(str(path), "Breakout", 4)
+        make_agent(str(path), "Breakout", 4, trust_pickle=True)
     bad = tmp_path / "bad.zip"
     bad.write_bytes(b"not a zip")
     with pytest.raises(AgentLoadError, match="not a Stable-Baselines3"):
-        make_agent(str(bad), "Pong", 6)
+        make_agent(str(bad), "Pong", 6, trust_pickle=True)
     with pytest.raises(AgentLoadError, match="no such policy"):
         SB3Agent(tmp_path / "missing.zip")

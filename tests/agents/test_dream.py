@@ -72,7 +72,7 @@ def test_cli_and_bad_input(tiny_object_checkpoint: Path, tmp_path: Path, capsys:
             "net_arch=16",
         ]
     )
-    assert code == 0 and (out / "agent.zip").exists()
+    assert code == 0 and (out / "agent.pt").exists() and not (out / "agent.zip").exists()
     capsys.readouterr()
     assert (
         cli_main(["evaluate-agent", "--agent", str(out), "--episodes", "1", "--max-steps", "20", "--no-progress"]) == 0
@@ -153,7 +153,7 @@ def test_loop_runs_two_iterations_and_resumes(tmp_path: Path, capsys: pytest.Cap
     from dataset_tools.dataset import DatasetDir
 
     runs = DatasetDir(tmp_path / "loop" / "data").read_manifest()["runs"]
-    assert runs[0]["agent"] == "random" and runs[1]["agent"].endswith("iter_0/agent.zip")
+    assert runs[0]["agent"] == "random" and runs[1]["agent"].endswith("iter_0/agent.pt")
     bad = [a if not a.startswith("model_steps") else "model_steps=4" for a in args]
     assert cli_main(bad) == 2
     assert "other settings" in capsys.readouterr().err

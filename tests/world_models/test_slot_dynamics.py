@@ -147,3 +147,21 @@ def test_preprocessing_is_the_full_resolution_crop(slot_run: tuple[Path, Path]) 
     config = load_model(ckpt)[1]
     assert Preprocess.from_dict(config["preprocess"]) == Preprocess(crop=(34, 194, 0, 160), size=(160, 160))
     assert config["frame_shape"] == [3, 160, 160]
+
+
+def test_an_ensemble_trains_each_member_and_steps_each_env_with_one(
+    slot_run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    data, ckpt = slot_run
+    fitted = load_model(ckpt)[1]["model_config"]["extractor_spec"]["path"]
+    run = train("slot_dynamics", data, tmp_path / "ens", [*TINY, f"extractor={fitted}", "members=2"], progress=False)
+    model, config = load_model(run)
+    assert len(model.cores) == 2 and config["model_config"]["members"] == 2
+    a, b = (torch.cat([p.flatten() for p in core.parameters()]) for core in model.cores)
+    assert not torch.allclose(a, b)  # each member its own weights
+    venv = LearnedVectorEnv(run, num_envs=32, device="cpu", obs_type="latent")
+    venv.reset(seed=0)
+    for _ in range(5):
+        obs, reward, *_ = venv.step(np.zeros(32, dtype=np.int64))
+    assert obs.shape == (32, 45) and set(np.unique(reward)) <= {-1.0, 0.0, 1.0}
+    assert venv.state["rewards"].shape == (32, 2)  # the rewards of the steps in the window are part of the state

@@ -32,7 +32,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -44,7 +44,6 @@ from dataset_tools.dataset import DatasetDir
 from dataset_tools.preprocess import Preprocess
 from dataset_tools.sequences import SequenceBatch
 from world_models.base import ModelConfig, State, StepResult, WorldModel, register, reward_classes, reward_from_logits
-from world_models.blocks import mlp
 from world_models.objects.extractor import (
     ExtractorError,
     ObjectExtractor,
@@ -55,6 +54,7 @@ from world_models.objects.extractor import (
     require_space,
 )
 from world_models.objects.moves import UNITS, draw_presence, gumbel_choice, move_vocabulary, nearest_move, raw_centres
+from world_models.objects.slot_core import SlotCore, gaps_to_others
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,22 @@ class SlotDynamicsConfig(ModelConfig):
     the steps that decide a hit or a miss get more of the model's attention without biasing the outcome."""
     contact_px: float = 16.0
     """Box gap (raw pixels, the larger of the x and y gaps) within which ``contact_weight`` applies."""
+    features: Literal["slots", "positions"] = "slots"
+    """What agents observe: the slot window (``slots``: ``[present, x, y, w, h]`` per object and frame) or only
+    ``[present, x, y]`` (``positions``, as ``LearnedPongObjects-v1``'s agents see)."""
+    snap: bool = True
+    """In imagination, put each new object on the pixel grid the extractor reports on: centres to the half
+    pixel, sizes to the pixel (boxes of whole pixels). The drawn moves' corrections otherwise slide objects
+    off it, to places no training frame showed: from such places the dream turned Pong's ball one step
+    before it met the paddle (measured: 40% of balls at x 136-138 px, where the game turns none)."""
+    members: int = 1
+    """Networks in the ensemble, each trained on its own bootstrap weighting of the data; every dream step
+    draws one member per env (PETS' trajectory sampling), so an agent cannot live off one member's
+    mistakes. The dream step costs about one member's compute; training costs ``members`` times one."""
+    reward_memory: bool = True
+    """The network also reads the reward signs of the steps between the window's frames: in the data a
+    point is never followed by another within a few steps, and without them the reward head scored one
+    point on two or three steps in a row while the ball left the field (measured in a dream)."""
     contact_geometry: bool = True
     """The later tiers' heads also read how far each of their objects' box overlaps (or misses) each earlier
     object's box, now and after the earlier objects' drawn moves with their own objects flying on as they
@@ -195,25 +211,18 @@ class SlotDynamics(WorldModel):
         events = [c for tier in (self.tiers[1:] or self.tiers) for c in tier]
         self.register_buffer("event_mask", torch.tensor([float(c in events) for c in range(s)]), persistent=False)
 
-        p, a = cfg.n_past, n_actions
-        n_in = p * s * SLOT + (p - 1) * s * 2 + p * len(first) * 2 + p * a
-        self.trunk = mlp(n_in, cfg.hidden, cfg.layers)
-        self.objects_head = nn.Linear(cfg.hidden, s * 5)  # presence logit, regressed place (2), size deviation (2)
-        sizes = torch.tensor([c["size"] for c in spec["classes"]], dtype=torch.float32)  # crop pixels
-        self.prototypes = nn.Parameter(sizes / self.units)  # (S, 2) each class's typical size, slot units
-        heads: list[nn.Module] = []
-        for j, tier in enumerate(self.tiers):
-            before = sum(len(t) for t in self.tiers[:j])
-            if j == 0:
-                heads.append(nn.Linear(cfg.hidden, len(tier) * k * 3))
-            else:  # reads where the earlier tiers went: their moves, this tier's offsets from them, and the
-                # overlap of the boxes now and after those moves (with this tier's objects flying on as they were)
-                extra = before * 2 + len(tier) * before * (6 if cfg.contact_geometry else 2)
-                heads.append(mlp(cfg.hidden + extra, cfg.hidden, 1, out=len(tier) * k * 3))
-        self.move_heads = nn.ModuleList(heads)
-        summary = cfg.hidden + s * 3
-        self.reward_head = mlp(summary, 128, 1, out=3)
-        self.term_head = mlp(summary, 128, 1, out=1)
+        if cfg.members < 1:
+            raise ValueError(f"members must be >= 1, got {cfg.members}")
+        sizes = torch.tensor([c["size"] for c in spec["classes"]], dtype=torch.float32) / self.units  # slot units
+        self.cores = nn.ModuleList(
+            SlotCore(cfg, s, n_actions, self.tiers, sizes, len(first)) for _ in range(cfg.members)
+        )
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:  # type: ignore[override]
+        """Also reads checkpoints written before the networks moved into ``cores`` (one member)."""
+        moved = ("trunk.", "objects_head.", "prototypes", "move_heads.", "reward_head.", "term_head.")
+        state = {(f"cores.0.{k}" if k.startswith(moved) else k): v for k, v in state_dict.items()}
+        return super().load_state_dict(state, strict=strict, assign=assign)
 
     # ------------------------------------------------------------------ data
     @classmethod
@@ -276,7 +285,8 @@ class SlotDynamics(WorldModel):
 
     def start_encoded(self, slots: torch.Tensor, actions: torch.Tensor) -> State:
         """The state from encoded frames (B, n_past, S, 5) and the actions between them (B, n_past - 1)."""
-        return {"window": slots, "actions": actions.to(torch.int64)}
+        rewards = torch.zeros(actions.shape, device=slots.device, dtype=slots.dtype)  # no point seen in a context
+        return {"window": slots, "actions": actions.to(torch.int64), "rewards": rewards}
 
     def start(self, frames: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None) -> State:
         b, k = frames.shape[:2]
@@ -284,99 +294,76 @@ class SlotDynamics(WorldModel):
         return self.start_encoded(slots, actions)
 
     # ------------------------------------------------------------------ the network
-    def _predict(
-        self, window: torch.Tensor, past: torch.Tensor, action: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``window`` (B, K, S, 5), ``past`` (B, K-1), ``action`` (B,) -> hidden (B, H), presence logits (B, S),
-        regressed places (B, S, 2) and sizes (B, S, 2)."""
-        b = window.shape[0]
-        pres, pos = window[..., :1], window[..., 1:3]
-        moves = (pos[:, 1:] - pos[:, :-1]) * (pres[:, 1:] * pres[:, :-1])  # (B, K-1, S, 2) of objects seen twice
-        seen = pres[:, :, self.pair_first] * pres[:, :, self.pair_second]  # (B, K, pairs, 1)
-        relative = (pos[:, :, self.pair_second] - pos[:, :, self.pair_first]) * seen  # (B, K, pairs, 2)
-        acts = F.one_hot(torch.cat([past, action[:, None]], dim=1), self.n_actions).to(window.dtype)
-        sizes = window[..., 3:] * 4.0
-        x = torch.cat(
-            [
-                torch.cat([pres, pos, sizes], dim=-1).flatten(1),
-                moves.flatten(1) * 10.0,
-                relative.flatten(1) * 4.0,
-                acts.flatten(1),
-            ],
-            dim=1,
-        )
-        hidden = self.trunk(x)
-        out = self.objects_head(hidden).view(b, self.n_slots, 5)
-        regressed = pos[:, -1] + out[..., 1:3] * 0.1  # absent objects sit at 0: an appearing one is placed absolutely
-        size = self.prototypes + out[..., 3:] * 0.1
-        return hidden, out[..., 0], regressed, size
-
-    def _tier_choices(
-        self, j: int, hidden: torch.Tensor, last: torch.Tensor, earlier: torch.Tensor | None, flight: torch.Tensor
-    ) -> torch.Tensor:
-        """Tier ``j``'s [logit, dx, dy] per move (B, n_j, K, 3), given the last frame (B, S, 5), the earlier
-        tiers' moves ``earlier`` (B, n_before, 2) in raw pixels (zero for objects not seen) and every object's
-        last move ``flight`` (B, S, 2) in slot units (zero unless seen in both of the last two frames)."""
-        tier = self.tiers[j]
-        if j == 0 or earlier is None:
-            out = self.move_heads[j](hidden)
-        else:
-            before = [c for t in self.tiers[:j] for c in t]
-            moved = last[:, before, 1:3] + earlier / self.units  # (B, n_before, 2) where the earlier objects went
-            seen = last[:, tier, None, :1] * last[:, None, before, :1]  # (B, n_j, n_before, 1)
-            offset = (last[:, tier, None, 1:3] - moved[:, None]) * 4.0 * seen  # (B, n_j, n_before, 2)
-            parts = [earlier.flatten(1) / 8.0, offset.flatten(1)]
-            if self.cfg.contact_geometry:
-                ahead, after = last[:, tier].clone(), last[:, before].clone()
-                ahead[..., 1:3] = ahead[..., 1:3] + flight[:, tier]  # this tier flying on as it was
-                after[..., 1:3] = moved
-                now, then = _overlaps(last[:, tier], last[:, before]), _overlaps(ahead, after)  # (B, n_j, n_before, 2)
-                parts.append(((torch.cat([now, then], dim=-1) / 8.0).clamp(-4.0, 4.0) * seen).flatten(1))
-            extra = torch.cat(parts, dim=1)
-            out = self.move_heads[j](torch.cat([hidden, extra.to(hidden.dtype)], dim=1))
-        return out.view(hidden.shape[0], len(tier), self.cfg.move_classes, 3)
-
     def _move_of(self, tier: list[int], choice: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """The chosen moves (B, n, 2) in raw pixels of ``tier``'s classes: ``choice`` (B, n), ``out`` (B, n, K, 3)."""
         index = choice[..., None, None].expand(-1, -1, 1, 2)  # (B, n, 1, 2)
         vocab = self.vocab[tier].to(out.dtype).expand(choice.shape[0], -1, -1, -1)  # (B, n, K, 2)
         return (vocab.gather(2, index) + out[..., 1:].gather(2, index)).squeeze(2)
 
-    def _heads(
-        self, hidden: torch.Tensor, prob: torch.Tensor, positions: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        summary = torch.cat([hidden, prob, positions.flatten(1)], dim=1)
-        return self.reward_head(summary), self.term_head(summary).squeeze(-1)
-
     # ------------------------------------------------------------------ imagination
     def step(self, state: State, actions: torch.Tensor, generator: torch.Generator | None = None) -> StepResult:
-        window, past = state["window"], state["actions"]
-        hidden, logits, regressed, size = self._predict(window, past, actions)
+        window, past, rewards = state["window"], state["actions"], state["rewards"]
+        if len(self.cores) == 1:
+            new, r_logits, t_logit = self._transition(self.cores[0], window, past, rewards, actions, generator)
+        else:  # each env's step from one member drawn for it
+            member = torch.randint(len(self.cores), (window.shape[0],), device=window.device, generator=generator)
+            new = torch.zeros_like(window[:, -1])
+            r_logits = window.new_zeros(window.shape[0], 3)
+            t_logit = window.new_zeros(window.shape[0])
+            for m, core in enumerate(self.cores):
+                rows = torch.nonzero(member == m).squeeze(1)
+                if len(rows) == 0:
+                    continue
+                sub = self._transition(core, window[rows], past[rows], rewards[rows], actions[rows], generator)
+                new[rows], r_logits[rows], t_logit[rows] = (v.to(new.dtype) for v in sub)
+        window = torch.cat([window[:, 1:], new[:, None]], dim=1)
+        past = torch.cat([past[:, 1:], actions[:, None].to(past.dtype)], dim=1)
+        reward = reward_from_logits(r_logits)
+        rewards = torch.cat([rewards[:, 1:], reward[:, None].to(rewards.dtype)], dim=1)
+        return StepResult({"window": window, "actions": past, "rewards": rewards}, reward, torch.sigmoid(t_logit))
+
+    def _transition(
+        self,
+        core: SlotCore,
+        window: torch.Tensor,
+        past: torch.Tensor,
+        rewards: torch.Tensor,
+        actions: torch.Tensor,
+        generator: torch.Generator | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One member's next slots (B, S, 5) (moves drawn tier by tier), reward logits (B, 3), termination logit (B,)."""
+        hidden, logits, regressed, size = core.predict(window, past, rewards, actions, self._pairs())
         last = window[:, -1]
         flight = (last[..., 1:3] - window[:, -2, :, 1:3]) * (last[..., :1] * window[:, -2, :, :1])
         moves = torch.zeros(window.shape[0], self.n_slots, 2, device=window.device, dtype=window.dtype)
         drawn: list[torch.Tensor] = []
         for j, tier in enumerate(self.tiers):
             earlier = torch.cat(drawn, dim=1) if drawn else None
-            out = self._tier_choices(j, hidden, last, earlier, flight)
+            out = core.tier_choices(j, hidden, last, earlier, flight)
             choice = gumbel_choice(out[..., 0], self.cfg.move_temperature, generator)
             move = self._move_of(tier, choice, out) * last[:, tier, :1]  # objects not seen do not move
             drawn.append(move)
             moves[:, tier] = move.to(moves.dtype)
         positions = torch.where(last[..., :1] > 0, last[..., 1:3] + moves / self.units, regressed)
         prob = torch.sigmoid(logits)
-        r_logits, t_logit = self._heads(hidden, prob, positions)
+        r_logits, t_logit = core.heads(hidden, prob, positions)
         present = draw_presence(prob, self.cfg.sample_presence, generator).to(window.dtype)[..., None]
-        new = torch.cat([present, positions.clamp(-1.0, 1.0), size.clamp(min=0.0)], dim=-1) * present  # absent: 0
-        window = torch.cat([window[:, 1:], new[:, None]], dim=1)
-        past = torch.cat([past[:, 1:], actions[:, None].to(past.dtype)], dim=1)
-        return StepResult({"window": window, "actions": past}, reward_from_logits(r_logits), torch.sigmoid(t_logit))
+        positions, size = positions.clamp(-1.0, 1.0), size.clamp(min=0.0)
+        if self.cfg.snap:  # centres to the half pixel, sizes to the pixel, in raw pixels
+            positions = torch.round((positions + 1.0) * self.units * 2.0) / (2.0 * self.units) - 1.0
+            size = torch.round(size * self.units).clamp(min=1.0) / self.units
+        new = torch.cat([present, positions, size], dim=-1) * present  # absent: 0
+        return new, r_logits, t_logit
+
+    def _pairs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.pair_first, self.pair_second
 
     def decode(self, state: State) -> torch.Tensor:
         return self.object_extractor.render(state["window"][:, -1])
 
     def features(self, state: State) -> torch.Tensor:
-        return state["window"].flatten(1)  # (B, K, S, 5) -> (B, K*S*5)
+        window = state["window"] if self.cfg.features == "slots" else state["window"][..., :3]
+        return window.flatten(1)  # (B, K, S, F) -> (B, K*S*F)
 
     def object_centres(self, state: State) -> torch.Tensor:
         """The current objects' ``[present, x, y]`` (B, O, 3), centres in raw-frame pixels (for scoring)."""
@@ -384,7 +371,7 @@ class SlotDynamics(WorldModel):
 
     @property
     def feature_dim(self) -> int:
-        return self.cfg.n_past * self.n_slots * SLOT
+        return self.cfg.n_past * self.n_slots * (SLOT if self.cfg.features == "slots" else 3)
 
     # ------------------------------------------------------------------ training
     def loss(self, batch: SequenceBatch) -> tuple[torch.Tensor, dict[str, float]]:
@@ -397,30 +384,55 @@ class SlotDynamics(WorldModel):
         # every step of the window at once, each from its true past: (B, F, ...) -> (B*F, ...)
         window = truth.unfold(1, p, 1)[:, :f].permute(0, 1, 4, 2, 3).flatten(0, 1)  # (B*F, p, S, 5)
         acts = batch.actions.unfold(1, p, 1).flatten(0, 1)  # (B*F, p): p-1 past actions and the new one
+        past_rewards = batch.rewards.unfold(1, p, 1).flatten(0, 1)[:, :-1]  # (B*F, p-1) those of the past actions
         target = truth[:, p:].flatten(0, 1)  # (B*F, S, 5)
-        past, action = acts[:, :-1], acts[:, -1]
         last, before = window[:, -1], window[:, -2]
-        hidden, logits, regressed, size = self._predict(window, past, action)
-
         both = last[..., 0] * target[..., 0]  # (N, S) a move to learn
-        appear = (1 - last[..., 0]) * target[..., 0]
         true_move = (target[..., 1:3] - last[..., 1:3]) * self.units * both[..., None]  # (N, S, 2) raw pixels
-        prev_move = (last[..., 1:3] - before[..., 1:3]) * (last[..., :1] * before[..., :1])
+        prev_move = (last[..., 1:3] - before[..., 1:3]) * (last[..., :1] * before[..., :1])  # slot units
         turned = ((true_move * prev_move) < 0).any(-1).to(truth.dtype) * before[..., 0] * both
         event = torch.maximum(turned, (last[..., 0] != target[..., 0]).to(truth.dtype))
-        near = (_gaps_to_others(last) <= cfg.contact_px).any(-1).to(truth.dtype)  # (N, S) near another object
+        near = (gaps_to_others(last) <= cfg.contact_px).any(-1).to(truth.dtype)  # (N, S) near another object
         weight = 1.0 + (cfg.event_weight * event + cfg.contact_weight * near) * self.event_mask  # (N, S)
+        rewards, terminated = batch.rewards[:, p - 1 :].flatten(), batch.terminated[:, p - 1 :].flatten()
+        data = {
+            "window": window, "past": acts[:, :-1], "past_rewards": past_rewards, "action": acts[:, -1],
+            "target": target, "both": both, "true_move": true_move, "prev_move": prev_move, "weight": weight,
+            "choice": nearest_move(self.vocab, true_move), "rewards": rewards, "terminated": terminated,
+        }  # fmt: skip
+        total, logs = truth.new_zeros(()), {}
+        for m, core in enumerate(self.cores):
+            # each member's own bootstrap of the windows (Poisson(1) counts); a single network sees them all once
+            boot = (
+                torch.poisson(torch.ones(b, device=truth.device))
+                if len(self.cores) > 1
+                else torch.ones(b, device=truth.device)
+            )
+            loss_m, logs_m = self._member_loss(core, data, boot.repeat_interleave(f))
+            total = total + loss_m / len(self.cores)
+            if m == 0:
+                logs = logs_m
+        logs["events"] = event.sum().item() / b
+        return total, logs
 
-        choice = nearest_move(self.vocab, true_move)  # (N, S)
+    def _member_loss(
+        self, core: SlotCore, d: dict[str, torch.Tensor], boot: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """One member's loss on the prepared windows ``d`` (see :meth:`loss`), each weighted by ``boot`` (N,)."""
+        cfg = self.cfg
+        window, target, both, true_move = d["window"], d["target"], d["both"], d["true_move"]
+        last = window[:, -1]
+        hidden, logits, regressed, size = core.predict(window, d["past"], d["past_rewards"], d["action"], self._pairs())
+        appear = (1 - last[..., 0]) * target[..., 0]
         moves_ce = torch.zeros_like(both)
         likely_move = torch.zeros_like(true_move)
         chosen_move = torch.zeros_like(true_move)
         for j, tier in enumerate(self.tiers):
             earlier = true_move[:, [c for t in self.tiers[:j] for c in t]] if j else None  # teacher forcing
-            out = self._tier_choices(j, hidden, last, earlier, prev_move)
-            ce = F.cross_entropy(out[..., 0].flatten(0, 1), choice[:, tier].flatten(), reduction="none")
+            out = core.tier_choices(j, hidden, last, earlier, d["prev_move"])
+            ce = F.cross_entropy(out[..., 0].flatten(0, 1), d["choice"][:, tier].flatten(), reduction="none")
             moves_ce[:, tier] = ce.view(-1, len(tier))
-            chosen_move[:, tier] = self._move_of(tier, choice[:, tier], out)
+            chosen_move[:, tier] = self._move_of(tier, d["choice"][:, tier], out)
             likely_move[:, tier] = self._move_of(tier, out[..., 0].detach().argmax(-1), out.detach())
         correction_err = (chosen_move - true_move) * both[..., None]  # raw pixels
         place_err = (regressed - target[..., 1:3]) * self.units * appear[..., None]
@@ -431,19 +443,18 @@ class SlotDynamics(WorldModel):
         )
         presence = F.binary_cross_entropy_with_logits(logits, target[..., 0], reduction="none")
         per_object = cfg.presence_weight * presence + cfg.position_weight * position + cfg.move_weight * moves_ce * both
-        states = (per_object * weight).sum(-1).mean()
-
+        states = ((per_object * d["weight"]).sum(-1) * boot).mean()
         positions = torch.where(last[..., :1] > 0, last[..., 1:3] + chosen_move / self.units, regressed)
-        r_logits, t_logits = self._heads(hidden, torch.sigmoid(logits), positions)
-        rewards, terminated = batch.rewards[:, p - 1 :].flatten(), batch.terminated[:, p - 1 :].flatten()
-        reward_ce = F.cross_entropy(r_logits, reward_classes(rewards))
-        term_bce = F.binary_cross_entropy_with_logits(t_logits, terminated)
+        r_logits, t_logits = core.heads(hidden, torch.sigmoid(logits), positions)
+        rewards = d["rewards"]
+        reward_ce = (F.cross_entropy(r_logits, reward_classes(rewards), reduction="none") * boot).mean()
+        term_bce = (F.binary_cross_entropy_with_logits(t_logits, d["terminated"], reduction="none") * boot).mean()
         loss = states + cfg.reward_weight * reward_ce + cfg.termination_weight * term_bce
         with torch.no_grad():
             guess = torch.where(last[..., :1] > 0, last[..., 1:3] + likely_move / self.units, regressed)
             err = ((guess - target[..., 1:3]) * self.units).norm(dim=-1) * target[..., 0]  # (N, S) raw pixels
             per_slot = err.sum(0) / target[..., 0].sum(0).clamp(min=1.0)
-            acc = ((likely_move - true_move).abs().amax(-1) < 0.5).to(truth.dtype) * both
+            acc = ((likely_move - true_move).abs().amax(-1) < 0.5).to(err.dtype) * both
             move_acc = acc.sum(0) / both.sum(0).clamp(min=1.0)
             points = rewards != 0
             hit = (r_logits.argmax(-1) - 1).float() == torch.sign(rewards)
@@ -454,29 +465,10 @@ class SlotDynamics(WorldModel):
                 "term_bce": term_bce.item(),
                 "reward_acc": hit.float().mean().item(),
                 "point_recall": hit[points].float().mean().item() if points.any() else float("nan"),
-                "events": event.sum().item() / b,
                 **{f"class{c}_px": per_slot[c].item() for c in range(self.n_slots)},
                 **{f"class{c}_move_acc": move_acc[c].item() for c in range(self.n_slots)},
             }
         return loss, logs
-
-
-def _overlaps(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """How far the boxes of objects ``a`` (B, n, 5) and ``b`` (B, m, 5) overlap along x and y: (B, n, m, 2) in
-    raw pixels (negative: the gap between them)."""
-    units = torch.tensor(UNITS, device=a.device, dtype=a.dtype)
-    ca, cb = a[:, :, None, 1:3] * units, b[:, None, :, 1:3] * units  # (B, n, 1, 2), (B, 1, m, 2) centres
-    ha, hb = a[:, :, None, 3:5] * units / 2, b[:, None, :, 3:5] * units / 2  # half sizes
-    return torch.minimum(ca + ha, cb + hb) - torch.maximum(ca - ha, cb - hb)
-
-
-def _gaps_to_others(objects: torch.Tensor) -> torch.Tensor:
-    """The gap (raw pixels, the larger of the x and y gaps; 0 where they overlap) between each present object
-    of ``objects`` (B, n, 5) and each other present one: (B, n, n), infinite for absent ones and the diagonal."""
-    gap = (-_overlaps(objects, objects)).clamp(min=0.0).amax(-1)
-    eye = torch.eye(objects.shape[1], dtype=torch.bool, device=objects.device)
-    both = (objects[:, :, None, 0] > 0) & (objects[:, None, :, 0] > 0) & ~eye
-    return torch.where(both, gap, torch.full_like(gap, float("inf")))
 
 
 def extract_episodes(

@@ -26,6 +26,7 @@ import numpy as np
 from dataset_tools.dataset import SCHEMA_VERSION, DatasetDir
 from dataset_tools.episode import DatasetError, Episode, write_episode
 from dataset_tools.games import EnvSettings, action_meanings, resolve_game
+from dataset_tools.lock import DatasetLock
 from dataset_tools.palette import PaletteFrames, to_rgb
 from dataset_tools.preprocess import RAW_SHAPE, default_preprocess
 from dataset_tools.stepper import AleStepper
@@ -33,6 +34,10 @@ from dataset_tools.stepper import AleStepper
 log = logging.getLogger(__name__)
 
 _CHUNK = 64  # frame-budget reservation size, so workers touch the shared counter rarely
+STEPS_PER_WORKER = 500
+"""A worker is started for at most every this many steps asked for (each costs a process start, ~0.5 s)."""
+MAX_WORKERS_PER_CPU = 2
+"""Workers beyond this many per CPU only wait on each other."""
 
 
 @dataclass
@@ -90,6 +95,8 @@ def validate_config(cfg: CollectConfig) -> None:
         raise ValueError(f"--frames must be at least 1, got {cfg.frames}")
     if cfg.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {cfg.workers}")
+    if cfg.seed < 0:
+        raise ValueError(f"--seed must be 0 or more, got {cfg.seed}")
     if cfg.env.frameskip < 1:
         raise ValueError(f"--frameskip must be at least 1, got {cfg.env.frameskip}")
     if not 0.0 <= cfg.env.repeat_action_probability <= 1.0:
@@ -120,9 +127,19 @@ def prepare_dataset(cfg: CollectConfig) -> DatasetDir:
             log.info("%s: schema version %s -> %s", ds.manifest_path, manifest["schema_version"], SCHEMA_VERSION)
             manifest["schema_version"] = SCHEMA_VERSION
             ds.write_manifest(manifest)
-        removed = ds.clean_partial()
+        removed = ds.clean_partial()  # under the writer lock: leftovers of runs that are over
         if removed:
             log.info("removed %d unfinished episode(s) left by an interrupted run", removed)
+        counts = ds.counts()  # reads every meta.json: a broken one stops the run before it collects
+        if manifest.get("counts") != counts:
+            log.warning(
+                "%s: counts %s did not match the episodes on disk %s; fixed",
+                ds.manifest_path,
+                manifest.get("counts"),
+                counts,
+            )
+            manifest["counts"] = counts
+            ds.write_manifest(manifest)
         return ds
     from dataset_tools import ram_truth
 
@@ -358,16 +375,30 @@ def _worker(worker_id: int, cfg: CollectConfig, shared: _Shared, results: Any, p
 
 
 # --------------------------------------------------------------------------- parent side
+def worker_count(cfg: CollectConfig) -> int:
+    """The workers worth starting: at most one per episode asked for, one per ``STEPS_PER_WORKER`` steps, and
+    ``MAX_WORKERS_PER_CPU`` per CPU; a cap is logged."""
+    cpus = os.cpu_count() or 1
+    limits = [cfg.workers, MAX_WORKERS_PER_CPU * cpus]
+    if cfg.episodes is not None:
+        limits.append(cfg.episodes)
+    if cfg.frames is not None:
+        limits.append(max(1, -(-cfg.frames // STEPS_PER_WORKER)))
+    n = max(1, min(limits))
+    if n < cfg.workers:
+        log.warning("starting %d worker(s), not %d: no more are useful for this run on %d CPU(s)", n, cfg.workers, cpus)
+    return n
+
+
 def collect(
     cfg: CollectConfig, progress: bool = True, on_episode: Callable[[int, int, float], None] | None = None
 ) -> CollectResult:
     """Collect new episodes into ``cfg.out``; see :class:`CollectConfig`.
 
     Ctrl-C (or SIGTERM) stops the workers; every finished episode stays on disk, and the manifest
-    records the run as interrupted.
+    records the run as interrupted. One run writes a dataset at a time (:class:`DatasetLock`): a second
+    one into the same directory fails at once, naming the first.
     """
-    from tqdm import tqdm
-
     cfg.env = EnvSettings.from_dict({**cfg.env.to_dict(), "game": resolve_game(cfg.env.game)})
     validate_config(cfg)
     if cfg.episodes is None and cfg.frames is None:
@@ -377,6 +408,13 @@ def collect(
     make_agent(  # fail early, here
         cfg.agent, cfg.env.game, len(action_meanings(cfg.env)), noise=cfg.agent_noise, trust_pickle=cfg.trust_pickle
     )
+    with DatasetLock(cfg.out):
+        return _collect(cfg, progress, on_episode)
+
+
+def _collect(cfg: CollectConfig, progress: bool, on_episode: Callable[[int, int, float], None] | None) -> CollectResult:
+    from tqdm import tqdm
+
     ds = prepare_dataset(cfg)
     existing = ds.episode_indices()
     start = (max(existing) + 1) if existing else 0
@@ -390,7 +428,7 @@ def collect(
         stop=ctx.Event(),
     )
     results: Any = ctx.Queue()
-    n_workers = min(cfg.workers, cfg.episodes) if cfg.episodes else cfg.workers
+    n_workers = worker_count(cfg)
     bar = tqdm(total=cfg.frames, unit="step", desc=f"collect {cfg.env.game}", disable=not progress, dynamic_ncols=True)
     finished: list[int] = []
     steps = 0

@@ -27,6 +27,34 @@ collecting into it again adds palette shards and raises its version to 2."""
 MANIFEST = "dataset.json"
 
 
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _check_shard(ep_dir: Path, n_actions: int | None) -> None:
+    """Raise a :class:`DatasetError` naming the file unless the shard is whole and its actions are in range."""
+    verify_episode(ep_dir)
+    actions = load_episode(ep_dir).actions
+    if n_actions is not None and len(actions) and (actions.min() < 0 or actions.max() >= n_actions):
+        raise DatasetError(
+            f"{ep_dir / 'actions.npy'}: actions {int(actions.min())}..{int(actions.max())} outside the game's {n_actions}"
+        )
+
+
+def _shard_stamp(ep_dir: Path) -> str:
+    """What a shard's check is valid for: its ``meta.json`` (crc32s and length) and its arrays' sizes and
+    modification times (a byte changed in place changes the time)."""
+    meta = ep_dir / "meta.json"
+    h = hashlib.sha1(meta.read_bytes() if meta.exists() else b"")
+    for name in sorted(read_meta(ep_dir).get("crc32", {})) if meta.exists() else []:
+        f = ep_dir / f"{name}.npy"
+        stat = f.stat() if f.exists() else None
+        h.update(f"{name}:{stat.st_size if stat else -1}:{stat.st_mtime_ns if stat else -1};".encode())
+    return h.hexdigest()
+
+
 def write_json(path: Path, data: Any) -> None:
     """Write ``data`` as JSON to a temporary name beside ``path`` and rename it: readers never see
     a half-written file, and a kill keeps the previous one."""
@@ -143,6 +171,21 @@ class DatasetDir:
         return load_episode(self.episodes_dir / f"ep_{index:06d}", mmap=mmap)
 
     # ----------------------------------------------------------------- validation
+    def check_episodes(self, episodes: list[int] | None = None) -> None:
+        """Raise a :class:`DatasetError` naming the file unless every shard of ``episodes`` (default: all) is
+        whole (every array's crc32 as ``meta.json`` says, arrays that line up) and its actions are in the
+        manifest's action set. A shard that passed is remembered in its ``.checked`` file (the digest of its
+        ``meta.json`` and its files' sizes and times), so training checks each shard once, not at every run."""
+        n_actions = len(self.read_manifest().get("action_meanings") or []) or None
+        for ep in self.episode_indices() if episodes is None else episodes:
+            ep_dir = self.episodes_dir / f"ep_{ep:06d}"
+            stamp = _shard_stamp(ep_dir)
+            marker = ep_dir / ".checked"
+            if marker.exists() and marker.read_text() == stamp:
+                continue
+            _check_shard(ep_dir, n_actions)
+            _write_text(marker, stamp)
+
     def validate(self) -> list[str]:
         """Check the manifest and every shard; returns a list of problems (empty: valid)."""
         problems: list[str] = []
@@ -150,10 +193,23 @@ class DatasetDir:
             manifest = self.read_manifest()
         except DatasetError as err:
             return [str(err)]
+        leftovers = [p.name for p in self.episodes_dir.glob(".tmp-*")] if self.episodes_dir.exists() else []
+        if leftovers:
+            problems.append(
+                f"{self.episodes_dir}: {len(leftovers)} unfinished episode(s) of an interrupted run "
+                f"({', '.join(sorted(leftovers)[:3])}); the next collection removes them"
+            )
+        try:
+            counts = self.counts()
+            if manifest.get("counts") != counts:
+                problems.append(f"{self.manifest_path}: counts {manifest.get('counts')}, the episodes on disk {counts}")
+        except DatasetError as err:
+            problems.append(str(err))
         shape = tuple(manifest.get("frame_shape", ()))
+        n_actions = len(manifest.get("action_meanings") or []) or None
         for ep in self.episode_dirs():
             try:
-                verify_episode(ep)
+                _check_shard(ep, n_actions)
                 meta = read_meta(ep)
                 if shape and tuple(meta["frame_shape"]) != shape:
                     problems.append(

@@ -20,6 +20,7 @@ from dataset_tools import background as bg
 from dataset_tools import motion as mo
 from dataset_tools.dataset import DatasetDir
 from dataset_tools.episode import load_extra, load_frames, write_extra
+from dataset_tools.lock import DatasetLock
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,11 @@ def sample_frames(ds: DatasetDir, max_frames: int, seed: int = 0) -> tuple[np.nd
 
 def compute_root(ds: DatasetDir, max_frames: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``--rootmedian``: write ``mode.png`` and ``median.png`` from frames collected so far."""
+    with DatasetLock(ds.root):
+        return _compute_root(ds, max_frames, seed)
+
+
+def _compute_root(ds: DatasetDir, max_frames: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     frames, _ = sample_frames(ds, max_frames, seed)
     mode, median = bg.background_images(frames, max_frames=max_frames, seed=seed)
     bg.save_background(mode, median, ds.root)
@@ -114,6 +120,11 @@ def _plot_episode(
 
 def compute_motion(ds: DatasetDir, cfg: MotionConfig, workers: int = 1, progress: bool = True) -> int:
     """Motion masks, boxes and grid targets for every episode; returns the number of boxes."""
+    with DatasetLock(ds.root):
+        return _compute_motion(ds, cfg, workers, progress)
+
+
+def _compute_motion(ds: DatasetDir, cfg: MotionConfig, workers: int, progress: bool) -> int:
     from tqdm import tqdm
 
     background = None
@@ -150,6 +161,11 @@ def compute_motion(ds: DatasetDir, cfg: MotionConfig, workers: int = 1, progress
 
 def write_iid(ds: DatasetDir, n_frames: int, seed: int = 0) -> Path:
     """``--random``: an i.i.d. frame set sampled across all episodes, in ``DIR/iid/``."""
+    with DatasetLock(ds.root):
+        return _write_iid(ds, n_frames, seed)
+
+
+def _write_iid(ds: DatasetDir, n_frames: int, seed: int) -> Path:
     frames, source = sample_frames(ds, n_frames, seed)
     out = ds.root / "iid"
     out.mkdir(exist_ok=True)

@@ -13,7 +13,6 @@ import argparse
 import ale_py
 import gymnasium as gym
 import imageio.v3 as iio
-import joblib
 import numpy as np
 import torch
 
@@ -22,6 +21,7 @@ from dataset_tools.preprocess import Preprocess
 from dataset_tools.ram_truth import ram_objects
 from world_models import load_model
 from world_models.space import PONG_CHECKPOINT
+from world_models.space.classifier import load_classifier
 
 
 def main(argv: list[str] | None = None) -> dict[str, list[tuple[float, float]]]:
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[tuple[float, float]]]:
     env.close()
 
     model, config = load_model(PONG_CHECKPOINT)  # (3, 128, 128) RGB frames of the play field
-    classifier = joblib.load(PONG_CHECKPOINT / "z_what-classifier_4.joblib.pkl")  # predicts label names
+    classifier = load_classifier(PONG_CHECKPOINT / "z_what-classifier_4.json")  # predicts label names
     pre = Preprocess.from_dict(config["preprocess"])
     image = pre(frame)  # (210, 160, 3) -> (128, 128, 3) uint8
     x = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0  # (3, 128, 128) in [0, 1]

@@ -67,6 +67,11 @@ class LearnedVectorEnv(VectorEnv):
             raise ValueError(f"num_envs must be at least 1, got {num_envs}")
         self.device = pick_device(device)
         self.model, self.config = load_model(checkpoint, device=self.device)
+        if self.model.extractor:
+            raise ValueError(
+                f"{checkpoint}: a {self.config['model']} checkpoint is an object extractor, it cannot step a game; "
+                "train a dynamics model over its objects (slot_dynamics extractor=...) and make an env of that"
+            )
         if game is not None and self.config.get("game") != game:
             raise ValueError(f"{checkpoint}: this checkpoint models {self.config.get('game')}, not {game}")
         self.checkpoint = str(checkpoint)

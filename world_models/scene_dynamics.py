@@ -56,7 +56,7 @@ from world_models.objects.moves import draw_presence
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CLASSIFIER = "z_what-classifier_4.joblib.pkl"
+DEFAULT_CLASSIFIER = "z_what-classifier_4.json"
 EXTRACT_BATCH = 64
 
 
@@ -70,9 +70,10 @@ class SceneDynamicsConfig(ModelConfig):
     """A ``space_time`` checkpoint (dir or run dir); empty: the shipped Pong one
     (:data:`world_models.space.PONG_CHECKPOINT`)."""
     classifier: str = ""
-    """Its z_what classifier (a ``joblib`` file of a scikit-learn linear classifier such as the
-    ``z_what-classifier_{n}.joblib.pkl`` that ``learned-envs evaluate`` writes); empty: the
-    extractor's ``z_what-classifier_4.joblib.pkl``."""
+    """Its z_what classifier (a ``z_what-classifier_{n}.json`` that ``learned-envs evaluate`` writes; an older
+    ``*.joblib.pkl`` only with ``trust_pickle``); empty: the extractor's ``z_what-classifier_4.json``."""
+    trust_pickle: bool = False
+    """Let ``classifier`` be a joblib pickle: loading one runs any code its author put in it."""
     threshold: float = 0.5
     """A cell holds an object where ``z_pres`` exceeds this."""
     hidden: int = 256
@@ -128,32 +129,24 @@ def _classifier_path(cfg: SceneDynamicsConfig, extractor: Path) -> Path:
     if not path.exists():
         raise FileNotFoundError(
             f"{path}: no z_what classifier; pass classifier=PATH (learned-envs evaluate on the extractor "
-            f"writes z_what-classifier_{{n}}.joblib.pkl files)"
+            f"writes z_what-classifier_{{n}}.json files)"
         )
     return path
 
 
-def _load_classifier(path: Path, labels: tuple[str, ...], dim: int) -> tuple[np.ndarray, np.ndarray]:
+def _load_classifier(
+    path: Path, labels: tuple[str, ...], dim: int, trust_pickle: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """A linear classifier of ``dim``-d z_what: its weights (C, D) and biases (C,) with rows in ``labels`` order."""
-    import joblib
+    from world_models.space.classifier import ClassifierError, load_classifier
 
     try:
-        clf = joblib.load(path)
-    except Exception as err:
-        raise ValueError(f"{path}: cannot load the classifier ({type(err).__name__}: {err})") from None
-    coef, bias = getattr(clf, "coef_", None), getattr(clf, "intercept_", None)
-    if coef is None or bias is None:
-        raise ValueError(f"{path}: not a linear classifier (no coef_ / intercept_), got {type(clf).__name__}")
-    classes = [str(c) for c in clf.classes_]
-    if len(classes) == 2 and np.ndim(coef) == 2 and len(coef) == 1:  # binary: one row, positive class last
-        coef, bias = np.concatenate([-coef, coef]), np.concatenate([-np.ravel(bias), np.ravel(bias)])
-    if np.shape(coef)[-1] != dim:
-        raise ValueError(f"{path}: a classifier of {np.shape(coef)[-1]}-d inputs; the extractor's z_what has {dim}")
-    try:
-        rows = [classes.index(label) for label in labels]
-    except ValueError:
-        raise ValueError(f"{path}: its classes {classes} are not the game's labels {list(labels)}") from None
-    return np.asarray(coef, dtype=np.float32)[rows], np.asarray(bias, dtype=np.float32).reshape(-1)[rows]
+        weight, bias = load_classifier(path, trust_pickle).rows(list(labels))
+    except ClassifierError as err:
+        raise ValueError(f"{path}: {err}" if str(path) not in str(err) else str(err)) from None
+    if weight.shape[-1] != dim:
+        raise ValueError(f"{path}: a classifier of {weight.shape[-1]}-d inputs; the extractor's z_what has {dim}")
+    return weight, bias
 
 
 def _digest(*files: Path) -> str:
@@ -175,7 +168,7 @@ def resolve_extractor(cfg: SceneDynamicsConfig) -> dict[str, Any]:
         raise ValueError(f"extractor={path}: a {config.get('model')} checkpoint, not a space_time one")
     labels = label_list(str(config.get("game")))
     classifier = _classifier_path(cfg, path)
-    _load_classifier(classifier, labels, int(config["model_config"]["z_what_dim"]))  # fail now on a wrong one
+    _load_classifier(classifier, labels, int(config["model_config"]["z_what_dim"]), cfg.trust_pickle)  # fail now
     cfg.extractor_spec = {
         "model_config": config["model_config"],
         "frame_shape": config["frame_shape"],
@@ -222,7 +215,6 @@ class SceneDynamics(WorldModel):
         self.register_buffer("clf_bias", torch.zeros(n_obj))
         # 1 once the extractor's weights are in (from its files, or from this model's checkpoint)
         self.register_buffer("extractor_ready", torch.zeros(()))
-        self._load_extractor()
         events = {label.strip() for label in cfg.event_labels.split(",") if label.strip()}
         self.register_buffer(
             "event_mask", torch.tensor([float(label in events) for label in self.labels]), persistent=False
@@ -252,7 +244,7 @@ class SceneDynamics(WorldModel):
             if _digest(path / "model.pt", classifier) != self.cfg.extractor_spec["digest"]:
                 return
             space, _ = load_model(path)
-            weight, bias = _load_classifier(classifier, self.labels, self.space.cfg.z_what_dim)
+            weight, bias = _load_classifier(classifier, self.labels, self.space.cfg.z_what_dim, self.cfg.trust_pickle)
         except (OSError, ValueError, CheckpointError) as err:
             log.debug("extractor files not loaded (%s); the checkpoint's copy is expected", err)
             return
@@ -291,6 +283,7 @@ class SceneDynamics(WorldModel):
         if not todo:
             return
         model = cls(cfg, tuple(spec["frame_shape"]), len(manifest["action_meanings"])).eval()
+        model._load_extractor()
         model.require_extractor()
         preprocess = Preprocess.from_dict(spec["preprocess"])
         frames_total = sum(int(ds.load(ep).frames.shape[0]) for ep in todo)
@@ -316,6 +309,8 @@ class SceneDynamics(WorldModel):
         return {"preprocess": Preprocess.from_dict(spec["preprocess"]), "objects": cache_name(spec)}
 
     def bind_data(self, game: str | None, preprocess: Preprocess) -> None:
+        if not bool(self.extractor_ready):  # a new run reads the extractor's files; a checkpoint holds a copy
+            self._load_extractor()
         self.require_extractor()
         if game != self.cfg.extractor_spec["game"]:
             raise ValueError(

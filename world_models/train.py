@@ -43,6 +43,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from dataset_tools.dataset import DatasetDir, write_json
+from dataset_tools.episode import DatasetError
 from dataset_tools.sequences import SequenceBatch, SequenceDataset
 from world_models.base import ModelConfig, WorldModel, model_class, pick_device
 from world_models.checkpoint import checkpoint_dirs, load_model, load_training_state, read_config, save_checkpoint
@@ -329,6 +330,10 @@ def _train(
     dd: _Dist,
 ) -> Path:
     seq_len = mcfg.n_past + mcfg.n_future
+    try:  # every shard whole and its actions in range, before anything is written (checked once per shard)
+        DatasetDir(data).check_episodes()
+    except DatasetError as err:
+        raise TrainError(f"{data}: {err}") from None
     try:  # e.g. an extractor's object states cached beside the episodes; the main rank writes them first
         if dd.main:
             cls.prepare_data(mcfg, data, progress=progress)

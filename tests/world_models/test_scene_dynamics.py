@@ -117,10 +117,24 @@ def test_cache_is_reused_and_bad_classifiers_are_clear_errors(
     import joblib
     from sklearn.linear_model import RidgeClassifier
 
-    other = tmp_path / "other.pkl"
-    joblib.dump(RidgeClassifier().fit(np.eye(16)[:4], ["a", "b", "a", "b"]), other)
-    with pytest.raises(TrainError, match="not the game's labels"):
+    from world_models.space.classifier import LinearClassifier
+
+    ridge = RidgeClassifier().fit(np.eye(16)[:4], ["a", "b", "a", "b"])
+    other = LinearClassifier.from_sklearn(ridge).save(tmp_path / "other.json")
+    with pytest.raises(TrainError, match="are not the labels"):
         train("scene_dynamics", data, tmp_path / "y", [*TINY, f"classifier={other}"], progress=False)
+    pickled = tmp_path / "other.joblib.pkl"
+    joblib.dump(ridge, pickled)
+    with pytest.raises(TrainError, match="trust_pickle"):  # a pickle is read only when trusted
+        train("scene_dynamics", data, tmp_path / "z", [*TINY, f"classifier={pickled}"], progress=False)
+    with pytest.raises(TrainError, match="are not the labels"):
+        train(
+            "scene_dynamics",
+            data,
+            tmp_path / "w",
+            [*TINY, f"classifier={pickled}", "trust_pickle=true"],
+            progress=False,
+        )
 
 
 def test_training_noise_moves_only_present_objects_and_sizes_stay_drawable(scene_run: tuple[Path, Path, Path]) -> None:

@@ -14,7 +14,7 @@ and read scenes from a checkpoint (a trained Pong one ships as :data:`PONG_CHECK
 4-shot z_what classifier; ``examples/space_scene.py`` draws the scene of a real frame)::
 
     model, config = world_models.load_model(PONG_CHECKPOINT)
-    clf = joblib.load(PONG_CHECKPOINT / "z_what-classifier_4.joblib.pkl")
+    clf = load_classifier(PONG_CHECKPOINT / "z_what-classifier_4.json")   # numbers in JSON: loading runs no code
     scene = model.scene_description(x, z_classifier=clf, only_z_what=True)   # {label: [(x, y), ...]}
 """
 

@@ -5,7 +5,7 @@ ones, ``val_fraction`` of the training run) at the checkpoint's own preprocessin
 the model trained on (a dataset stored at 64 x 64 is read at the model's 128 x 128), and score the model's
 :meth:`~world_models.space.SpaceTime.infer` against RAM truth. The few-shot classifiers see
 :func:`~world_models.space.object_features` (``z_what`` alone by default), the features
-:func:`~world_models.space.scene_description` hands them, so a saved ``z_what-classifier_{n}.joblib.pkl``
+:func:`~world_models.space.scene_description` hands them, so a saved ``z_what-classifier_{n}.json`` (read by :func:`~world_models.space.classifier.load_classifier`)
 can be passed to it as ``z_classifier`` with the same ``only_z_what``.
 """
 

@@ -30,8 +30,8 @@ Metrics:
 * Counting accuracy: share of frames where the number of detections equals the number of visible truth objects.
 * Few-shot z_what classifier (:func:`fit_few_shot`): detections matched to truth (centre criterion) give
   (z_what, class) pairs; a scikit-learn ``RidgeClassifier`` is fitted on n = 1, 4, 16, 64 random pairs per class
-  and scored on all the other pairs; saved as ``z_what-classifier_{n}.joblib.pkl`` (``joblib.load`` it, or
-  :func:`load_few_shot`); it predicts class names.
+  and scored on all the other pairs; saved as ``z_what-classifier_{n}.json`` (its coefficients:
+  :func:`load_few_shot` or :func:`world_models.space.classifier.load_classifier` read it); it predicts class names.
 * KMeans (as many clusters as classes) AMI / ARI of z_what against the classes; a PCA plot of z_what by class.
 """
 
@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 Criterion = Literal["centre", "iou"]
 FEW_SHOT_SIZES = (1, 4, 16, 64)
 """Samples per class the few-shot z_what classifiers are trained with."""
-CLASSIFIER_FILE = "z_what-classifier_{n}.joblib.pkl"
+CLASSIFIER_FILE = "z_what-classifier_{n}.json"
 AP_IOU_THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(1, 10))
 
 
@@ -304,8 +304,9 @@ def fit_few_shot(
     why). Returns ``({n: {"accuracy", "train", "test"}}, {n: classifier})``; with ``out_dir`` each classifier is
     also saved there as :data:`CLASSIFIER_FILE`.
     """
-    import joblib
     from sklearn.linear_model import RidgeClassifier
+
+    from world_models.space.classifier import LinearClassifier
 
     y = np.asarray(labels)
     x = _np(z_what).reshape(len(y), -1).astype(np.float64) if len(y) else np.zeros((0, 1))
@@ -320,21 +321,21 @@ def fit_few_shot(
             continue
         train = np.zeros(len(y), dtype=bool)
         train[np.concatenate([p[:n] for p in perms.values()])] = True
-        clf = RidgeClassifier(alpha=alpha).fit(x[train], y[train])
+        clf = LinearClassifier.from_sklearn(RidgeClassifier(alpha=alpha).fit(x[train], y[train]))
         acc = float(np.mean(clf.predict(x[~train]) == y[~train]))
         scores[n] = {"accuracy": acc, "train": int(train.sum()), "test": int((~train).sum())}
         models[n] = clf
         if out_dir is not None:
             Path(out_dir).mkdir(parents=True, exist_ok=True)
-            joblib.dump(clf, Path(out_dir) / CLASSIFIER_FILE.format(n=n))
+            clf.save(Path(out_dir) / CLASSIFIER_FILE.format(n=n))
     return scores, models
 
 
 def load_few_shot(folder: str | Path, n: int) -> Any:
     """The classifier :func:`fit_few_shot` saved for ``n`` samples per class (``.predict(z_what) -> names``)."""
-    import joblib
+    from world_models.space.classifier import load_classifier
 
-    return joblib.load(Path(folder) / CLASSIFIER_FILE.format(n=n))
+    return load_classifier(Path(folder) / CLASSIFIER_FILE.format(n=n))
 
 
 def cluster_scores(z_what: Any, labels: Any, seed: int = 0, n_init: int = 10) -> dict[str, float]:

@@ -175,7 +175,8 @@ class DatasetDir:
         """Raise a :class:`DatasetError` naming the file unless every shard of ``episodes`` (default: all) is
         whole (every array's crc32 as ``meta.json`` says, arrays that line up) and its actions are in the
         manifest's action set. A shard that passed is remembered in its ``.checked`` file (the digest of its
-        ``meta.json`` and its files' sizes and times), so training checks each shard once, not at every run."""
+        ``meta.json`` and its files' sizes and times), so training checks each shard once, not at every run
+        (on a read-only dataset, at every run)."""
         n_actions = len(self.read_manifest().get("action_meanings") or []) or None
         for ep in self.episode_indices() if episodes is None else episodes:
             ep_dir = self.episodes_dir / f"ep_{ep:06d}"
@@ -184,7 +185,10 @@ class DatasetDir:
             if marker.exists() and marker.read_text() == stamp:
                 continue
             _check_shard(ep_dir, n_actions)
-            _write_text(marker, stamp)
+            try:
+                _write_text(marker, stamp)
+            except OSError:  # a read-only dataset: checked again next time
+                pass
 
     def validate(self) -> list[str]:
         """Check the manifest and every shard; returns a list of problems (empty: valid)."""

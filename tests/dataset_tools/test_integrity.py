@@ -112,3 +112,14 @@ def test_an_extractor_is_refused_as_an_env() -> None:
 
     with pytest.raises(ValueError, match="object extractor, it cannot step"):
         LearnedVectorEnv(PONG_CHECKPOINT, 1, device="cpu")
+
+
+def test_a_read_only_dataset_is_checked_without_stamps(pong_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataset_tools.dataset as dataset_module
+
+    def read_only(path: Path, text: str) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(dataset_module, "_write_text", read_only)
+    DatasetDir(pong_copy).check_episodes()  # no stamps written, and no error for it
+    assert not list((pong_copy / "episodes").glob("*/.checked"))

@@ -93,7 +93,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     """Add ``dream``, ``evaluate-agent``, ``fidelity``, ``loop`` and ``quickstart`` to the ``learned-envs`` command."""
     d = sub.add_parser(
         "dream",
-        help="train an SB3 agent inside a learned env, scored on the real game",
         description="Train an agent in the dream. Trailing key=value pairs set any of: "
         + ", ".join(f.name for f in fields(DreamConfig)),
     )
@@ -106,7 +105,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--no-progress", dest="progress", action="store_false")
     d.add_argument("overrides", nargs="*", metavar="key=value")
     d.set_defaults(func=_dream)
-    e = sub.add_parser("evaluate-agent", help="score a dream-trained agent on the real game (Atari 100k protocol)")
+    e = sub.add_parser("evaluate-agent")
     e.add_argument(
         "--agent",
         required=True,
@@ -123,7 +122,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=_evaluate_agent)
     f = sub.add_parser(
         "fidelity",
-        help="play one agent in a learned env and in the real game: does the dream keep the game's rules for it?",
         description="Per 1,000 steps, dream next to real: points lost and won, returns, rally length, the ball's "
         "speed, and the one-step turn rates near the paddle (Pong). Writes fidelity.json, .md and .png.",
     )
@@ -140,9 +138,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--out", type=Path, default=Path("fidelity"), help="output directory (default fidelity/)")
     f.add_argument("--no-progress", dest="progress", action="store_false")
     f.set_defaults(func=_fidelity)
-    q = sub.add_parser(
-        "quickstart", help="train an agent in the shipped dream, score it on the real game, write a report"
-    )
+    q = sub.add_parser("quickstart")
     q.add_argument("--out", type=Path, default=Path("report"), help="report directory (default report/)")
     q.add_argument("--env", default="LearnedPongObjects-v1", help="learned-env id or checkpoint path")
     q.add_argument("--steps", type=int, default=4_000_000, help="dream steps (default 4,000,000)")
@@ -152,7 +148,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=_quickstart)
     lp = sub.add_parser(
         "loop",
-        help="SimPLe-style loop: collect real steps, train the world model, train the agent in the dream, repeat",
         description="Resumable: run the same command again to continue. Trailing key=value pairs set any of: "
         + ", ".join(f.name for f in fields(LoopConfig)),
     )

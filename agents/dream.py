@@ -54,10 +54,11 @@ class DreamConfig:
     """Real episodes per evaluation (full games of Pong: 21 points)."""
     eval_max_steps: int = 0
     """Cut real evaluation episodes after this many steps (0: full episodes, the protocol)."""
-    n_steps: int = 128
-    """Rollout length per env between updates."""
-    batch_size: int = 1024
-    """PPO minibatch size."""
+    n_steps: int = 0
+    """Rollout length per env between updates (0: 8,192 dream steps per rollout over the envs, 128 at 64
+    envs; :func:`learned_envs.sb3.ppo_settings`)."""
+    batch_size: int = 0
+    """PPO minibatch size (0: an eighth of a rollout, 1,024 at 64 envs)."""
     n_epochs: int = 4
     """PPO epochs per rollout."""
     lr: float = 2.5e-4
@@ -70,36 +71,18 @@ class DreamConfig:
     """Hidden layers of the policy and value MLPs (latent observations)."""
 
 
-def resolve_env(env: str) -> tuple[str | None, Path]:
-    """A registered id or a checkpoint path -> (registered id or None, checkpoint directory)."""
-    import gymnasium as gym
-
-    import learned_envs  # noqa: F401  (registers the shipped ids)
-    from world_models.checkpoint import resolve_checkpoint
-
-    if env in gym.registry:
-        checkpoint = gym.registry[env].kwargs.get("checkpoint")
-        if checkpoint is None:
-            raise ValueError(f"{env} is not a learned env (no checkpoint)")
-        return env, Path(checkpoint)
-    if not Path(env).exists():
-        known = [k for k in gym.registry if str(gym.registry[k].entry_point).startswith("learned_envs")]
-        raise ValueError(f"{env!r} is neither a registered learned env ({', '.join(known)}) nor a checkpoint path")
-    return None, resolve_checkpoint(env)
-
-
 def train_in_dream(cfg: DreamConfig, out: str | Path, progress: bool = True) -> Path:
     """Train an agent in the learned env ``cfg.env``; returns the path of its weights (``agent.pt``; see
     :mod:`agents.policy_io`: nothing in it is unpickled when it is loaded)."""
     import stable_baselines3 as sb3
     from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.vec_env import VecMonitor
     from tqdm import tqdm
 
     from agents.evaluate import play_real
     from agents.policy_io import WEIGHTS, policy_spec, save_policy
     from learned_envs.env import LearnedVectorEnv
-    from learned_envs.sb3 import SB3VecEnv
+    from learned_envs.registration import resolve_env
+    from learned_envs.sb3 import SB3VecEnv, ppo_settings
     from world_models.base import pick_device
 
     out = Path(out)
@@ -109,15 +92,17 @@ def train_in_dream(cfg: DreamConfig, out: str | Path, progress: bool = True) -> 
     venv = LearnedVectorEnv(
         checkpoint, cfg.n_envs, device=str(device), obs_type=cfg.obs_type, max_episode_steps=cfg.max_episode_steps
     )
-    env = VecMonitor(SB3VecEnv(venv))  # episode returns and lengths in the logs (rollout/ep_rew_mean)
+    env = SB3VecEnv(venv)  # reports episode returns and lengths (rollout/ep_rew_mean) as VecMonitor would
     env.seed(cfg.seed)
     policy = "MlpPolicy" if cfg.obs_type == "latent" else "CnnPolicy"
-    common = {"learning_rate": cfg.lr, "gamma": cfg.gamma, "ent_coef": cfg.ent_coef, "n_steps": cfg.n_steps}
+    auto = ppo_settings(cfg.n_envs)
+    n_steps = cfg.n_steps or auto["n_steps"]
+    common = {"learning_rate": cfg.lr, "gamma": cfg.gamma, "ent_coef": cfg.ent_coef, "n_steps": n_steps}
     if cfg.algo == "ppo":
         algo = sb3.PPO(
             policy,
             env,
-            batch_size=cfg.batch_size,
+            batch_size=cfg.batch_size or auto["batch_size"],
             n_epochs=cfg.n_epochs,
             policy_kwargs={"net_arch": list(cfg.net_arch)} if cfg.obs_type == "latent" else None,
             tensorboard_log=str(out / "tb"),
@@ -209,7 +194,7 @@ def train_in_dream(cfg: DreamConfig, out: str | Path, progress: bool = True) -> 
         save()
         raise
     save()
-    rollout = cfg.n_steps * cfg.n_envs
+    rollout = n_steps * cfg.n_envs
     if not meta["evals"] or algo.num_timesteps - meta["evals"][-1]["dream_steps"] >= rollout:
         evaluate(int(algo.num_timesteps))
         save()

@@ -371,10 +371,10 @@ def fidelity(cfg: FidelityConfig, out: str | Path | None = None, progress: bool 
     """Play the dream and the real game (see the module docstring); returns the figures and writes them to ``out``."""
     from tqdm import tqdm
 
-    from agents.dream import resolve_env
     from agents.evaluate import load_agent
     from dataset_tools.preprocess import Preprocess
     from learned_envs.env import LearnedVectorEnv
+    from learned_envs.registration import resolve_env
 
     _, checkpoint = resolve_env(cfg.checkpoint)
     policy, obs_type = None, "latent"

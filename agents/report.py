@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agents.dream import DreamConfig, resolve_env, train_in_dream
+from agents.dream import DreamConfig, train_in_dream
 from agents.evaluate import PROTOCOL, agent_checkpoint, agent_file, evaluate_agent, load_agent
+from learned_envs.registration import resolve_env
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,5 @@
 """``learned-envs``: one command with subcommands (``validate``, ``score-boxes``, ``create-dataset``,
-and, from the modules in :data:`PLUGINS`, ``train``, ``evaluate``, ``plot``, ``play``, ``dream``,
-``evaluate-agent``)."""
+and, from the modules named in :data:`COMMANDS`, ``train``, ``evaluate``, ``play``, ``dream`` ...)."""
 
 from __future__ import annotations
 
@@ -9,6 +8,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from dataset_tools.dataset import DatasetDir
 from dataset_tools.episode import DatasetError
@@ -46,34 +46,62 @@ def _create_dataset(args: argparse.Namespace) -> int:
     return create_main(args.rest)
 
 
-# Subcommands defined next to the code they run: "module:function" adds a parser to `sub` and
-# sets its `func`. A module that is missing (not built yet) is skipped.
-PLUGINS = (
-    "world_models.train_cli:add_parser",
-    "world_models.eval_cli:add_parser",
-    "learned_envs.play:add_parser",
-    "agents.cli:add_parser",
-)
+# Subcommands defined next to the code they run: command -> (module whose ``add_parser(sub)`` adds it and
+# sets its ``func``, one-line help). Only the invoked command's module is imported (torch and SB3 load
+# then, not for ``--help``); the other commands are listed by name and help.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("world_models.train_cli", "train a world model on a dataset"),
+    "evaluate": (
+        "world_models.eval_cli",
+        "open-loop PSNR / SSIM / object errors of a checkpoint on held-out episodes (object extractors: box "
+        "F-scores, AP, counting and few-shot z_what accuracy against RAM truth)",
+    ),
+    "compare": ("world_models.eval_cli", "one table of several trained models on the same held-out episodes"),
+    "plot": ("world_models.eval_cli", "plot recon / kl of every train_log.csv under a runs directory"),
+    "play": ("learned_envs.play", "GIF / MP4 of the dream next to the real game, same actions"),
+    "dream": ("agents.cli", "train an SB3 agent inside a learned env, scored on the real game"),
+    "evaluate-agent": ("agents.cli", "score a dream-trained agent on the real game (Atari 100k protocol)"),
+    "fidelity": (
+        "agents.cli",
+        "play one agent in a learned env and in the real game: does the dream keep the game's rules for it?",
+    ),
+    "quickstart": ("agents.cli", "train an agent in the shipped dream, score it on the real game, write a report"),
+    "loop": (
+        "agents.cli",
+        "SimPLe-style loop: collect real steps, train the world model, train the agent in the dream, repeat",
+    ),
+}
 
 
-def _add_plugins(sub: argparse._SubParsersAction) -> None:
+class _Helped:
+    """The subparsers as a plugin sees them: each command gets its help line (and, lacking one, its
+    description) from :data:`COMMANDS`."""
+
+    def __init__(self, sub: argparse._SubParsersAction) -> None:
+        self.sub = sub
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        kwargs.setdefault("help", COMMANDS[name][1])
+        kwargs.setdefault("description", COMMANDS[name][1])
+        return self.sub.add_parser(name, **kwargs)
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The ``learned-envs`` parser. Given ``argv``, only the module of the command it names is imported."""
     import importlib
 
-    for spec in PLUGINS:
-        module, func = spec.split(":")
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as err:
-            if err.name == module:
-                continue
-            raise
-        getattr(mod, func)(sub)
-
-
-def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="learned-envs", description="Learned simulators of Atari games.")
     sub = p.add_subparsers(dest="command", required=True)
-    _add_plugins(sub)
+    command = next((a for a in argv if not a.startswith("-")), None) if argv is not None else None
+    modules = {module for module, _ in COMMANDS.values()}
+    if argv is not None:
+        modules = {COMMANDS[command][0]} if command in COMMANDS else set()
+    for module in dict.fromkeys(module for module, _ in COMMANDS.values()):
+        if module in modules:
+            importlib.import_module(module).add_parser(_Helped(sub))
+    for name, (module, help_line) in COMMANDS.items():
+        if module not in modules:
+            sub.add_parser(name, help=help_line)  # listed only: this run does not parse it
     v = sub.add_parser("validate", help="check every shard of a dataset")
     v.add_argument("dir", type=Path)
     v.set_defaults(func=_validate)
@@ -88,10 +116,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _resolve_id(value: str | Path) -> str | Path:
+    if Path(value).exists():
+        return value
+    from learned_envs.registration import resolve_env
+
+    _, path = resolve_env(str(value))  # an unknown name: a one-line error listing the ids
+    return type(value)(path) if isinstance(value, Path) else str(path)
+
+
+def _resolve_ids(args: argparse.Namespace) -> None:
+    """Every command's ``--checkpoint`` (and ``compare``'s runs) takes a registered learned-env id as well as
+    a path."""
+    if getattr(args, "checkpoint", None) is not None:
+        args.checkpoint = _resolve_id(args.checkpoint)
+    if args.command == "compare":
+        args.runs = [_resolve_id(run) for run in args.runs]
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
+        _resolve_ids(args)
         return int(args.func(args))
     except (DatasetError, ValueError, FileNotFoundError) as err:
         print(f"learned-envs: error: {err}", file=sys.stderr)

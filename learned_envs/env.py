@@ -8,6 +8,7 @@ model's own heads, so nothing of the real game is needed after reset.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,8 +18,11 @@ import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 from learned_envs.contexts import load_contexts
+from learned_envs.registration import shipped_note
 from world_models import load_model
 from world_models.base import pick_device
+
+log = logging.getLogger(__name__)
 
 ObsType = Literal["frames", "latent"]
 Precision = Literal["float32", "bfloat16"]
@@ -31,7 +35,9 @@ class LearnedVectorEnv(VectorEnv):
         checkpoint: checkpoint dir, or a run dir (its newest checkpoint).
         num_envs: number of parallel envs (one batched forward pass per step).
         device: ``"auto"`` (CUDA if present), ``"cpu"``, ``"cuda:0"`` ...
-        obs_type: ``"frames"`` (H, W, C) uint8 model frames, or ``"latent"`` feature vectors.
+        obs_type: ``"frames"`` (H, W, C) uint8 model frames, or ``"latent"`` feature vectors (float32 in
+            ``[-model.feature_bound, model.feature_bound]``); default (None): the model's ``default_obs``,
+            the objects for object models, frames for pixel models.
         render_mode: ``"rgb_array"`` or None.
         max_episode_steps: truncate imagined episodes after this many steps.
         contexts: a dataset dir to draw start contexts from (default: those in the checkpoint).
@@ -49,7 +55,7 @@ class LearnedVectorEnv(VectorEnv):
         checkpoint: str | Path,
         num_envs: int = 1,
         device: str = "auto",
-        obs_type: ObsType = "frames",
+        obs_type: ObsType | None = None,
         render_mode: str | None = None,
         max_episode_steps: int = 1000,
         contexts: str | Path | None = None,
@@ -59,7 +65,7 @@ class LearnedVectorEnv(VectorEnv):
         if precision not in ("float32", "bfloat16"):
             raise ValueError(f"precision must be 'float32' or 'bfloat16', got {precision!r}")
         self.precision = precision
-        if obs_type not in ("frames", "latent"):
+        if obs_type not in (None, "frames", "latent"):
             raise ValueError(f"obs_type must be 'frames' or 'latent', got {obs_type!r}")
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
@@ -75,8 +81,11 @@ class LearnedVectorEnv(VectorEnv):
         if game is not None and self.config.get("game") != game:
             raise ValueError(f"{checkpoint}: this checkpoint models {self.config.get('game')}, not {game}")
         self.checkpoint = str(checkpoint)
+        note = shipped_note(checkpoint)
+        if note:
+            log.warning("note: %s", note)
         self.num_envs = num_envs
-        self.obs_type = obs_type
+        self.obs_type: ObsType = obs_type or self.model.default_obs  # type: ignore[assignment]
         self.render_mode = render_mode
         self.max_episode_steps = max_episode_steps
         ctx = load_contexts(checkpoint, self.config, contexts)
@@ -86,11 +95,11 @@ class LearnedVectorEnv(VectorEnv):
         n_actions = int(self.config["n_actions"])
         self.single_action_space = gym.spaces.Discrete(n_actions)
         self.action_space = gym.spaces.MultiDiscrete(np.full(num_envs, n_actions))
-        if obs_type == "frames":
+        if self.obs_type == "frames":
             self.single_observation_space = gym.spaces.Box(0, 255, (h, w, c), np.uint8)
         else:
-            dim = self.model.feature_dim
-            self.single_observation_space = gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32)
+            bound = float(self.model.feature_bound)
+            self.single_observation_space = gym.spaces.Box(-bound, bound, (self.model.feature_dim,), np.float32)
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
         self.action_meanings = list(self.config.get("action_meanings", []))
         self._state: dict[str, torch.Tensor] | None = None
@@ -123,7 +132,7 @@ class LearnedVectorEnv(VectorEnv):
 
     def _observe(self, state: dict[str, torch.Tensor]) -> np.ndarray:
         if self.obs_type == "latent":
-            return self.model.features(state).float().cpu().numpy()
+            return self.model.observation(state).cpu().numpy()
         with self._autocast():
             frames = self.model.decode(state).float()  # (B, C, H, W) in [0, 1]
         return (frames.permute(0, 2, 3, 1).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
@@ -206,7 +215,7 @@ class LearnedEnv(gym.Env):
         self,
         checkpoint: str | Path,
         device: str = "auto",
-        obs_type: ObsType = "frames",
+        obs_type: ObsType | None = None,
         render_mode: str | None = None,
         max_episode_steps: int = 1000,
         contexts: str | Path | None = None,

@@ -100,8 +100,10 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("play", help="GIF / MP4 of the dream next to the real game, same actions")
-    p.add_argument("--checkpoint", required=True, help="checkpoint dir or run dir")
+    p = sub.add_parser("play")
+    p.add_argument(
+        "--checkpoint", required=True, help="learned-env id (LearnedPongObjects-v1, ...) or checkpoint / run directory"
+    )
     p.add_argument("--out", type=Path, default=Path("play.gif"), help=".gif or .mp4 (default play.gif)")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--agent", default="random", help="random | scripted | an agent of learned-envs dream")

@@ -1,17 +1,40 @@
 """A Stable-Baselines3 ``VecEnv`` over a batched gymnasium ``VectorEnv`` (one forward pass per step).
 
-``PPO("MlpPolicy", SB3VecEnv(LearnedVectorEnv(ck, 64, obs_type="latent")))`` or, with frames,
-``PPO("CnnPolicy", ...)`` train unchanged (SB3 transposes image observations itself).
+``PPO("MlpPolicy", SB3VecEnv(LearnedVectorEnv(ck, 64, obs_type="latent")), **ppo_settings(64))`` or, with
+frames, ``PPO("CnnPolicy", ...)`` train unchanged (SB3 transposes image observations itself). The adapter
+reports every finished episode's return and length as ``VecMonitor`` does, so SB3 logs
+``rollout/ep_rew_mean`` without a wrapper.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
 from gymnasium.vector import VectorEnv
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvStepReturn
+
+ROLLOUT_STEPS = 8192
+"""Dream steps per PPO rollout, summed over the envs (``n_steps`` = this / ``num_envs``)."""
+
+
+def ppo_settings(num_envs: int) -> dict[str, Any]:
+    """PPO settings for ``num_envs`` batched dream envs (those of ``learned-envs dream``): SB3's default
+    ``n_steps=2048`` is meant for a few envs and, at 64, makes one rollout 131k steps long, so a short
+    ``learn()`` does one or two updates. Here a rollout is ``ROLLOUT_STEPS`` (n_steps 128 at 64 envs) in
+    8 minibatches."""
+    if num_envs < 1:
+        raise ValueError(f"num_envs must be at least 1, got {num_envs}")
+    n_steps = max(8, ROLLOUT_STEPS // num_envs)
+    return {
+        "n_steps": n_steps,
+        "batch_size": max(64, n_steps * num_envs // 8),
+        "n_epochs": 4,
+        "learning_rate": 2.5e-4,
+        "ent_coef": 0.01,
+    }
 
 
 class SB3VecEnv(VecEnv):
@@ -26,10 +49,15 @@ class SB3VecEnv(VecEnv):
         self.render_mode = getattr(venv, "render_mode", None)
         self._actions: np.ndarray | None = None
         self._seed: int | None = None
+        self._returns = np.zeros(self.num_envs, dtype=np.float64)
+        self._lengths = np.zeros(self.num_envs, dtype=np.int64)
+        self._t0 = time.perf_counter()
 
     def reset(self) -> np.ndarray:
         obs, _ = self.venv.reset(seed=self._seed)
         self._seed = None
+        self._returns[:] = 0.0
+        self._lengths[:] = 0
         return obs
 
     def step_async(self, actions: np.ndarray) -> None:
@@ -38,10 +66,16 @@ class SB3VecEnv(VecEnv):
     def step_wait(self) -> VecEnvStepReturn:
         obs, reward, terminated, truncated, infos = self.venv.step(self._actions)
         dones = terminated | truncated
+        self._returns += reward
+        self._lengths += 1
         out: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        elapsed = round(time.perf_counter() - self._t0, 6)
         for i in np.nonzero(dones)[0]:
             out[i]["terminal_observation"] = infos["final_obs"][i]
             out[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
+            out[i]["episode"] = {"r": float(self._returns[i]), "l": int(self._lengths[i]), "t": elapsed}
+        self._returns[dones] = 0.0
+        self._lengths[dones] = 0
         return obs, reward.astype(np.float32), dones, out
 
     def seed(self, seed: int | None = None) -> list[int | None]:

@@ -30,9 +30,10 @@ class Observer:
     Used by the real twin and by agents that play the real game with a dream-trained policy.
     """
 
-    def __init__(self, model: WorldModel, config: dict[str, Any], obs_type: ObsType) -> None:
-        if obs_type not in ("frames", "latent"):
+    def __init__(self, model: WorldModel, config: dict[str, Any], obs_type: ObsType | None = None) -> None:
+        if obs_type not in (None, "frames", "latent"):
             raise ValueError(f"obs_type must be 'frames' or 'latent', got {obs_type!r}")
+        obs_type = obs_type or model.default_obs  # type: ignore[assignment]
         self.model, self.config, self.obs_type = model, config, obs_type
         self.preprocess = Preprocess.from_dict(config["preprocess"])
         self.n_past = int(config["model_config"]["n_past"])
@@ -48,7 +49,8 @@ class Observer:
         if obs_type == "frames":
             self.observation_space = gym.spaces.Box(0, 255, (h, w, c), np.uint8)
         else:
-            self.observation_space = gym.spaces.Box(-np.inf, np.inf, (model.feature_dim,), np.float32)
+            bound = float(model.feature_bound)
+            self.observation_space = gym.spaces.Box(-bound, bound, (model.feature_dim,), np.float32)
 
     def reset(self, raw: np.ndarray) -> np.ndarray:
         """Start from the first raw frame (the context repeats it until real steps fill it)."""
@@ -89,29 +91,31 @@ class Observer:
         if self._encoded is not None:
             actions = torch.tensor([list(self._actions)[-(self.n_past - 1) :]], dtype=torch.int64, device=device)
             self.last_state = self.model.start_encoded(torch.stack(list(self._encoded))[None], actions)
-            return self.model.features(self.last_state)[0].float().cpu().numpy()
+            return self.model.observation(self.last_state)[0].cpu().numpy()
         frames = torch.from_numpy(np.stack(self._frames)).to(device)  # (P, H, W, C)
         frames = frames.permute(0, 3, 1, 2).float().unsqueeze(0) / 255.0  # -> (1, P, C, H, W)
         actions = torch.tensor(
             [list(self._actions)[-(self.n_past - 1) :] if self.n_past > 1 else []], dtype=torch.int64, device=device
         )
         self.last_state = self.model.start(frames, actions.reshape(1, self.n_past - 1))
-        return self.model.features(self.last_state)[0].float().cpu().numpy()
+        return self.model.observation(self.last_state)[0].cpu().numpy()
 
 
 class RealTwin(gym.Wrapper):
     """Wraps the real ALE game (settings from the checkpoint) to observe like the learned env."""
 
     def __init__(
-        self, checkpoint: str | Path, obs_type: ObsType = "frames", device: str = "cpu", **env_overrides: Any
+        self, checkpoint: str | Path, obs_type: ObsType | None = None, device: str = "cpu", **env_overrides: Any
     ) -> None:
+        if not Path(checkpoint).exists() and str(checkpoint) in gym.registry:  # a learned-env id
+            checkpoint = gym.registry[str(checkpoint)].kwargs.get("checkpoint", checkpoint)
         self.model, self.config = load_model(checkpoint, device=pick_device(device))
         settings = EnvSettings.from_dict({**self.config["env"], **env_overrides})
         super().__init__(make_env(settings))
         self.settings = settings
         self.observer = Observer(self.model, self.config, obs_type)
         self.preprocess = self.observer.preprocess
-        self.obs_type = obs_type
+        self.obs_type = self.observer.obs_type
         self.observation_space = self.observer.observation_space
         self.last_raw_frame: np.ndarray | None = None
 
@@ -129,7 +133,9 @@ class RealTwin(gym.Wrapper):
 
 
 def make_real_twin(
-    checkpoint: str | Path, obs_type: ObsType = "frames", device: str = "cpu", **env_overrides: Any
+    checkpoint: str | Path, obs_type: ObsType | None = None, device: str = "cpu", **env_overrides: Any
 ) -> RealTwin:
-    """The real game with the same observations as ``LearnedEnv(checkpoint, obs_type=obs_type)``."""
+    """The real game with the same observations as ``LearnedEnv(checkpoint, obs_type=obs_type)``; ``checkpoint``
+    may be a learned-env id (``"LearnedPongObjects-v1"``). ``env_overrides`` set the game's settings
+    (``repeat_action_probability=0.25``, ``max_episode_steps=None``: the Atari 100k evaluation)."""
     return RealTwin(checkpoint, obs_type=obs_type, device=device, **env_overrides)

@@ -60,6 +60,12 @@ class WorldModel(nn.Module, ABC):
     once and reuse the states at every reset."""
     needs_frames: ClassVar[bool] = True
     """False for models that train on the RAM alone: the trainer then reads no frames."""
+    default_obs: ClassVar[str] = "frames"
+    """The observation agents train on in this model's learned env when none is asked for: ``"latent"`` for
+    the object models (their features are the objects), ``"frames"`` for the pixel models."""
+    feature_bound: ClassVar[float] = 10.0
+    """:meth:`features` lie in ``[-feature_bound, feature_bound]`` (learned envs clip them there, so the
+    latent observation space has finite bounds that hold); object models set their coordinates' range."""
     extractor: ClassVar[bool] = False
     """True for object extractors (``space_time``), which answer ``infer(frames)`` with per-cell ``z_pres``,
     ``z_where`` and ``z_what`` instead of stepping: ``learned-envs evaluate`` then scores their boxes and
@@ -123,6 +129,11 @@ class WorldModel(nn.Module, ABC):
     @abstractmethod
     def feature_dim(self) -> int:
         """Length of :meth:`features` vectors."""
+
+    def observation(self, state: State) -> torch.Tensor:
+        """:meth:`features` in float32, clipped to ``[-feature_bound, feature_bound]``: the latent observation
+        of learned envs and of the real twin."""
+        return self.features(state).float().clamp(-self.feature_bound, self.feature_bound)
 
     # ------------------------------------------------------------------ training
     @abstractmethod

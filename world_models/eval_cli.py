@@ -154,10 +154,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     """Add the ``evaluate`` and ``plot`` subcommands to ``sub``."""
     e = sub.add_parser(
         "evaluate",
-        help="open-loop PSNR / SSIM / object errors of a checkpoint on held-out episodes (object extractors:"
-        " box F-scores, AP, counting and few-shot z_what accuracy against RAM truth)",
     )
-    e.add_argument("--checkpoint", required=True, type=Path, help="checkpoint directory or run directory (newest)")
+    e.add_argument(
+        "--checkpoint",
+        required=True,
+        type=Path,
+        help="learned-env id, or checkpoint directory or run directory (newest)",
+    )
     e.add_argument("--data", required=True, type=Path, help="dataset directory (same game and env settings)")
     e.add_argument(
         "--out", required=True, type=Path, help="directory for metrics.json/.csv, per_step.png, prediction.gif"
@@ -170,7 +173,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--seed", type=int, default=0, help="seed of the samples (default 0)")
     e.add_argument("--device", default="auto", help="auto, cpu, cuda ... (default auto)")
     e.set_defaults(func=_evaluate)
-    c = sub.add_parser("compare", help="one table of several trained models on the same held-out episodes")
+    c = sub.add_parser("compare")
     c.add_argument("runs", nargs="+", type=Path, help="run directories (newest checkpoint) or checkpoint directories")
     c.add_argument("--data", required=True, type=Path, help="dataset directory whose held-out episodes all see")
     c.add_argument(
@@ -189,7 +192,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--reuse", action="store_true", help="reuse a model's metrics.json made with the same settings")
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
     c.set_defaults(func=_compare)
-    p = sub.add_parser("plot", help="plot recon / kl of every train_log.csv under a runs directory")
+    p = sub.add_parser("plot")
     p.add_argument("runs_dir", type=Path)
     p.add_argument("--out", type=Path, default=None, help="PNG to write (default RUNS_DIR/losses.png)")
     p.set_defaults(func=_plot)

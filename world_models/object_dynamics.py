@@ -158,6 +158,8 @@ class ObjectDynamics(WorldModel):
     Config = ObjectDynamicsConfig
     stochastic = True
     deterministic_start = True
+    default_obs = "latent"
+    feature_bound = 1.0  # positions in [-1, 1], presence in {0, 1}
     needs_frames: ClassVar[bool] = False
 
     def __init__(self, cfg: ObjectDynamicsConfig, frame_shape: tuple[int, int, int], n_actions: int) -> None:

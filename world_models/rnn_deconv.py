@@ -77,6 +77,7 @@ class RNNDeconv(WorldModel):
     Config = RNNDeconvConfig
     stochastic = False
     deterministic_start = True
+    feature_bound = 1.0  # a GRU state
 
     def __init__(self, cfg: RNNDeconvConfig, frame_shape: tuple[int, int, int], n_actions: int) -> None:
         super().__init__(cfg, frame_shape, n_actions)

@@ -195,6 +195,7 @@ class SceneDynamics(WorldModel):
     Config = SceneDynamicsConfig
     stochastic = True
     deterministic_start = True
+    default_obs = "latent"
     needs_frames: ClassVar[bool] = False  # training reads the cached slots, not the frames
 
     def __init__(self, cfg: SceneDynamicsConfig, frame_shape: tuple[int, int, int], n_actions: int) -> None:

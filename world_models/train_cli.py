@@ -40,7 +40,6 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     _load_models()
     p = sub.add_parser(
         "train",
-        help="train a world model on a dataset",
         description="Train a world model. Trailing key=value pairs override the train config "
         f"({', '.join(f.name for f in fields(TrainConfig))}) and the model's config; a value with commas "
         "(seed=0,1) runs every combination, each in OUT/<key=value>/.",

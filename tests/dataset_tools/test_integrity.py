@@ -120,6 +120,14 @@ def test_a_read_only_dataset_is_checked_without_stamps(pong_copy: Path, monkeypa
     def read_only(path: Path, text: str) -> None:
         raise PermissionError(13, "Permission denied", str(path))
 
+    for stamp in (pong_copy / "episodes").glob("*/.checked"):  # the shared fixture may have been checked already
+        stamp.unlink()
     monkeypatch.setattr(dataset_module, "_write_text", read_only)
     DatasetDir(pong_copy).check_episodes()  # no stamps written, and no error for it
     assert not list((pong_copy / "episodes").glob("*/.checked"))
+    val = pong_copy / "episodes" / "ep_000000" / "delta_val.npy"
+    raw = bytearray(val.read_bytes())
+    raw[-1] ^= 0x55
+    val.write_bytes(bytes(raw))
+    with pytest.raises(DatasetError, match="checksum mismatch"):  # unstamped, so checked again every time
+        DatasetDir(pong_copy).check_episodes()

@@ -128,6 +128,47 @@ def test_sb3_ppo_learns_on_the_adapter(tiny_checkpoint: Path) -> None:
     PPO("CnnPolicy", frames_env, n_steps=16, batch_size=32, n_epochs=1, seed=0, device="cpu").learn(64)
 
 
+def test_the_adapter_reports_episodes_as_vec_monitor_does(tiny_checkpoint: Path) -> None:
+    env = SB3VecEnv(LearnedVectorEnv(tiny_checkpoint, 3, device="cpu", obs_type="latent", max_episode_steps=5))
+    env.seed(0)
+    env.reset()
+    returns, lengths, reported = np.zeros(3), np.zeros(3, dtype=int), 0
+    for _ in range(12):
+        _, reward, done, infos = env.step(np.zeros(3, dtype=np.int64))
+        returns += reward
+        lengths += 1
+        for i, info in enumerate(infos):
+            assert ("episode" in info) == bool(done[i])
+            if done[i]:
+                assert info["episode"]["l"] == lengths[i] <= 5 and np.isclose(info["episode"]["r"], returns[i])
+                returns[i], lengths[i], reported = 0.0, 0, reported + 1
+    assert reported >= 6  # every env ended at least twice (truncated at 5 steps if not earlier)
+
+
+def test_ppo_settings_scale_the_rollout_with_the_envs() -> None:
+    from learned_envs.sb3 import ppo_settings
+
+    assert ppo_settings(64)["n_steps"] == 128 and ppo_settings(64)["batch_size"] == 1024
+    assert ppo_settings(8)["n_steps"] * 8 == ppo_settings(64)["n_steps"] * 64
+    with pytest.raises(ValueError, match="num_envs"):
+        ppo_settings(0)
+
+
+def test_object_ids_observe_their_objects_by_default_with_bounds_that_hold() -> None:
+    for env_id in ("LearnedPongObjects-v1", "LearnedPongScene-v0"):
+        env = gym.make(env_id, device="cpu")
+        space = env.observation_space
+        assert env.unwrapped.vec.obs_type == "latent" and len(space.shape) == 1
+        assert np.isfinite(space.low).all() and np.isfinite(space.high).all()
+        obs, _ = env.reset(seed=0)
+        for _ in range(30):
+            assert space.contains(obs)
+            obs, *_, terminated, truncated, _ = env.step(env.action_space.sample())
+            if terminated or truncated:
+                obs, _ = env.reset()
+    assert gym.make("LearnedPong-v1", device="cpu").observation_space.shape == (64, 64, 3)  # a pixel model: frames
+
+
 def test_bad_input(tiny_checkpoint: Path, tmp_path: Path, registered: str) -> None:
     env = gym.make(registered)
     with pytest.raises(gym.error.ResetNeeded):
@@ -175,6 +216,19 @@ def test_play_writes_a_side_by_side_gif(tiny_checkpoint: Path, tmp_path: Path) -
     assert main(["play", "--checkpoint", str(tmp_path / "none"), "--out", str(out)]) == 2
 
 
+def test_every_command_takes_a_registered_id(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import imageio.v3 as iio
+
+    from learned_envs.cli import main
+
+    out = tmp_path / "x.gif"
+    assert main(["play", "--checkpoint", "LearnedPongObjects-v1", "--out", str(out), "--steps", "3"]) == 0
+    assert iio.imread(out).shape[0] == 3
+    assert main(["evaluate", "--checkpoint", "NoSuchPong-v9", "--data", str(tmp_path), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "'NoSuchPong-v9' is neither a registered learned env" in err and "LearnedPongObjects-v1" in err
+
+
 def test_object_env_bf16_matches_float32_and_resets_from_cached_starts() -> None:
     envs = {
         p: LearnedVectorEnv(
@@ -189,3 +243,14 @@ def test_object_env_bf16_matches_float32_and_resets_from_cached_starts() -> None
     assert np.abs(obs["float32"] - obs["bfloat16"]).max() < 0.05  # 0.05 of the half-width: ~4 px
     with pytest.raises(ValueError, match="precision"):
         LearnedVectorEnv(shipped_checkpoint("LearnedPongObjects-v0"), 1, precision="float16")
+
+
+def test_ids_not_for_agents_say_so_in_plain_text(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="learned_envs"):
+        gym.make("LearnedPong-v1", device="cpu")
+    assert any("falls apart" in r.getMessage() and "LearnedPongObjects-v1" in r.getMessage() for r in caplog.records)
+    assert not any("\x1b[" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="learned_envs"):
+        gym.make("LearnedPongObjects-v1", device="cpu")
+    assert not caplog.records

@@ -174,6 +174,8 @@ class SlotDynamics(WorldModel):
     Config = SlotDynamicsConfig
     stochastic = True
     deterministic_start = True
+    default_obs = "latent"
+    feature_bound = 2.0  # presence, positions in [-1, 1], sizes in [0, 2] (the frame is 2 x 2 units)
     needs_frames: ClassVar[bool] = False  # training reads the cached slots
 
     def __init__(self, cfg: SlotDynamicsConfig, frame_shape: tuple[int, int, int], n_actions: int) -> None:

@@ -3,7 +3,7 @@
 ``apply_overrides(cfg, ["lr=1e-3", "g_dim=128"])`` converts each value to the field's type and
 rejects unknown keys with the list of valid ones. ``expand_grid(["seed=0,1,2", "beta=1e-4,1e-3"])``
 gives every combination (as the SPACE-Time reference's multi_train does). ``read_config_file``
-reads a YAML config file of flat ``key: value`` lines into the same ``key=value`` overrides.
+reads a YAML config file (PyYAML, a flat mapping) into the same ``key=value`` overrides.
 """
 
 from __future__ import annotations
@@ -126,33 +126,31 @@ def from_dict(cls: type, data: dict[str, Any]) -> Any:
 
 
 def read_config_file(path: str | Path) -> list[str]:
-    """A YAML config file of flat ``key: value`` lines -> ``["key=value", ...]`` overrides, in file order.
+    """A YAML config file (a flat mapping of ``key: value``) -> ``["key=value", ...]`` overrides, in file order.
 
-    Only YAML's flat-mapping subset is read (no PyYAML needed): ``#`` comments, blank lines, values
-    optionally in quotes; anything else (nesting, lists) is an error naming the line. Values are typed
-    later, by the config field they set, exactly as command-line overrides are.
+    Read with PyYAML's safe loader (no tags, nothing constructed). Values are typed later, by the config
+    field they set, exactly as command-line overrides are; a nested value (a list or mapping) is an error
+    naming its key, since overrides are flat (and a comma in a value means a grid).
     """
+    import yaml
+
     path = Path(path)
     try:
-        lines = path.read_text().splitlines()
+        data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+    if data is None:
+        return []
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of 'key: value' lines, got a {type(data).__name__}")
     out = []
-    for number, raw in enumerate(lines, 1):
-        line = raw.split(" #", 1)[0].rstrip() if not raw.lstrip().startswith("#") else ""
-        if not line.strip() or line.strip() == "---":
-            continue
-        key, sep, value = line.partition(":")
-        value = value.strip()
-        if (
-            not sep
-            or line[0].isspace()
-            or not key.strip().isidentifier()
-            or not value
-            or value.startswith(("{", "|", ">", "&", "*"))
-        ):
-            raise ConfigError(f"{path}:{number}: expected a flat 'key: value' line, got {raw.strip()!r}")
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        out.append(f"{key.strip()}={value}")
+    for key, value in data.items():
+        if not isinstance(key, str) or not key.isidentifier():
+            raise ConfigError(f"{path}: {key!r} is not a config key")
+        if value is None or isinstance(value, (list, dict)):
+            raise ConfigError(f"{path}: {key}: expected one value, got {value!r}")
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        out.append(f"{key}={text}")
     return out

@@ -168,7 +168,13 @@ def test_config_file_and_overrides(tmp_path: Path) -> None:
     path.write_text("# comment\n---\nlr: 1e-3   # trailing\nname: 'a b'\n\nsteps: \"7\"\n")
     assert read_config_file(path) == ["lr=1e-3", "name=a b", "steps=7"]
     path.write_text("model:\n  grid: 8\n")
-    with pytest.raises(ConfigError, match="mine.yaml:1: expected a flat"):
+    with pytest.raises(ConfigError, match="mine.yaml: model: expected one value"):
+        read_config_file(path)
+    path.write_text("lr: [1e-3\n")
+    with pytest.raises(ConfigError, match="mine.yaml: not valid YAML"):
+        read_config_file(path)
+    path.write_text("train: true\nlr: !!python/object/apply:os.system ['true']\n")  # the safe loader constructs nothing
+    with pytest.raises(ConfigError, match="not valid YAML"):
         read_config_file(path)
     with pytest.raises(ConfigError, match="shipped for space_time: atari_breakout.yaml, atari_pong.yaml"):
         config_file("atari_nope.yaml", "space_time")

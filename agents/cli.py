@@ -8,6 +8,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from agents.algos import ALGOS
 from agents.dream import DreamConfig, train_in_dream
 from agents.evaluate import evaluate_agent
 from agents.loop import LoopConfig
@@ -97,7 +98,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         + ", ".join(f.name for f in fields(DreamConfig)),
     )
     d.add_argument("--env", default="LearnedPongObjects-v1", help="learned-env id or checkpoint path")
-    d.add_argument("--algo", default="ppo", choices=("ppo", "a2c"))
+    d.add_argument("--algo", default="ppo", choices=tuple(ALGOS), help="Stable-Baselines3 algorithm (default ppo)")
     d.add_argument("--steps", type=int, default=DreamConfig.steps, help="dream steps in total")
     d.add_argument("--n-envs", type=int, default=DreamConfig.n_envs, help="parallel dream envs")
     d.add_argument("--seed", type=int, default=0)

@@ -32,8 +32,8 @@ class DreamConfig:
 
     env: str = "LearnedPongObjects-v1"
     """A registered learned-env id, or a checkpoint / run directory."""
-    algo: Literal["ppo", "a2c"] = "ppo"
-    """SB3 algorithm."""
+    algo: str = "ppo"
+    """SB3 algorithm: a key of :data:`agents.algos.ALGOS` (ppo, a2c, dqn)."""
     steps: int = 1_000_000
     """Dream steps (summed over all envs)."""
     n_envs: int = 64
@@ -55,10 +55,10 @@ class DreamConfig:
     eval_max_steps: int = 0
     """Cut real evaluation episodes after this many steps (0: full episodes, the protocol)."""
     n_steps: int = 0
-    """Rollout length per env between updates (0: 8,192 dream steps per rollout over the envs, 128 at 64
-    envs; :func:`learned_envs.sb3.ppo_settings`)."""
+    """PPO / A2C: rollout length per env between updates (0: 8,192 dream steps per rollout over the envs,
+    128 at 64 envs; :func:`learned_envs.sb3.ppo_settings`)."""
     batch_size: int = 0
-    """PPO minibatch size (0: an eighth of a rollout, 1,024 at 64 envs)."""
+    """PPO minibatch size (0: an eighth of a rollout, 1,024 at 64 envs); DQN's (0: 256)."""
     n_epochs: int = 4
     """PPO epochs per rollout."""
     lr: float = 2.5e-4
@@ -66,7 +66,7 @@ class DreamConfig:
     gamma: float = 0.99
     """Discount."""
     ent_coef: float = 0.01
-    """Entropy bonus."""
+    """Entropy bonus (PPO, A2C)."""
     net_arch: list[int] = field(default_factory=lambda: [128, 128])
     """Hidden layers of the policy and value MLPs (latent observations)."""
 
@@ -74,15 +74,15 @@ class DreamConfig:
 def train_in_dream(cfg: DreamConfig, out: str | Path, progress: bool = True) -> Path:
     """Train an agent in the learned env ``cfg.env``; returns the path of its weights (``agent.pt``; see
     :mod:`agents.policy_io`: nothing in it is unpickled when it is loaded)."""
-    import stable_baselines3 as sb3
     from stable_baselines3.common.callbacks import BaseCallback
     from tqdm import tqdm
 
+    from agents.algos import get_algo
     from agents.evaluate import play_real
     from agents.policy_io import WEIGHTS, policy_spec, save_policy
     from learned_envs.env import LearnedVectorEnv
     from learned_envs.registration import resolve_env
-    from learned_envs.sb3 import SB3VecEnv, ppo_settings
+    from learned_envs.sb3 import SB3VecEnv
     from world_models.base import pick_device
 
     out = Path(out)
@@ -95,25 +95,18 @@ def train_in_dream(cfg: DreamConfig, out: str | Path, progress: bool = True) -> 
     env = SB3VecEnv(venv)  # reports episode returns and lengths (rollout/ep_rew_mean) as VecMonitor would
     env.seed(cfg.seed)
     policy = "MlpPolicy" if cfg.obs_type == "latent" else "CnnPolicy"
-    auto = ppo_settings(cfg.n_envs)
-    n_steps = cfg.n_steps or auto["n_steps"]
-    common = {"learning_rate": cfg.lr, "gamma": cfg.gamma, "ent_coef": cfg.ent_coef, "n_steps": n_steps}
-    if cfg.algo == "ppo":
-        algo = sb3.PPO(
-            policy,
-            env,
-            batch_size=cfg.batch_size or auto["batch_size"],
-            n_epochs=cfg.n_epochs,
-            policy_kwargs={"net_arch": list(cfg.net_arch)} if cfg.obs_type == "latent" else None,
-            tensorboard_log=str(out / "tb"),
-            seed=cfg.seed,
-            device=str(device),
-            **common,
-        )
-    elif cfg.algo == "a2c":
-        algo = sb3.A2C(policy, env, tensorboard_log=str(out / "tb"), seed=cfg.seed, device=str(device), **common)
-    else:
-        raise ValueError(f"algo must be 'ppo' or 'a2c', got {cfg.algo!r}")
+    spec = get_algo(cfg.algo)
+    algo = spec.cls()(
+        policy,
+        env,
+        learning_rate=cfg.lr,
+        gamma=cfg.gamma,
+        policy_kwargs={"net_arch": list(cfg.net_arch)} if cfg.obs_type == "latent" else None,
+        tensorboard_log=str(out / "tb"),
+        seed=cfg.seed,
+        device=str(device),
+        **spec.settings(cfg),
+    )
 
     meta: dict[str, Any] = {
         "format": 1,
@@ -176,8 +169,8 @@ def train_in_dream(cfg: DreamConfig, out: str | Path, progress: bool = True) -> 
             self.bar.close()
 
     def save() -> None:
-        save_policy(cfg.algo, algo.policy, out)  # a kill mid-save leaves the previous weights whole
-        meta["policy"] = policy_spec(cfg.algo, algo.policy)
+        save_policy(spec.name, algo.policy, out)  # a kill mid-save leaves the previous weights whole
+        meta["policy"] = policy_spec(spec.name, algo.policy)
         meta["dream_steps"] = int(algo.num_timesteps)
         if algo.ep_info_buffer:  # returns of the last (up to 100) finished dream episodes
             meta["dream_return"] = float(np.mean([ep["r"] for ep in algo.ep_info_buffer]))
@@ -194,7 +187,7 @@ def train_in_dream(cfg: DreamConfig, out: str | Path, progress: bool = True) -> 
         save()
         raise
     save()
-    rollout = n_steps * cfg.n_envs
+    rollout = getattr(algo, "n_steps", 1) * cfg.n_envs
     if not meta["evals"] or algo.num_timesteps - meta["evals"][-1]["dream_steps"] >= rollout:
         evaluate(int(algo.num_timesteps))
         save()

@@ -27,7 +27,6 @@ PICKLE_RISK = (
     "you trust where it came from: pass --trust-pickle (trust_pickle=True)"
 )
 _ACTIVATIONS = ("Tanh", "ReLU", "ELU", "LeakyReLU", "SiLU", "GELU")
-_POLICIES = {("ppo", "MlpPolicy"), ("ppo", "CnnPolicy"), ("a2c", "MlpPolicy"), ("a2c", "CnnPolicy")}
 
 
 def _space_json(space: Any) -> dict[str, Any]:
@@ -47,8 +46,10 @@ def _space_json(space: Any) -> dict[str, Any]:
 
 
 def policy_spec(algo: str, policy: Any) -> dict[str, Any]:
-    """What rebuilds ``policy`` (an SB3 ActorCriticPolicy of ``algo``): JSON-ready."""
-    kind = "CnnPolicy" if type(policy).__name__ == "ActorCriticCnnPolicy" else "MlpPolicy"
+    """What rebuilds ``policy`` (an SB3 policy of ``algo``, a key of :data:`agents.algos.ALGOS`): JSON-ready."""
+    from agents.algos import get_algo
+
+    kind = get_algo(algo).policy_kind(policy)
     params = policy._get_constructor_parameters()  # noqa: SLF001 - SB3's own record of how it was built
     activation = params["activation_fn"].__name__
     if activation not in _ACTIVATIONS:
@@ -96,18 +97,22 @@ def load_policy(weights: Path, spec: dict[str, Any]) -> LoadedPolicy:
     """Rebuild a policy from its ``spec`` (``agent.json``'s ``"policy"``) and weights-only ``weights``."""
     import gymnasium as gym
     import torch
-    from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy
+
+    from agents.algos import ALGOS
 
     try:
         kind = (spec["algo"], spec["class"])
-        if kind not in _POLICIES or spec["activation"] not in _ACTIVATIONS:
+        if (
+            spec["algo"] not in ALGOS
+            or spec["class"] not in ("MlpPolicy", "CnnPolicy")
+            or (spec["activation"] not in _ACTIVATIONS)
+        ):
             raise AgentLoadError(f"{weights}: a {kind} policy with {spec['activation']}: not one this format rebuilds")
         space = spec["observation_space"]
         obs_space = gym.spaces.Box(
             float(space["low"]), float(space["high"]), tuple(space["shape"]), np.dtype(space["dtype"])
         )
-        cls = ActorCriticCnnPolicy if spec["class"] == "CnnPolicy" else ActorCriticPolicy
-        policy = cls(
+        policy = ALGOS[spec["algo"]].policy_class(spec["class"])(
             obs_space,
             gym.spaces.Discrete(int(spec["n_actions"])),
             lr_schedule=lambda _: 0.0,

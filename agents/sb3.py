@@ -18,17 +18,15 @@ class AgentLoadError(ValueError):
     """A policy file that cannot be used; the message says why."""
 
 
-ALGOS = ("PPO", "A2C", "DQN")
-"""The Stable-Baselines3 algorithms whose ``.zip`` files load here (with ``trust_pickle``)."""
-
-
 def algo_class(name: str) -> Any:
-    """The Stable-Baselines3 class of algorithm ``name`` (any case), or an :class:`AgentLoadError`."""
-    import stable_baselines3 as sb3
+    """The Stable-Baselines3 class of algorithm ``name`` (any case; :data:`agents.algos.ALGOS`), or an
+    :class:`AgentLoadError`."""
+    from agents.algos import get_algo
 
-    if name.upper() not in ALGOS:
-        raise AgentLoadError(f"unknown algorithm {name!r}; known: {', '.join(ALGOS)}")
-    return getattr(sb3, name.upper())
+    try:
+        return get_algo(name).cls()
+    except ValueError as err:
+        raise AgentLoadError(str(err)) from None
 
 
 def _load_model(path: Path, device: str, trust_pickle: bool = False) -> Any:
@@ -41,6 +39,8 @@ def _load_model(path: Path, device: str, trust_pickle: bool = False) -> Any:
             zf.read("data")
     except (zipfile.BadZipFile, KeyError, OSError) as err:
         raise AgentLoadError(f"{path}: not a Stable-Baselines3 .zip ({err})") from None
+    from agents.algos import ALGOS
+
     errors = []
     for name in ALGOS:
         try:

@@ -48,6 +48,29 @@ def test_dream_trains_saves_and_scores_on_the_real_game(tiny_object_checkpoint: 
     assert again["scores"] == result["scores"]  # seeded episodes, deterministic policy
 
 
+@pytest.mark.parametrize("algo", ["ppo", "a2c", "dqn"])
+def test_every_algorithm_trains_in_the_dream_saves_and_loads(
+    algo: str, tiny_object_checkpoint: Path, tmp_path: Path
+) -> None:
+    import numpy as np
+    import torch
+
+    from agents.algos import ALGOS
+
+    assert algo in ALGOS
+    cfg = _cfg(tiny_object_checkpoint, algo=algo, eval_every=0, eval_episodes=1, eval_max_steps=10)
+    path = train_in_dream(cfg, tmp_path / algo, progress=False)
+    model, meta = load_agent(path)
+    assert meta["policy"]["algo"] == algo and meta["dream_steps"] >= 128
+    assert type(model.policy).__name__ == ALGOS[algo].mlp_policy
+    saved = torch.load(path, weights_only=True)
+    assert all(torch.equal(saved[k], v) for k, v in model.policy.state_dict().items())
+    obs = np.random.default_rng(0).uniform(-1, 1, (5, *model.observation_space.shape)).astype(np.float32)
+    first, _ = model.predict(obs, deterministic=True)
+    again, _ = load_agent(path)[0].predict(obs, deterministic=True)
+    assert np.array_equal(first, again)
+
+
 def test_cli_and_bad_input(tiny_object_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "cli"
     code = cli_main(

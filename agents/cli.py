@@ -1,4 +1,5 @@
-"""``learned-envs dream``, ``evaluate-agent``, ``fidelity``, ``loop`` and ``quickstart``: parse arguments, call the library."""
+"""``learned-envs play``, ``dream``, ``evaluate-agent``, ``fidelity``, ``loop`` and ``quickstart``: parse arguments,
+call the library."""
 
 from __future__ import annotations
 
@@ -90,8 +91,44 @@ def _fidelity(args: argparse.Namespace) -> int:
     return 0
 
 
+def _play(args: argparse.Namespace) -> int:
+    from agents import make_agent
+    from learned_envs.play import play
+
+    try:
+        play(
+            args.checkpoint,
+            args.out,
+            steps=args.steps,
+            agent=args.agent,
+            seed=args.seed,
+            trust_pickle=args.trust_pickle,
+            make_agent=make_agent,
+        )
+    except (FileNotFoundError, ValueError, RuntimeError) as err:
+        print(f"learned-envs: error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}")
+    return 0
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Add ``dream``, ``evaluate-agent``, ``fidelity``, ``loop`` and ``quickstart`` to the ``learned-envs`` command."""
+    """Add ``play``, ``dream``, ``evaluate-agent``, ``fidelity``, ``loop`` and ``quickstart`` to the ``learned-envs``
+    command."""
+    p = sub.add_parser("play")
+    p.add_argument(
+        "--checkpoint", required=True, help="learned-env id (LearnedPongObjects-v1, ...) or checkpoint / run directory"
+    )
+    p.add_argument("--out", type=Path, default=Path("play.gif"), help=".gif or .mp4 (default play.gif)")
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--agent", default="random", help="random | scripted | an agent of learned-envs dream")
+    p.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="let --agent be a Stable-Baselines3 .zip: loading one unpickles it, which runs any code it holds",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_play)
     d = sub.add_parser(
         "dream",
         description="Train an agent in the dream. Trailing key=value pairs set any of: "

@@ -135,6 +135,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def _collect(cfg: LoopConfig, data: Path, target: int, agent: Path | None, i: int, progress: bool) -> None:
+    from agents.factory import make_agent
     from dataset_tools.collect import CollectConfig, collect
     from dataset_tools.dataset import DatasetDir
     from dataset_tools.games import EnvSettings, resolve_game
@@ -150,6 +151,7 @@ def _collect(cfg: LoopConfig, data: Path, target: int, agent: Path | None, i: in
             env=EnvSettings(game=resolve_game(cfg.game)),
             frames=target - have,
             agent=spec,
+            make_agent=make_agent,
             agent_noise=cfg.explore if agent is not None else None,
             workers=cfg.workers,
             seed=cfg.seed,

@@ -107,12 +107,15 @@ def run(args: argparse.Namespace) -> DatasetDir:
             full_action_space=args.full_action_space,
             max_episode_steps=args.max_episode_steps,
         )
+        from agents import make_agent  # the command line sits above the packages: it picks the agents
+
         cfg = CollectConfig(
             out=out,
             env=settings,
             episodes=args.episodes,
             frames=args.frames,
             agent=args.agent,
+            make_agent=make_agent,
             agent_noise=args.noise,
             trust_pickle=args.trust_pickle,
             workers=args.workers,

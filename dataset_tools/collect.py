@@ -28,6 +28,7 @@ from dataset_tools.episode import DatasetError, Episode, write_episode
 from dataset_tools.games import EnvSettings, action_meanings, resolve_game
 from dataset_tools.lock import DatasetLock
 from dataset_tools.palette import PaletteFrames, to_rgb
+from dataset_tools.policy import random_only
 from dataset_tools.preprocess import RAW_SHAPE, default_preprocess
 from dataset_tools.stepper import AleStepper
 
@@ -53,7 +54,12 @@ class CollectConfig:
     frames: int | None = None
     """Number of new agent steps; the last episodes are truncated to fit (exclusive with ``episodes``)."""
     agent: str = "random"
-    """``random``, ``scripted`` (Pong) or a path to a Stable-Baselines3 ``.zip``."""
+    """``random``, ``scripted`` (Pong), a dream agent or a path to a Stable-Baselines3 ``.zip``: what
+    ``make_agent`` builds, and what the manifest records."""
+    make_agent: Callable[..., Any] | None = None
+    """Builds the agent: ``make_agent(agent, game, n_actions, seed=, noise=, trust_pickle=)``, e.g.
+    ``agents.make_agent`` (``create-dataset`` and ``learned-envs loop`` pass it). A module-level function,
+    since worker processes receive it pickled by reference. None: :func:`~dataset_tools.policy.random_only`."""
     trust_pickle: bool = False
     """Let ``agent`` be a Stable-Baselines3 ``.zip`` (or an older dream agent's): loading one unpickles it,
     which runs any code its author put there."""
@@ -341,10 +347,8 @@ def _worker(worker_id: int, cfg: CollectConfig, shared: _Shared, results: Any, p
     writer = ThreadPoolExecutor(max_workers=1)
     stepper = None
     try:
-        from agents import make_agent
-
         stepper = AleStepper(cfg.env)
-        agent = make_agent(
+        agent = (cfg.make_agent or random_only)(
             cfg.agent,
             cfg.env.game,
             stepper.n_actions,
@@ -403,9 +407,7 @@ def collect(
     validate_config(cfg)
     if cfg.episodes is None and cfg.frames is None:
         raise ValueError("nothing to collect: give --episodes N or --frames N")
-    from agents import make_agent
-
-    make_agent(  # fail early, here
+    (cfg.make_agent or random_only)(  # fail early, here
         cfg.agent, cfg.env.game, len(action_meanings(cfg.env)), noise=cfg.agent_noise, trust_pickle=cfg.trust_pickle
     )
     with DatasetLock(cfg.out):

@@ -58,7 +58,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "compare": ("world_models.eval_cli", "one table of several trained models on the same held-out episodes"),
     "plot": ("world_models.eval_cli", "plot recon / kl of every train_log.csv under a runs directory"),
-    "play": ("learned_envs.play", "GIF / MP4 of the dream next to the real game, same actions"),
+    "play": ("agents.cli", "GIF / MP4 of the dream next to the real game, same actions"),
     "dream": ("agents.cli", "train an SB3 agent inside a learned env, scored on the real game"),
     "evaluate-agent": ("agents.cli", "score a dream-trained agent on the real game (Atari 100k protocol)"),
     "fidelity": (

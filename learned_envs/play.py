@@ -1,11 +1,12 @@
-"""``learned-envs play``: the dream next to the real game, driven by the same actions (GIF / MP4)."""
+"""The dream next to the real game, driven by the same actions (GIF / MP4); the ``learned-envs play`` command
+is in :mod:`agents.cli`, which picks the agent."""
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,20 +32,25 @@ def play(
     fps: int = 15,
     scale: int = 3,
     trust_pickle: bool = False,
+    make_agent: Callable[..., Any] | None = None,
 ) -> Path:
     """Write ``out`` (``.gif`` or ``.mp4``): real game | dream | |difference|, same actions.
 
-    The dream starts from the real game's first ``n_past`` frames, then runs open loop. ``trust_pickle``
-    lets ``agent`` be a Stable-Baselines3 ``.zip`` (loading one runs any code it holds).
+    The dream starts from the real game's first ``n_past`` frames, then runs open loop. ``make_agent``
+    builds ``agent`` as collection does (``agents.make_agent``, which the ``play`` command passes; None:
+    random actions only). ``trust_pickle`` lets ``agent`` be a Stable-Baselines3 ``.zip`` (loading one runs
+    any code it holds).
     """
     import imageio.v3 as iio
 
-    from agents import make_agent
+    from dataset_tools.policy import random_only
 
     twin = make_real_twin(checkpoint, obs_type="frames")
     model, config = twin.model, twin.config
     device = next(model.parameters()).device
-    player = make_agent(agent, config["game"], int(config["n_actions"]), seed=seed, trust_pickle=trust_pickle)
+    player = (make_agent or random_only)(
+        agent, config["game"], int(config["n_actions"]), seed=seed, trust_pickle=trust_pickle
+    )
     player.reset(seed=seed)
     real, _ = twin.reset(seed=seed)
     frames, actions = [real], []
@@ -80,37 +86,3 @@ def play(
         iio.imwrite(out, np.stack(video), duration=1000 / fps, loop=0)
     log.info("wrote %s (%d frames: real | dream | difference)", out, len(video))
     return out
-
-
-def _run(args: argparse.Namespace) -> int:
-    try:
-        play(
-            args.checkpoint,
-            args.out,
-            steps=args.steps,
-            agent=args.agent,
-            seed=args.seed,
-            trust_pickle=args.trust_pickle,
-        )
-    except (FileNotFoundError, ValueError, RuntimeError) as err:
-        print(f"learned-envs: error: {err}", file=sys.stderr)
-        return 2
-    print(f"wrote {args.out}")
-    return 0
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("play")
-    p.add_argument(
-        "--checkpoint", required=True, help="learned-env id (LearnedPongObjects-v1, ...) or checkpoint / run directory"
-    )
-    p.add_argument("--out", type=Path, default=Path("play.gif"), help=".gif or .mp4 (default play.gif)")
-    p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--agent", default="random", help="random | scripted | an agent of learned-envs dream")
-    p.add_argument(
-        "--trust-pickle",
-        action="store_true",
-        help="let --agent be a Stable-Baselines3 .zip: loading one unpickles it, which runs any code it holds",
-    )
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=_run)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from agents import make_agent
 from dataset_tools.collect import CollectConfig, collect
 from dataset_tools.games import EnvSettings
 
@@ -22,7 +23,7 @@ def pong_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Pong, scripted agent, 3 episodes of at most 200 steps (about 600 frames). Read-only: copy to modify."""
     root = tmp_path_factory.mktemp("data") / "pong"
     settings = EnvSettings(game="Pong", max_episode_steps=200)
-    return _collect(root, env=settings, episodes=3, agent="scripted", seed=0)
+    return _collect(root, env=settings, episodes=3, agent="scripted", make_agent=make_agent, seed=0)
 
 
 @pytest.fixture

@@ -88,7 +88,12 @@ def test_sb3_policy_zip_drives_collection(tmp_path: Path) -> None:
     assert actions.shape == (3,)
     collect(
         CollectConfig(
-            out=tmp_path / "ds", env=EnvSettings(max_episode_steps=30), episodes=1, agent=str(path), trust_pickle=True
+            out=tmp_path / "ds",
+            env=EnvSettings(max_episode_steps=30),
+            episodes=1,
+            agent=str(path),
+            make_agent=make_agent,
+            trust_pickle=True,
         ),
         progress=False,
     )

@@ -137,6 +137,7 @@ def test_dream_agent_collects_real_data(tiny_object_checkpoint: Path, tmp_path: 
         env=EnvSettings(game="Pong", max_episode_steps=50),
         episodes=2,
         agent=str(path),
+        make_agent=make_agent,
         workers=1,
         seed=0,
     )

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agents import make_agent
 from dataset_tools.collect import CollectConfig, collect, episode_seed
 from dataset_tools.dataset import DatasetDir
 from dataset_tools.episode import DatasetError
@@ -59,7 +60,12 @@ def test_frames_budget_with_two_workers_and_extend(tmp_path: Path) -> None:
 def test_same_seed_same_episode(tmp_path: Path) -> None:
     settings = EnvSettings(game="Pong", max_episode_steps=50)
     for name in ("a", "b"):
-        collect(CollectConfig(out=tmp_path / name, env=settings, episodes=1, agent="scripted", seed=7), progress=False)
+        collect(
+            CollectConfig(
+                out=tmp_path / name, env=settings, episodes=1, agent="scripted", make_agent=make_agent, seed=7
+            ),
+            progress=False,
+        )
     a, b = DatasetDir(tmp_path / "a").load(0), DatasetDir(tmp_path / "b").load(0)
     np.testing.assert_array_equal(a.frames, b.frames)
     np.testing.assert_array_equal(a.actions, b.actions)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agents import make_agent
 from dataset_tools.collect import CollectConfig, collect, worker_count
 from dataset_tools.dataset import DatasetDir
 from dataset_tools.episode import DatasetError
@@ -31,7 +32,11 @@ def test_a_second_writer_is_refused_and_a_dead_one_frees_the_lock(pong_copy: Pat
     leftover.mkdir()
     before = DatasetDir(pong_copy).counts()
     cfg = CollectConfig(
-        out=pong_copy, env=EnvSettings(game="Pong", max_episode_steps=200), episodes=1, agent="scripted"
+        out=pong_copy,
+        env=EnvSettings(game="Pong", max_episode_steps=200),
+        episodes=1,
+        agent="scripted",
+        make_agent=make_agent,
     )
     with pytest.raises(DatasetError, match=rf"another run is writing this dataset: pid {holder.pid}"):
         collect(cfg, progress=False)
@@ -87,7 +92,11 @@ def test_counts_are_reconciled_and_a_broken_meta_stops_collection_first(pong_cop
     problems = ds.validate()
     assert any("counts" in p for p in problems), problems
     cfg = CollectConfig(
-        out=pong_copy, env=EnvSettings(game="Pong", max_episode_steps=200), episodes=1, agent="scripted"
+        out=pong_copy,
+        env=EnvSettings(game="Pong", max_episode_steps=200),
+        episodes=1,
+        agent="scripted",
+        make_agent=make_agent,
     )
     (pong_copy / "episodes" / "ep_000001" / "meta.json").write_text("{broken")
     with pytest.raises(DatasetError, match="ep_000001/meta.json"):

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agents import make_agent
 from dataset_tools.collect import CollectConfig, collect
 from dataset_tools.dataset import DatasetDir
 from dataset_tools.episode import DatasetError, Episode, episode_index, load_episode, verify_episode, write_episode
@@ -116,7 +117,9 @@ def test_schema_1_datasets_read_validate_and_extend(pong_dataset: Path, tmp_path
     np.testing.assert_array_equal(new_items[5]["frames"].numpy(), old_items[5]["frames"].numpy())
     # collecting into it adds palette shards and raises the version; both kinds keep reading
     settings = EnvSettings.from_dict(ds.read_manifest()["env"])
-    collect(CollectConfig(out=old, env=settings, frames=20, agent="scripted", seed=9), progress=False)
+    collect(
+        CollectConfig(out=old, env=settings, frames=20, agent="scripted", make_agent=make_agent, seed=9), progress=False
+    )
     assert ds.read_manifest()["schema_version"] == 2 and ds.validate() == []
     assert isinstance(ds.load(3).frames, PaletteFrames) and isinstance(ds.load(0).frames, np.ndarray)
     mixed = SequenceDataset(old, seq_len=3, split="all")

@@ -14,7 +14,7 @@ def test_help_imports_no_torch_and_lists_every_command() -> None:
         "from learned_envs.cli import build_parser\n"
         "text = build_parser(['--help']).format_help()\n"
         "heavy = [m for m in ('torch', 'stable_baselines3') if m in sys.modules]\n"
-        "print(heavy, all(c in text for c in %r))" % (list(COMMANDS),)
+        f"print(heavy, all(c in text for c in {list(COMMANDS)!r}))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[] True"

@@ -7,7 +7,7 @@ from pathlib import Path
 from agents.base import Agent, RandomAgent
 from agents.dream_agent import DreamAgent, is_dream_agent
 from agents.sb3 import AgentLoadError, SB3Agent
-from agents.scripted import ScriptedPongAgent
+from dataset_tools.atari import REGISTRY, game_spec
 
 AGENT_CHOICES = ("random", "scripted", "PATH.zip")
 
@@ -27,9 +27,11 @@ def make_agent(
     if spec == "random":
         return RandomAgent(n_actions, seed=seed)
     if spec == "scripted":
-        if game != "Pong":
-            raise AgentLoadError(f"the scripted agent plays Pong only, not {game}; use --agent random or a policy .zip")
-        return ScriptedPongAgent(noise=0.1 if noise is None else noise, n_actions=n_actions, seed=seed)
+        scripted = game_spec(game).scripted
+        if scripted is None:
+            with_one = ", ".join(name for name, s in REGISTRY.items() if s.scripted is not None)
+            raise AgentLoadError(f"no scripted agent plays {game} (only {with_one}); use --agent random or a policy")
+        return scripted(noise=0.1 if noise is None else noise, n_actions=n_actions, seed=seed)
     if is_dream_agent(spec):
         dreamer = DreamAgent(spec, noise=noise or 0.0, trust_pickle=trust_pickle)
         if dreamer.n_actions != n_actions:

@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from dataset_tools.atari import game_spec
+
 log = logging.getLogger(__name__)
 
 NAMES = ("player", "enemy", "ball")
@@ -382,8 +384,10 @@ def fidelity(cfg: FidelityConfig, out: str | Path | None = None, progress: bool 
         policy, meta = load_agent(cfg.agent, cfg.trust_pickle)
         obs_type = meta["obs_type"]
     venv = LearnedVectorEnv(checkpoint, cfg.envs, device=cfg.device, obs_type=obs_type, max_episode_steps=10**9)
-    if venv.config.get("game") != "Pong":
-        raise ValueError(f"fidelity measures Pong's rules; {checkpoint} models {venv.config.get('game')}")
+    if not game_spec(venv.config.get("game")).paddle_rally:
+        raise ValueError(
+            f"fidelity measures a paddle game's rules (Pong); {checkpoint} models {venv.config.get('game')}"
+        )
     real, seen, truth, replays, real_again = _real_games(cfg, policy, checkpoint, obs_type)
     model, preprocess = venv.model, Preprocess.from_dict(venv.config["preprocess"])
     mapping: list[int | None] = list(range(len(NAMES)))

@@ -12,14 +12,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from dataset_tools.atari import game_spec
+
 RAW_SHAPE = (210, 160, 3)
 """(H, W, C) of an ALE RGB frame."""
-
-# Rows / columns of the raw frame that hold the play field, per game (top, bottom, left, right).
-# Pong: rows 34..194 are the field between the score and the bottom wall.
-_DEFAULT_CROPS: dict[str, tuple[int, int, int, int]] = {
-    "Pong": (34, 194, 0, 160),
-}
 
 
 @dataclass(frozen=True)
@@ -90,12 +86,12 @@ class Preprocess:
 
 def play_field(game: str) -> tuple[int, int, int, int]:
     """(top, bottom, left, right) of ``game``'s play field in the raw frame (whole frame if unknown)."""
-    return _DEFAULT_CROPS.get(game, (0, RAW_SHAPE[0], 0, RAW_SHAPE[1]))
+    return game_spec(game).crop or (0, RAW_SHAPE[0], 0, RAW_SHAPE[1])
 
 
 def default_preprocess(game: str, size: tuple[int, int] = (64, 64), grayscale: bool = False) -> Preprocess:
     """The default preprocessing for ``game``: its play-field crop (if known), resized to ``size``."""
-    return Preprocess(crop=_DEFAULT_CROPS.get(game), size=size, grayscale=grayscale)
+    return Preprocess(crop=game_spec(game).crop, size=size, grayscale=grayscale)
 
 
 def to_tensor_layout(frames: np.ndarray) -> np.ndarray:

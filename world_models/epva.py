@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dataset_tools.atari import game_spec
 from dataset_tools.preprocess import Preprocess
 from dataset_tools.sequences import SequenceBatch
 from world_models.base import ModelConfig, State, StepResult, WorldModel, register, reward_from_logits
@@ -144,7 +145,7 @@ class EPVA(WorldModel):
         self._fakes: torch.Tensor | None = None  # (B, F+1, D) predicted transitions of the last loss(), detached
 
     def bind_data(self, game: str | None, preprocess: Preprocess) -> None:
-        if self.cfg.mode in POSE_MODES and game != "Pong":
+        if self.cfg.mode in POSE_MODES and not game_spec(game).paddle_rally:
             raise ValueError(f"epva mode {self.cfg.mode} reads Pong's objects from the RAM; this dataset holds {game}")
 
     # ------------------------------------------------------------------ pieces

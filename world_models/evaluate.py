@@ -38,6 +38,7 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from tqdm.auto import tqdm
 
+from dataset_tools.atari import game_spec
 from dataset_tools.dataset import DatasetDir
 from dataset_tools.preprocess import Preprocess
 from dataset_tools.ram_truth import GAMES
@@ -321,7 +322,7 @@ def evaluate(
     subset = _windows(Path(data), preprocess, n_past + skip + horizon, max_sequences, val_fraction)
     loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, shuffle=False, collate_fn=SequenceBatch.collate)
     samples = n_samples if model.stochastic else 1
-    pong = preprocess if config.get("game") == "Pong" else None
+    pong = preprocess if game_spec(config.get("game")).paddle_rally else None
     gen = torch.Generator(device=dev).manual_seed(seed)
     acc: dict[str, list[np.ndarray]] = {}
     gif: list[tuple[torch.Tensor, torch.Tensor]] = []

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dataset_tools.atari import game_spec
 from dataset_tools.dataset import DatasetDir
 from dataset_tools.preprocess import Preprocess
 from dataset_tools.sequences import SequenceBatch
@@ -209,14 +210,14 @@ class ObjectDynamics(WorldModel):
         if cfg.move_classes <= 0 or cfg.move_vocab:
             return
         ds = DatasetDir(data)
-        if ds.read_manifest().get("game") != "Pong":
+        if not game_spec(ds.read_manifest().get("game")).paddle_rally:
             raise ValueError("object_dynamics reads Pong's objects; this dataset holds another game")
         cfg.move_vocab = move_vocabulary(
             [ram_vectors(np.asarray(ds.load(ep).ram)) for ep in ds.episode_indices()], cfg.move_classes
         )
 
     def bind_data(self, game: str | None, preprocess: Preprocess) -> None:
-        if game != "Pong":
+        if not game_spec(game).paddle_rally:
             raise ValueError(f"object_dynamics reads Pong's objects; this dataset holds {game}")
         crop = preprocess.crop if preprocess.crop is not None else (0, 210, 0, 160)
         self.crop.copy_(torch.tensor([float(v) for v in crop]))

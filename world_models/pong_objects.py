@@ -31,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from dataset_tools.atari.pong import FIELD as PONG_FIELD
 from dataset_tools.preprocess import RAW_SHAPE, Preprocess
 from dataset_tools.ram_truth import ram_objects
 
@@ -44,7 +45,7 @@ PLAYER_X = (140, 144)
 """Raw columns (half-open) of the player's (right, green) paddle."""
 ENEMY_X = (16, 20)
 """Raw columns (half-open) of the enemy's (left, orange) paddle."""
-FIELD_Y = (34, 194)
+FIELD_Y = PONG_FIELD[:2]
 """Raw rows (half-open) between the white walls."""
 FIELD_TOLERANCE = 0.2
 """Largest distance (RGB in [0, 1], or luminance) of a frame's median colour from the field colour

@@ -45,7 +45,7 @@ def test_scripted_pong_agent_wins_and_loses_points() -> None:
 
 
 def test_scripted_agent_is_pong_only() -> None:
-    with pytest.raises(AgentLoadError, match="Pong only"):
+    with pytest.raises(AgentLoadError, match=r"no scripted agent plays Breakout \(only Pong\)"):
         make_agent("scripted", "Breakout", 4)
     with pytest.raises(AgentLoadError, match="unknown agent"):
         make_agent("clever", "Pong", 6)

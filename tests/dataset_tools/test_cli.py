@@ -85,7 +85,7 @@ def test_root_before_rootmedian_is_a_clear_error(pong_copy: Path, capsys: pytest
         (["-g", "Pong", "--frames", "10", "--workers", "0"], "--workers must be at least 1"),
         (["-g", "Pong"], "nothing to do"),
         (["-g", "Pong", "--rootmedian"], "no dataset there yet"),
-        (["-g", "Breakout", "--frames", "10", "--agent", "scripted"], "Pong only"),
+        (["-g", "Breakout", "--frames", "10", "--agent", "scripted"], "no scripted agent plays Breakout (only Pong)"),
         (["-g", "Pong", "--frames", "10", "--sticky", "2"], "--sticky must be in"),
     ],
 )

@@ -49,7 +49,9 @@ def _evaluate_agent(args: argparse.Namespace) -> int:
 def _quickstart(args: argparse.Namespace) -> int:
     from agents.report import quickstart
 
-    report = quickstart(args.out, args.env, args.steps, args.episodes, args.seed, progress=args.progress)
+    report = quickstart(
+        args.out, args.env, args.steps, args.episodes, args.seed, progress=args.progress, checks=args.checks
+    )
     print(report.read_text())
     print(f"report: {report}")
     return 0
@@ -181,6 +183,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--env", default="LearnedPongObjects-v1", help="learned-env id or checkpoint path")
     q.add_argument("--steps", type=int, default=4_000_000, help="dream steps (default 4,000,000)")
     q.add_argument("--episodes", type=int, default=5, help="real episodes scored (default 5)")
+    q.add_argument(
+        "--checks", type=int, default=3, help="one-game real evaluations during training, the curve (default 3)"
+    )
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--no-progress", dest="progress", action="store_false")
     q.set_defaults(func=_quickstart)

@@ -51,7 +51,7 @@ class DreamConfig:
     eval_every: int = 250_000
     """Dream steps between real-game evaluations (0: only at the end)."""
     eval_episodes: int = 2
-    """Real episodes per evaluation (full games of Pong: 21 points)."""
+    """Real episodes per evaluation (full games of Pong: 21 points); 0: no real evaluation at all."""
     eval_max_steps: int = 0
     """Cut real evaluation episodes after this many steps (0: full episodes, the protocol)."""
     n_steps: int = 0
@@ -123,6 +123,7 @@ def train_in_dream(cfg: DreamConfig, out: str | Path, progress: bool = True) -> 
     start = time.perf_counter()
 
     def evaluate(step: int) -> None:
+        t0 = time.perf_counter()
         scores = play_real(
             algo,
             checkpoint,
@@ -130,6 +131,8 @@ def train_in_dream(cfg: DreamConfig, out: str | Path, progress: bool = True) -> 
             cfg.eval_episodes,
             seed=cfg.seed + 1000,
             max_steps=cfg.eval_max_steps or None,
+            progress=progress,
+            leave=False,  # a check inside training: the dream's bar stays the one line
         )
         row = {
             "dream_steps": step,
@@ -137,6 +140,7 @@ def train_in_dream(cfg: DreamConfig, out: str | Path, progress: bool = True) -> 
             "real_std": float(np.std(scores)),
             "scores": scores,
             "wall_s": round(time.perf_counter() - start, 1),
+            "eval_s": round(time.perf_counter() - t0, 1),
         }
         meta["evals"].append(row)
         algo.logger.record("real/score", row["real_mean"])
@@ -154,7 +158,7 @@ def train_in_dream(cfg: DreamConfig, out: str | Path, progress: bool = True) -> 
 
         def __init__(self) -> None:
             super().__init__()
-            self.next_eval = cfg.eval_every if cfg.eval_every > 0 else None
+            self.next_eval = cfg.eval_every if cfg.eval_every > 0 and cfg.eval_episodes > 0 else None
             self.bar = tqdm(total=cfg.steps, disable=not progress, desc="dream", unit="step", dynamic_ncols=True)
 
         def _on_step(self) -> bool:
@@ -188,7 +192,9 @@ def train_in_dream(cfg: DreamConfig, out: str | Path, progress: bool = True) -> 
         raise
     save()
     rollout = getattr(algo, "n_steps", 1) * cfg.n_envs
-    if not meta["evals"] or algo.num_timesteps - meta["evals"][-1]["dream_steps"] >= rollout:
+    if cfg.eval_episodes > 0 and (
+        not meta["evals"] or algo.num_timesteps - meta["evals"][-1]["dream_steps"] >= rollout
+    ):
         evaluate(int(algo.num_timesteps))
         save()
     return out / WEIGHTS

@@ -32,6 +32,7 @@ def play_real(
     gif_frames: int = 600,
     progress: bool = False,
     max_steps: int | None = None,
+    leave: bool = True,
 ) -> list[float]:
     """Play ``episodes`` real episodes side by side (one batched policy call per step); returns scores.
 
@@ -49,7 +50,7 @@ def play_real(
     scores = [0.0] * episodes
     live = list(range(episodes))
     frames: list[np.ndarray] = []
-    bar = tqdm(desc="real episodes", total=episodes, disable=not progress, unit="ep")
+    bar = tqdm(desc="real episodes", total=episodes, disable=not progress, unit="ep", leave=leave)
     steps = 0
     while live:
         actions, _ = policy.predict(np.stack([obs[i] for i in live]), deterministic=deterministic)

@@ -4,8 +4,9 @@
 
     report/agent/         the agent (agent.pt, agent.json, evals.csv, tb/) from learned-envs dream
     report/scores.json    real-game scores (Atari 100k protocol)
-    report/dream_vs_real.gif   the agent playing the real game (left) and its dream (right)
-    report/REPORT.md      what was run, how long it took, the scores
+    report/dream_vs_real.gif   the agent in the real game (left) and the dream driven by the same actions
+    report/learning_curve.png  real score during training
+    report/REPORT.md      the scores, the curve, the time per stage, the machine and library versions
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,36 +29,80 @@ log = logging.getLogger(__name__)
 
 @torch.no_grad()
 def dream_vs_real_gif(agent: str | Path, out: str | Path, steps: int = 300, seed: int = 0, scale: int = 3) -> Path:
-    """The agent playing the real game (left, model-sized frames) and its own dream episode (right)."""
-    import imageio.v3 as iio
-
-    from learned_envs.env import LearnedVectorEnv
-    from learned_envs.play import upscale
+    """The agent playing the real game (left) and the dream (right) started from the same real frames and
+    driven by the same actions (the agent's, chosen in the real game), each labelled with its running score."""
+    from learned_envs.play import caption, side_by_side, upscale, write_video
     from learned_envs.twin import make_real_twin
 
-    zip_path = agent_file(agent)
-    policy, meta = load_agent(zip_path)
-    checkpoint = agent_checkpoint(meta, zip_path)
-    twin = make_real_twin(checkpoint, obs_type=meta["obs_type"], **PROTOCOL)
-    dream = LearnedVectorEnv(checkpoint, 1, device="cpu", obs_type=meta["obs_type"], render_mode="rgb_array")
-    real_obs, _ = twin.reset(seed=seed)
-    dream_obs, _ = dream.reset(seed=seed)
-    video = []
-    for _ in range(steps):
-        a_real, _ = policy.predict(real_obs[None], deterministic=True)
-        a_dream, _ = policy.predict(dream_obs, deterministic=True)
-        real_obs, _, term, trunc, _ = twin.step(int(a_real[0]))
-        dream_obs, *_ = dream.step(np.asarray(a_dream).reshape(1))
-        real = twin.preprocess(twin.last_raw_frame)
-        imagined = dream.render()
-        gap = np.full((real.shape[0], 2, 3), 255, np.uint8)
-        video.append(upscale(np.concatenate([real, gap, imagined], axis=1), scale))
-        if term or trunc:
-            break
+    weights = agent_file(agent)
+    policy, meta = load_agent(weights)
+    twin = make_real_twin(agent_checkpoint(meta, weights), obs_type=meta["obs_type"], **PROTOCOL)
+
+    def choose(obs: np.ndarray) -> int:
+        return int(np.asarray(policy.predict(obs[None], deterministic=True)[0]).reshape(-1)[0])
+
+    video, scores = [], [0.0, 0.0]
+    for real, dream, _, real_reward, dream_reward in side_by_side(twin, choose, steps, seed):
+        scores = [scores[0] + real_reward, scores[1] + dream_reward]
+        left = caption(upscale(real, scale), f"real game {scores[0]:+.0f}")
+        right = caption(upscale(dream, scale), f"dream {scores[1]:+.0f}")
+        gap = np.full((left.shape[0], 2 * scale, 3), 255, np.uint8)
+        video.append(np.concatenate([left, gap, right], axis=1))
     twin.close()
-    out = Path(out)
-    iio.imwrite(out, np.stack(video), duration=1000 / 15, loop=0)
+    return write_video(out, video)
+
+
+def _machine() -> list[str]:
+    """Hardware and library versions, one Markdown bullet each."""
+    import importlib.metadata as md
+    import os
+    import platform
+
+    def version(name: str) -> str:
+        try:
+            return md.version(name)
+        except md.PackageNotFoundError:
+            return "not installed"
+
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    libs = ["learned-envs", "torch", "gymnasium", "ale-py", "stable-baselines3", "numpy"]
+    return [
+        f"- machine: {platform.machine()} {platform.processor() or platform.system()}, {os.cpu_count()} CPU(s), "
+        f"torch on {torch.get_num_threads()} thread(s), {device}",
+        f"- versions: Python {platform.python_version()}, " + ", ".join(f"{n} {version(n)}" for n in libs),
+    ]
+
+
+def _curve_png(evals: list[dict[str, Any]], final: dict[str, Any], dream_steps: int, out: Path) -> Path:
+    """The real score during training (and the final evaluation) against dream steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3))
+    if evals:
+        ax.plot([e["dream_steps"] for e in evals], [e["real_mean"] for e in evals], "o-", label="during training")
+    ax.errorbar(
+        [dream_steps],
+        [final["mean"]],
+        yerr=[final["std"]],
+        fmt="s",
+        color="C1",
+        capsize=3,
+        label=f"final ({final['episodes']} games)",
+    )
+    ax.axhline(-20.7, color="grey", linestyle=":", label="random play")
+    ax.set(xlabel="dream steps", ylabel="real score", ylim=(-21.5, 21.5))
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
     return out
+
+
+def _games(n: int) -> str:
+    return f"{n} full game{'s' if n != 1 else ''}"
 
 
 def quickstart(
@@ -66,41 +112,83 @@ def quickstart(
     episodes: int = 5,
     seed: int = 0,
     progress: bool = True,
+    checks: int = 3,
 ) -> Path:
-    """Train PPO in the dream of ``env`` for ``steps``, score it on ``episodes`` real games; returns REPORT.md."""
+    """Train PPO in the dream of ``env`` for ``steps``, score it on ``episodes`` real games; returns REPORT.md.
+    ``checks`` one-game real evaluations during training draw the learning curve (0: none)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     env_id, checkpoint = resolve_env(env)
-    cfg = DreamConfig(env=env, steps=steps, seed=seed, eval_every=0, eval_episodes=1)
+    checks = max(0, checks)
+    cfg = DreamConfig(
+        env=env, steps=steps, seed=seed, eval_every=steps // checks if checks else 0, eval_episodes=1 if checks else 0
+    )
     t0 = time.perf_counter()
     agent = train_in_dream(cfg, out / "agent", progress=progress)
     train_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     result = evaluate_agent(agent, episodes=episodes, seed=seed, out=out / "scores.json", progress=progress)
     eval_s = time.perf_counter() - t1
+    t2 = time.perf_counter()
     gif = dream_vs_real_gif(agent, out / "dream_vs_real.gif", seed=seed)
+    gif_s = time.perf_counter() - t2
     meta = json.loads((out / "agent" / "agent.json").read_text())
+    curve = _curve_png(meta["evals"], result, meta["dream_steps"], out / "learning_curve.png")
+    check_s = sum(e.get("eval_s", 0.0) for e in meta["evals"])
+    agent_rel = agent.relative_to(out)
+    where = f"`{env_id}` (shipped)" if env_id else f"`{_relative(checkpoint)}`"
+    rows = [f"| {e['dream_steps']:,} | {e['real_mean']:+.0f} | {e['wall_s']:.0f} |" for e in meta["evals"]]
     report = out / "REPORT.md"
     report.write_text(
         "\n".join(
             [
                 "# learned-envs quickstart report",
                 "",
-                f"- dream: `{env}` (checkpoint `{checkpoint}`), {cfg.n_envs} envs, {cfg.algo.upper()}, "
-                f"{meta['dream_steps']:,} dream steps in {train_s:.0f} s",
-                f"- real data behind the world model: {meta.get('real_steps_used') or 'unknown'} agent steps",
-                f"- real game: {result['game']}, {episodes} full episodes (sticky actions 0.25, frameskip 4), "
-                f"seeds {seed}..{seed + episodes - 1}, {eval_s:.0f} s",
-                "",
-                f"**Real score: {result['mean']:.1f} +- {result['std']:.1f}** (per episode: "
+                f"**Real score: {result['mean']:.1f} +- {result['std']:.1f}** over {_games(episodes)} (per game: "
                 f"{', '.join(f'{s:+.0f}' for s in result['scores'])}); random play scores about -20.7.",
                 "",
-                f"![the agent in the real game (left) and in its dream (right)]({gif.name})",
+                f"- dream: {where}, {cfg.n_envs} envs, {cfg.algo.upper()}, {meta['dream_steps']:,} dream steps",
+                f"- real data behind the world model: {meta.get('real_steps_used') or 'unknown'} agent steps",
+                f"- real game: {result['game']}, {_games(episodes)} (Atari 100k protocol: sticky actions 0.25, "
+                f"frameskip 4, deterministic policy), seeds {seed}..{seed + episodes - 1}",
+                *_machine(),
                 "",
-                f"Agent: `{agent}`; score it again with `learned-envs evaluate-agent --agent {agent} --episodes 10`.",
+                "| stage | wall time |",
+                "|---|---:|",
+                f"| training in the dream ({len(meta['evals'])} one-game checks: {check_s:.0f} s) | {train_s:.0f} s |",
+                f"| scoring on the real game | {eval_s:.0f} s |",
+                f"| GIF | {gif_s:.0f} s |",
+                f"| **total** | **{train_s + eval_s + gif_s:.0f} s** |",
+                "",
+                *(
+                    [
+                        f"Real score during training (one game each, seeds {seed + 1000}...; noisy: a game's score "
+                        "varies by about 6 points):",
+                        "",
+                        "| dream steps | real score | wall time (s) |",
+                        "|---:|---:|---:|",
+                        *rows,
+                        "",
+                    ]
+                    if rows
+                    else []
+                ),
+                f"![real score against dream steps]({curve.name})",
+                "",
+                f"![the agent in the real game (left) and the dream driven by the same actions (right)]({gif.name})",
+                "",
+                f"Agent: `{agent_rel}`; score it again with `learned-envs evaluate-agent --agent {_relative(agent)} "
+                "--episodes 10`.",
                 "",
             ]
         )
     )
     log.info("report: %s (real score %.1f)", report, result["mean"])
     return report
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

@@ -4,7 +4,7 @@ is in :mod:`agents.cli`, which picks the agent."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,65 @@ def upscale(frame: np.ndarray, scale: int) -> np.ndarray:
     """Nearest-neighbour enlargement by ``scale``; grey frames become RGB (for GIFs)."""
     frame = np.repeat(np.repeat(frame, scale, axis=0), scale, axis=1)
     return np.repeat(frame, 3, axis=-1) if frame.shape[-1] == 1 else frame
+
+
+def caption(panel: np.ndarray, text: str, height: int = 14) -> np.ndarray:
+    """``panel`` (H, W, 3) uint8 with a black strip above it holding ``text`` in white."""
+    import cv2
+
+    strip = np.zeros((height, panel.shape[1], 3), np.uint8)
+    cv2.putText(strip, text, (3, height - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+    return np.concatenate([strip, panel], axis=0)
+
+
+@torch.no_grad()
+def side_by_side(
+    twin: Any, choose: Callable[[np.ndarray], int], steps: int, seed: int = 0
+) -> Iterator[tuple[np.ndarray, np.ndarray, int, float, float]]:
+    """The real game and the dream, driven by the same actions: per step, ``(real frame, dream frame, action,
+    real reward, dream reward)``, frames as the model sees them (H, W, C) uint8.
+
+    ``twin`` is the checkpoint's real twin (:func:`~learned_envs.twin.make_real_twin`); ``choose(obs)`` picks
+    each action from the twin's latest observation. The dream starts from the real game's first ``n_past``
+    frames and actions, then runs on its own (open loop), as ``learned-envs play`` shows it.
+    """
+    model = twin.model
+    device = next(model.parameters()).device
+    obs, _ = twin.reset(seed=seed)
+    frames, actions = [twin.preprocess(twin.last_raw_frame)], []
+    for _ in range(model.cfg.n_past - 1):
+        a = int(choose(obs))
+        obs, *_ = twin.step(a)
+        frames.append(twin.preprocess(twin.last_raw_frame))
+        actions.append(a)
+    ctx = torch.from_numpy(np.stack(frames)).to(device).permute(0, 3, 1, 2).float().unsqueeze(0) / 255.0
+    state = model.start(  # ctx: (P, H, W, C) -> (1, P, C, H, W)
+        ctx,
+        torch.tensor([actions], dtype=torch.int64, device=device).reshape(1, -1),
+        generator=torch.Generator(device=device).manual_seed(seed),
+    )
+    for _ in range(steps):
+        a = int(choose(obs))
+        obs, real_reward, term, trunc, _ = twin.step(a)
+        state, dream_reward, _ = model.step(state, torch.tensor([a], device=device))
+        dream = (model.decode(state)[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+        real = twin.preprocess(twin.last_raw_frame)
+        yield real, dream, a, float(real_reward), float(dream_reward[0])
+        if term or trunc:
+            break
+
+
+def write_video(out: str | Path, video: list[np.ndarray], fps: int = 15) -> Path:
+    """``video`` frames to ``out`` (``.gif``, or ``.mp4`` with ffmpeg's libx264)."""
+    import imageio.v3 as iio
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".mp4":
+        iio.imwrite(out, np.stack(video), fps=fps, codec="libx264")
+    else:
+        iio.imwrite(out, np.stack(video), duration=1000 / fps, loop=0)
+    return out
 
 
 @torch.no_grad()
@@ -41,48 +100,30 @@ def play(
     random actions only). ``trust_pickle`` lets ``agent`` be a Stable-Baselines3 ``.zip`` (loading one runs
     any code it holds).
     """
-    import imageio.v3 as iio
-
     from dataset_tools.policy import random_only
 
     twin = make_real_twin(checkpoint, obs_type="frames")
-    model, config = twin.model, twin.config
-    device = next(model.parameters()).device
+    config = twin.config
     player = (make_agent or random_only)(
         agent, config["game"], int(config["n_actions"]), seed=seed, trust_pickle=trust_pickle
     )
     player.reset(seed=seed)
-    real, _ = twin.reset(seed=seed)
-    frames, actions = [real], []
-    for _ in range(model.cfg.n_past - 1):
-        a = int(player.act(twin.last_raw_frame[None], twin.unwrapped.ale.getRAM()[None])[0])
-        real, *_ = twin.step(a)
-        frames.append(real)
-        actions.append(a)
-    ctx = (
-        torch.from_numpy(np.stack(frames)).to(device).permute(0, 3, 1, 2).float().unsqueeze(0) / 255.0
-    )  # (1, P, C, H, W)
-    state = model.start(
-        ctx,
-        torch.tensor([actions], dtype=torch.int64, device=device).reshape(1, -1),
-        generator=torch.Generator(device=device).manual_seed(seed),
-    )
+
+    def choose(_: np.ndarray) -> int:
+        return int(player.act(twin.last_raw_frame[None], twin.unwrapped.ale.getRAM()[None])[0])
+
     video = []
-    for _ in range(steps):
-        a = int(player.act(twin.last_raw_frame[None], twin.unwrapped.ale.getRAM()[None])[0])
-        real, _, term, trunc, _ = twin.step(a)
-        state, *_ = model.step(state, torch.tensor([a], device=device))
-        dream = (model.decode(state)[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    scores = [0.0, 0.0]
+    for real, dream, _, real_reward, dream_reward in side_by_side(twin, choose, steps, seed):
+        scores = [scores[0] + real_reward, scores[1] + dream_reward]
         diff = np.abs(real.astype(np.int16) - dream.astype(np.int16)).astype(np.uint8)
-        gap = np.full((real.shape[0], 2, real.shape[2]), 255, np.uint8)
-        video.append(upscale(np.concatenate([real, gap, dream, gap, diff], axis=1), scale))
-        if term or trunc:
-            break
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".mp4":
-        iio.imwrite(out, np.stack(video), fps=fps, codec="libx264")
-    else:
-        iio.imwrite(out, np.stack(video), duration=1000 / fps, loop=0)
+        panels = [
+            caption(upscale(real, scale), f"real {scores[0]:+.0f}"),
+            caption(upscale(dream, scale), f"dream {scores[1]:+.0f}"),
+            caption(upscale(diff, scale), "difference"),
+        ]
+        gap = np.full((panels[0].shape[0], 2 * scale, 3), 255, np.uint8)
+        video.append(np.concatenate([panels[0], gap, panels[1], gap, panels[2]], axis=1))
+    out = write_video(out, video, fps)
     log.info("wrote %s (%d frames: real | dream | difference)", out, len(video))
     return out

@@ -111,12 +111,18 @@ def test_cli_and_bad_input(tiny_object_checkpoint: Path, tmp_path: Path, capsys:
     assert "unknown config key 'bogus'" in capsys.readouterr().err
 
 
-def test_quickstart_writes_the_report(tiny_object_checkpoint: Path, tmp_path: Path) -> None:
+def test_quickstart_writes_the_report(
+    tiny_object_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from agents.report import quickstart
 
-    report = quickstart(tmp_path / "report", env=str(tiny_object_checkpoint), steps=64, episodes=1, progress=False)
+    monkeypatch.chdir(tmp_path)
+    report = quickstart("report", env=str(tiny_object_checkpoint), steps=64, episodes=1, progress=False, checks=1)
     text = report.read_text()
-    assert "Real score:" in text and "dream_vs_real.gif" in text
+    assert "Real score:" in text and "dream_vs_real.gif" in text and "over 1 full game (" in text
+    assert "| 64 |" in text and "learning_curve.png" in text and "torch on" in text and "| **total** |" in text
+    assert str(tmp_path) not in text and "--agent report/agent/agent.pt" in text  # relative paths
+    assert (tmp_path / "report" / "learning_curve.png").stat().st_size > 0
     scores = json.loads((tmp_path / "report" / "scores.json").read_text())
     assert len(scores["scores"]) == 1 and -21 <= scores["mean"] <= 21
     assert (tmp_path / "report" / "dream_vs_real.gif").stat().st_size > 0

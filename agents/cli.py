@@ -18,7 +18,16 @@ from world_models.config import apply_overrides, parse_pairs
 TRUST_HELP = "let an older agent's agent.zip load: loading one unpickles it, which runs any code its author put there"
 
 
+def _threads() -> None:
+    import logging
+
+    from world_models.base import pick_threads
+
+    logging.getLogger("learned_envs").info(pick_threads()[1])
+
+
 def _dream(args: argparse.Namespace) -> int:
+    _threads()
     cfg = DreamConfig(env=args.env, algo=args.algo, steps=args.steps, n_envs=args.n_envs, seed=args.seed)
     (cfg,) = apply_overrides([cfg], parse_pairs(args.overrides))
     try:
@@ -47,6 +56,7 @@ def _evaluate_agent(args: argparse.Namespace) -> int:
 
 
 def _quickstart(args: argparse.Namespace) -> int:
+    _threads()
     from agents.report import quickstart
 
     report = quickstart(
@@ -58,6 +68,7 @@ def _quickstart(args: argparse.Namespace) -> int:
 
 
 def _loop(args: argparse.Namespace) -> int:
+    _threads()
     from agents.loop import LoopConfig, format_table, run_loop
 
     cfg = LoopConfig(
@@ -74,6 +85,7 @@ def _loop(args: argparse.Namespace) -> int:
 
 
 def _fidelity(args: argparse.Namespace) -> int:
+    _threads()
     from agents.fidelity import FidelityConfig, fidelity, main_json, markdown
 
     cfg = FidelityConfig(

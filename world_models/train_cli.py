@@ -62,6 +62,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Train from parsed arguments; a bad config, model, dataset or checkpoint, or divergence -> 2."""
+    from world_models.base import pick_threads
+
+    print(pick_threads()[1], file=sys.stderr)
     try:
         overrides = list(args.overrides)
         if args.config is not None:

@@ -103,3 +103,21 @@ def test_checkpoint_round_trip_keep_last_and_errors(tmp_path: Path) -> None:
     (checkpoint_dirs(tmp_path)[0] / "config.json").write_text("{")
     with pytest.raises(CheckpointError, match="config.json: corrupted"):
         load_model(checkpoint_dirs(tmp_path)[0])
+
+
+def test_long_jobs_pick_their_threads_from_the_free_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from world_models.base import pick_threads
+
+    before = torch.get_num_threads()
+    try:
+        assert pick_threads({"OMP_NUM_THREADS": "1"}) == (1, "torch uses 1 CPU thread(s) (OMP_NUM_THREADS=1)")
+        monkeypatch.setattr(os, "cpu_count", lambda: 2)
+        monkeypatch.setattr(os, "getloadavg", lambda: (1.2, 0.0, 0.0))  # one core busy elsewhere
+        threads, line = pick_threads({})
+        assert threads == 1 == torch.get_num_threads() and "1.2 busy" in line
+        monkeypatch.setattr(os, "getloadavg", lambda: (0.1, 0.0, 0.0))
+        assert pick_threads({})[0] == 2
+    finally:
+        torch.set_num_threads(before)

@@ -159,10 +159,13 @@ def train_in_dream(cfg: DreamConfig, out: str | Path, progress: bool = True) -> 
         def __init__(self) -> None:
             super().__init__()
             self.next_eval = cfg.eval_every if cfg.eval_every > 0 and cfg.eval_episodes > 0 else None
-            self.bar = tqdm(total=cfg.steps, disable=not progress, desc="dream", unit="step", dynamic_ncols=True)
+            # SB3 runs whole rollouts, so it stops at the first multiple of one rollout's steps >= cfg.steps
+            chunk = getattr(algo, "n_steps", 1) * cfg.n_envs
+            total = -(-cfg.steps // chunk) * chunk
+            self.bar = tqdm(total=total, disable=not progress, desc="dream", unit="step", dynamic_ncols=True)
 
         def _on_step(self) -> bool:
-            self.bar.update(self.num_timesteps - self.bar.n)
+            self.bar.update(min(self.num_timesteps, self.bar.total) - self.bar.n)
             if self.next_eval is not None and self.num_timesteps >= self.next_eval:
                 self.next_eval += cfg.eval_every
                 save()

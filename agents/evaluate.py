@@ -61,8 +61,8 @@ def play_real(
             if i == 0 and gif is not None and steps % 2 == 0 and len(frames) < gif_frames:
                 frames.append(twins[0].last_raw_frame)
             if terminated or truncated:
-                bar.update(1)
                 bar.set_postfix(last=scores[i], refresh=False)
+                bar.update(1)
             else:
                 still.append(i)
         live = still

@@ -460,7 +460,7 @@ def _collect(cfg: CollectConfig, progress: bool, on_episode: Callable[[int, int,
             steps += b
             if on_episode:
                 on_episode(a, b, c)
-            bar.set_postfix(episodes=len(finished), last_return=f"{c:+.0f}")
+            bar.set_postfix(episodes=len(finished), last_return=f"{c:+.0f}", refresh=False)  # shown at the next update
 
     procs: list[Any] = []
     try:
@@ -477,8 +477,8 @@ def _collect(cfg: CollectConfig, progress: bool, on_episode: Callable[[int, int,
         procs.append(thread)
         while len(done) < len(procs) and any(p.is_alive() for p in procs):
             drain(block=True)
-            bar.n = shared.done_steps.value
-            bar.refresh()
+            if shared.done_steps.value > bar.n:  # redrawn only when it moved: one final line, not one per poll
+                bar.update(shared.done_steps.value - bar.n)
         for p in procs:
             p.join(timeout=30)  # every worker said it is done: they only have to exit
         drain(block=False)
@@ -495,7 +495,8 @@ def _collect(cfg: CollectConfig, progress: bool, on_episode: Callable[[int, int,
         for p in procs:
             if isinstance(p, mp.process.BaseProcess) and p.is_alive():
                 p.terminate()
-        bar.n = steps
+        if steps != bar.n:
+            bar.n = steps
         bar.close()
         seconds = time.perf_counter() - t0
         ds.clean_partial()

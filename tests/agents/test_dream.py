@@ -71,6 +71,15 @@ def test_every_algorithm_trains_in_the_dream_saves_and_loads(
     assert np.array_equal(first, again)
 
 
+def test_the_dream_bar_ends_at_its_total(
+    tiny_object_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    train_in_dream(_cfg(tiny_object_checkpoint, steps=100, eval_episodes=0), tmp_path / "a", progress=True)
+    err = capsys.readouterr().err
+    assert "128/128" in err and "/100" not in err  # two rollouts of 8 envs x 16 steps, nothing past the total
+    assert "real episodes" not in err  # eval_episodes=0: no real game
+
+
 def test_cli_and_bad_input(tiny_object_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "cli"
     code = cli_main(

@@ -183,21 +183,29 @@ def draw_boxes(
     boxes: np.ndarray,
     color: tuple[int, int, int] = (255, 0, 0),
     labels: list[str] | None = None,
+    outside: bool = False,
 ) -> np.ndarray:
     """A copy of the (H, W, 3) RGB frame with 1-px rectangles around (N, 4) ``[x, y, w, h]`` boxes.
 
-    ``labels`` (one per box) are written in small text above each box (inside it at the top edge).
+    ``labels`` (one per box) are written in small text above each box (below it near the top edge), kept
+    inside the image. ``outside`` draws each rectangle one pixel outside the box, so that a second set
+    drawn on the box itself (truth around motion) stays visible.
     """
     img = np.array(frame, dtype=np.uint8, copy=True, order="C")
     b = np.asarray(boxes).reshape(-1, 4)
     if labels is not None and len(labels) != len(b):
         raise ValueError(f"{len(labels)} labels for {len(b)} boxes")
     col = tuple(int(c) for c in color)
+    pad = int(outside)
     for i, (x, y, w, h) in enumerate(np.rint(b).astype(np.int64)):
-        cv2.rectangle(img, (int(x), int(y)), (int(x + max(w, 1) - 1), int(y + max(h, 1) - 1)), col, 1)
+        x0, y0 = int(x) - pad, int(y) - pad
+        x1, y1 = int(x + max(w, 1) - 1) + pad, int(y + max(h, 1) - 1) + pad
+        cv2.rectangle(img, (x0, y0), (x1, y1), col, 1)
         if labels is not None:
-            ty = int(y) - 2 if y >= 8 else int(y + h) + 7
-            cv2.putText(img, str(labels[i]), (int(x), ty), cv2.FONT_HERSHEY_PLAIN, 0.6, col, 1, cv2.LINE_AA)
+            (tw, th), _ = cv2.getTextSize(str(labels[i]), cv2.FONT_HERSHEY_PLAIN, 0.6, 1)
+            tx = max(0, min(x0, img.shape[1] - tw - 1))  # the whole label inside the image
+            ty = y0 - 2 if y0 - 2 >= th else min(img.shape[0] - 1, y1 + th + 2)
+            cv2.putText(img, str(labels[i]), (tx, ty), cv2.FONT_HERSHEY_PLAIN, 0.6, col, 1, cv2.LINE_AA)
     return img
 
 
@@ -208,14 +216,21 @@ def episode_motion(
     grid: int = 16,
     threshold: float | None = None,
     min_area: int = DEFAULT_MIN_AREA,
+    field: tuple[int, int, int, int] | None = None,
 ) -> dict[str, np.ndarray]:
     """Masks, boxes and grid targets of one episode's (T, H, W, 3) frames.
 
-    Returns ``{"mask": (T, H, W) bool, "boxes": (K, 5) int32 rows [t, x, y, w, h] sorted by t,
+    ``field`` (top, bottom, left, right), the game's play field: motion outside it (Pong's score digits)
+    is dropped. Returns ``{"mask": (T, H, W) bool, "boxes": (K, 5) int32 rows [t, x, y, w, h] sorted by t,
     "z_pres": (T, G, G) float32, "z_where": (T, G, G, 4) float32}``.
     """
     frames = np.asarray(frames)
     mask = motion_masks(frames, method, background=background, threshold=threshold)
+    if field is not None:
+        top, bottom, left, right = field
+        inside = np.zeros(mask.shape[1:], dtype=bool)
+        inside[top:bottom, left:right] = True
+        mask &= inside
     t_len, h, w = mask.shape
     z_pres = np.zeros((t_len, grid, grid), dtype=np.float32)
     z_where = np.zeros((t_len, grid, grid, 4), dtype=np.float32)

@@ -18,6 +18,7 @@ import numpy as np
 
 from dataset_tools import background as bg
 from dataset_tools import motion as mo
+from dataset_tools.atari import game_spec
 from dataset_tools.dataset import DatasetDir
 from dataset_tools.episode import load_extra, load_frames, write_extra
 from dataset_tools.lock import DatasetLock
@@ -81,10 +82,12 @@ def _compute_root(ds: DatasetDir, max_frames: int, seed: int) -> tuple[np.ndarra
     return mode, median
 
 
-def _motion_one(args: tuple[Path, MotionConfig, np.ndarray | None, Path | None]) -> int:
-    ep_dir, cfg, background, plot_dir = args
+def _motion_one(args: tuple[Path, MotionConfig, np.ndarray | None, Path | None, tuple[int, ...] | None]) -> int:
+    ep_dir, cfg, background, plot_dir, field = args
     frames = np.asarray(load_frames(ep_dir))
-    out = mo.episode_motion(frames, cfg.method, background=background, grid=cfg.grid, threshold=cfg.threshold)
+    out = mo.episode_motion(
+        frames, cfg.method, background=background, grid=cfg.grid, threshold=cfg.threshold, field=field
+    )
     write_extra(
         ep_dir,
         "motion",
@@ -113,7 +116,8 @@ def _plot_episode(
         truth = [(name, arr[t]) for name, arr in labels.items() if arr[t, 0] > 0]
         if truth:
             truth_boxes = np.array([row[1:] for _, row in truth]).round().astype(np.int32)
-            drawn = mo.draw_boxes(drawn, truth_boxes, color=(0, 255, 0), labels=[n for n, _ in truth])
+            labels_ = [n for n, _ in truth]
+            drawn = mo.draw_boxes(drawn, truth_boxes, color=(0, 255, 0), labels=labels_, outside=True)
         mask = np.repeat(out["mask"][t][..., None] * np.uint8(255), 3, axis=-1)  # (H, W) -> (H, W, 3)
         iio.imwrite(plot_dir / f"{ep_dir.name}_t{t:05d}.png", np.concatenate([drawn, mask], axis=1))
 
@@ -131,7 +135,8 @@ def _compute_motion(ds: DatasetDir, cfg: MotionConfig, workers: int, progress: b
     if cfg.root and cfg.method != "flow":
         background = bg.load_background(ds.root, cfg.method)
     plot_dir = ds.root / "plot_bb" if cfg.plot_bb else None
-    jobs = [(ep, cfg, background, plot_dir) for ep in ds.episode_dirs()]
+    field = game_spec(ds.read_manifest().get("game")).field  # motion outside it (a score) is not an object
+    jobs = [(ep, cfg, background, plot_dir, field) for ep in ds.episode_dirs()]
     if not jobs:
         raise ValueError(f"{ds.root}: no episodes yet; collect some first (--frames N or --episodes N)")
     total = 0

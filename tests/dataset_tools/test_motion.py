@@ -254,3 +254,25 @@ def test_real_pong_ball_is_found(pong_frames: np.ndarray, method: str) -> None:
     assert found >= 0.9 * visible, (found, visible)
     if method != "flow":
         assert exact >= 0.9 * visible, (exact, visible)  # against a background image the box is the sprite
+
+
+def test_plot_labels_stay_inside_and_truth_is_drawn_around_motion() -> None:
+    from dataset_tools.motion import draw_boxes
+
+    frame = np.zeros((210, 160, 3), np.uint8)
+    box = np.array([[140, 100, 4, 16]])  # Pong's player paddle, at the right edge
+    drawn = draw_boxes(draw_boxes(frame, box, (255, 0, 0)), box, (0, 255, 0), labels=["player"], outside=True)
+    assert (drawn[100, 140] == [255, 0, 0]).all() and (drawn[99, 139] == [0, 255, 0]).all()  # both visible
+    green = np.argwhere((drawn == [0, 255, 0]).all(-1))
+    assert green[:, 1].max() < 160 and (drawn[80:99, 100:159, 1] > 0).any()  # the label, left of the edge
+
+
+def test_motion_outside_the_play_field_is_dropped() -> None:
+    from dataset_tools.atari import game_spec
+    from dataset_tools.motion import episode_motion
+
+    frames = np.zeros((3, 210, 160, 3), np.uint8)
+    frames[1, 10:20, 30:40] = 200  # a score digit changing above the field
+    frames[2, 100:104, 80:82] = 236  # the ball
+    out = episode_motion(frames, "mode", background=np.zeros((210, 160, 3), np.uint8), field=game_spec("Pong").field)
+    assert len(out["boxes"]) and (out["boxes"][:, 2] >= 34).all() and not out["mask"][:, :34].any()

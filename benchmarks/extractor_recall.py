@@ -44,9 +44,17 @@ def main() -> None:
     p.add_argument("--data", required=True)
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument("--object", default="ball", help="the RAM object whose recall is broken down (default ball)")
+    p.add_argument(
+        "--size-gate",
+        type=float,
+        default=None,
+        help="classify with this area ratio gate (default: the extractor's own; 0: off); see ObjectExtractor.classify",
+    )
     args = p.parse_args()
     torch.set_num_threads(1)
     extractor = load_extractor(args.extractor)
+    if args.size_gate is not None:
+        extractor.size_gate = args.size_gate
     ds = DatasetDir(args.data)
     game = str(ds.read_manifest()["game"])
     episodes = ds.split(args.val_fraction)[1]

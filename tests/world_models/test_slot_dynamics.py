@@ -69,6 +69,22 @@ def test_the_fitted_extractor_finds_pong_objects_exactly(slot_run: tuple[Path, P
         assert scores["classes"][name]["recall"] >= 0.99, format_scores(scores)
 
 
+def test_the_size_gate_keeps_a_ball_out_of_a_paddle_class(slot_run: tuple[Path, Path]) -> None:
+    from world_models.objects import load_extractor
+    from world_models.objects.extractor import SIZE_GATE
+
+    data, ckpt = slot_run
+    spec = load_model(ckpt)[1]["model_config"]["extractor_spec"]
+    assert spec["size_gate"] == SIZE_GATE  # written by every fit
+    extractor = load_extractor(spec["path"])
+    paddle = extractor.centroids[0].numpy() * extractor.feature_std.numpy() + extractor.feature_mean.numpy()
+    what = np.stack([paddle, paddle])  # both look like a paddle ...
+    area = np.array([64.0, 8.0])  # ... but the second is a ball's size
+    assert extractor.classify(what, area)[0].tolist() == [0, 2]
+    extractor.size_gate = 0.0  # off (extractors fitted before the gate)
+    assert extractor.classify(what, area)[0].tolist() == [0, 0]
+
+
 def test_training_never_reads_the_ram(slot_run: tuple[Path, Path]) -> None:
     data, ckpt = slot_run
     model, config = load_model(ckpt)

@@ -63,6 +63,11 @@ MIN_SHARE = 0.02
 SPEC_FILE, WEIGHTS_FILE = "extractor.json", "extractor.pt"
 
 
+SIZE_GATE = 4.0
+"""Largest ratio between an object's pixel area and a class's median area for it to be of that class
+(see :meth:`ObjectExtractor.classify`); written into every extractor fitted from now on."""
+
+
 class ExtractorError(ValueError):
     """An extractor that cannot be fitted or loaded; the message says why."""
 
@@ -96,6 +101,8 @@ class ObjectExtractor(nn.Module):
         dim = int(space["model_config"]["z_what_dim"])
         self.n_classes = len(classes)
         self.threshold = float(spec.get("threshold", DEFAULT_THRESHOLD))
+        self.size_gate = float(spec.get("size_gate", 0.0))  # extractors fitted before it have none: off
+        self.class_areas = np.array([float(c.get("area", 0.0)) for c in classes])
         self.register_buffer("background", torch.zeros(self.height, self.width, 3, dtype=torch.uint8))
         self.register_buffer("centroids", torch.tensor([c["centroid"] for c in classes], dtype=torch.float32))
         self.register_buffer("feature_mean", torch.tensor(spec["feature_mean"], dtype=torch.float32))
@@ -210,12 +217,23 @@ class ObjectExtractor(nn.Module):
             )
         return out
 
-    def classify(self, z_what: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Nearest class centroid of each ``z_what`` (K, D) (standardised): classes (K,), distances (K,)."""
+    def classify(self, z_what: np.ndarray, area: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest class centroid of each ``z_what`` (K, D) (standardised): classes (K,), distances (K,).
+
+        With the spec's ``size_gate`` (a ratio, ``SIZE_GATE`` for extractors fitted now) and the objects'
+        pixel ``area`` (K,), only classes whose median area is within that ratio of the object's are
+        candidates (all of them if none is): a ball against a wall, whose glimpse is cut by the crop's
+        edge, is not taken for a paddle 8x its size."""
         if len(z_what) == 0:
             return np.zeros(0, np.int64), np.zeros(0)
         f = (z_what - self.feature_mean.cpu().numpy()) / self.feature_std.cpu().numpy()
         d = np.linalg.norm(f[:, None] - self.centroids.cpu().numpy()[None], axis=-1)  # (K, C)
+        if self.size_gate > 0 and area is not None and (self.class_areas > 0).all():
+            a = np.maximum(np.asarray(area, dtype=np.float64)[:, None], 1.0)  # (K, 1)
+            ratio = np.maximum(a / self.class_areas[None], self.class_areas[None] / a)  # (K, C)
+            far = ratio > self.size_gate
+            far[far.all(1)] = False  # no class of its size: the nearest of all
+            d = np.where(far, np.inf, d)
         return d.argmin(1), d.min(1)
 
     def slots_of(self, objects: list[dict[str, np.ndarray]]) -> np.ndarray:
@@ -223,7 +241,7 @@ class ObjectExtractor(nn.Module):
         top, _, left, _ = self.crop
         out = np.zeros((len(objects), self.n_classes, len(SLOT_FIELDS)), dtype=np.float32)
         for i, obj in enumerate(objects):
-            cls, _ = self.classify(obj["z_what"])
+            cls, _ = self.classify(obj["z_what"], obj["area"])
             for c in range(self.n_classes):
                 mine = np.nonzero(cls == c)[0]
                 if len(mine) == 0:
@@ -374,6 +392,7 @@ def fit_extractor(
         "space": {**space_spec, "digest": _file_digest(space_dir / "model.pt")},
         "crop": list(crop),
         "threshold": threshold,
+        "size_gate": SIZE_GATE,
         "classes": [{"centroid": [0.0] * dim}],
         "feature_mean": [0.0] * dim,
         "feature_std": [1.0] * dim,

@@ -158,7 +158,7 @@ def resolve_extractor(cfg: SlotDynamicsConfig, data: Path | None = None, progres
     return cfg.extractor_spec
 
 
-EXTRACTION = 2
+EXTRACTION = 3
 """Version of the extraction code: a change that alters the slots of the same weights bumps it, so caches
 written by older code are not read."""
 

@@ -148,7 +148,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Train an agent in the dream. Trailing key=value pairs set any of: "
         + ", ".join(f.name for f in fields(DreamConfig)),
     )
-    d.add_argument("--env", default="LearnedPongObjects-v1", help="learned-env id or checkpoint path")
+    d.add_argument("--env", default="LearnedPong-v2", help="learned-env id or checkpoint path (default LearnedPong-v2)")
     d.add_argument("--algo", default="ppo", choices=tuple(ALGOS), help="Stable-Baselines3 algorithm (default ppo)")
     d.add_argument("--steps", type=int, default=DreamConfig.steps, help="dream steps in total")
     d.add_argument("--n-envs", type=int, default=DreamConfig.n_envs, help="parallel dream envs")
@@ -161,7 +161,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument(
         "--agent",
         required=True,
-        help="an agent of learned-envs dream (its directory or agent.pt), or PongDreamPPO-v1 / PongDreamPPO-v0 (shipped)",
+        help="an agent of learned-envs dream (its directory or agent.pt), or a shipped one: PongDreamPPO-v2 (frames-only dream), -v1, -v0",
     )
     e.add_argument("--game", default=None, help="check the agent plays this game")
     e.add_argument("--episodes", type=int, default=10)
@@ -192,7 +192,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     f.set_defaults(func=_fidelity)
     q = sub.add_parser("quickstart")
     q.add_argument("--out", type=Path, default=Path("report"), help="report directory (default report/)")
-    q.add_argument("--env", default="LearnedPongObjects-v1", help="learned-env id or checkpoint path")
+    q.add_argument("--env", default="LearnedPong-v2", help="learned-env id or checkpoint path (default LearnedPong-v2)")
     q.add_argument("--steps", type=int, default=4_000_000, help="dream steps (default 4,000,000)")
     q.add_argument("--episodes", type=int, default=5, help="real episodes scored (default 5)")
     q.add_argument(

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 class DreamConfig:
     """Settings of :func:`train_in_dream` (``learned-envs dream`` flags and ``key=value`` overrides)."""
 
-    env: str = "LearnedPongObjects-v1"
+    env: str = "LearnedPong-v2"
     """A registered learned-env id, or a checkpoint / run directory."""
     algo: str = "ppo"
     """SB3 algorithm: a key of :data:`agents.algos.ALGOS` (ppo, a2c, dqn)."""

@@ -78,7 +78,8 @@ def play_real(
 
 
 SHIPPED_AGENTS = {
-    name: Path(__file__).resolve().parent / "assets" / name for name in ("PongDreamPPO-v0", "PongDreamPPO-v1")
+    name: Path(__file__).resolve().parent / "assets" / name
+    for name in ("PongDreamPPO-v0", "PongDreamPPO-v1", "PongDreamPPO-v2")
 }
 """Agents shipped with the package (trained only in a shipped dream; see their model cards)."""
 

@@ -107,7 +107,7 @@ def _games(n: int) -> str:
 
 def quickstart(
     out: str | Path = "report",
-    env: str = "LearnedPongObjects-v1",
+    env: str = "LearnedPong-v2",
     steps: int = 4_000_000,
     episodes: int = 5,
     seed: int = 0,

@@ -117,7 +117,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def _resolve_id(value: str | Path) -> str | Path:
-    if Path(value).exists():
+    if Path(value).exists() or "/" in str(value):  # a path: its command says what is wrong with it
         return value
     from learned_envs.registration import resolve_env
 

@@ -15,8 +15,18 @@ SHIPPED = {
     "LearnedPongObjects-v0": (ASSETS / "LearnedPongObjects-v0", "Pong"),
     "LearnedPongObjects-v1": (ASSETS / "LearnedPongObjects-v1", "Pong"),
     "LearnedPongScene-v0": (ASSETS / "LearnedPongScene-v0", "Pong"),
+    "LearnedPong-v2": (ASSETS / "LearnedPong-v2", "Pong"),
 }
-"""Ids of the shipped default models -> their checkpoint directories (package data)."""
+"""Ids of the shipped default models -> their checkpoint directories (package data). Default observation
+(``obs_type=None``) of each, the one its agents train on:
+
+* ``LearnedPong-v2``: the objects found in frames, (60,) float32 in [-2, 2] (4 slot frames x 3 classes x
+  ``[present, x, y, w, h]``); ``"frames"``: 160 x 160 RGB.
+* ``LearnedPongObjects-v1`` / ``-v0``: the objects, (36,) float32 in [-1, 1] (4 frames x player, enemy,
+  ball x ``[present, x, y]``); ``"frames"``: 64 x 64 RGB.
+* ``LearnedPongScene-v0``: the SPACE-Time scene slots, (252,) float32 in [-10, 10].
+* ``LearnedPong-v1`` / ``-v0`` (pixel models): frames, 64 x 64 RGB; ``"latent"``: the model's state.
+"""
 
 
 def shipped_checkpoint(env_id: str) -> Path:
@@ -65,11 +75,11 @@ def register_checkpoint(env_id: str, checkpoint: str | Path, max_episode_steps: 
 
 NOTES = {
     "LearnedPong-v0": "LearnedPong-v0 (SVG-LP, pixels) falls apart within about 10 steps when it runs on its own "
-    "output (paddle stripes, a smeared ball, no rewards); to train agents use LearnedPongObjects-v1 (objects)",
+    "output (paddle stripes, a smeared ball, no rewards); to train agents use LearnedPong-v2 (objects found in frames)",
     "LearnedPong-v1": "LearnedPong-v1 (SVG-LP, pixels) falls apart within about 10 steps when it runs on its own "
-    "output (paddle stripes, a smeared ball, no rewards); to train agents use LearnedPongObjects-v1 (objects)",
+    "output (paddle stripes, a smeared ball, no rewards); to train agents use LearnedPong-v2 (objects found in frames)",
     "LearnedPongObjects-v0": "LearnedPongObjects-v0 is kept for its published figures; LearnedPongObjects-v1 "
-    "replaces it (its agents -7.8 on real Pong over 3 seeds, v0's -14.0)",
+    "replaces it (its agents -7.8 on real Pong over 3 seeds, v0's -14.0), and LearnedPong-v2 (frames-only, -3.4)",
 }
 """Shipped ids whose dreams should not be used to train agents: learned envs say so (plain text, on the log)
 when they are made of one."""

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     """Train from parsed arguments; a bad config, model, dataset or checkpoint, or divergence -> 2."""
     from world_models.base import pick_threads
 
-    print(pick_threads()[1], file=sys.stderr)
+    print(pick_threads()[1])  # stdout: stderr is kept for the one-line errors
     try:
         overrides = list(args.overrides)
         if args.config is not None:

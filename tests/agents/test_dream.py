@@ -198,7 +198,7 @@ def test_loop_runs_two_iterations_and_resumes(tmp_path: Path, capsys: pytest.Cap
     assert "other settings" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["PongDreamPPO-v0", "PongDreamPPO-v1"])
+@pytest.mark.parametrize("name", ["PongDreamPPO-v0", "PongDreamPPO-v1", "PongDreamPPO-v2"])
 def test_shipped_agent_plays_the_real_game(name: str, capsys: pytest.CaptureFixture) -> None:
     from agents import make_agent
     from agents.dream_agent import DreamAgent

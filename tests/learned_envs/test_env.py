@@ -155,7 +155,7 @@ def test_ppo_settings_scale_the_rollout_with_the_envs() -> None:
 
 
 def test_object_ids_observe_their_objects_by_default_with_bounds_that_hold() -> None:
-    for env_id in ("LearnedPongObjects-v1", "LearnedPongScene-v0"):
+    for env_id in ("LearnedPongObjects-v1", "LearnedPongScene-v0", "LearnedPong-v2"):
         env = gym.make(env_id, device="cpu")
         space = env.observation_space
         assert env.unwrapped.vec.obs_type == "latent" and len(space.shape) == 1
@@ -248,7 +248,7 @@ def test_object_env_bf16_matches_float32_and_resets_from_cached_starts() -> None
 def test_ids_not_for_agents_say_so_in_plain_text(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level("WARNING", logger="learned_envs"):
         gym.make("LearnedPong-v1", device="cpu")
-    assert any("falls apart" in r.getMessage() and "LearnedPongObjects-v1" in r.getMessage() for r in caplog.records)
+    assert any("falls apart" in r.getMessage() and "LearnedPong-v2" in r.getMessage() for r in caplog.records)
     assert not any("\x1b[" in r.getMessage() for r in caplog.records)
     caplog.clear()
     with caplog.at_level("WARNING", logger="learned_envs"):

@@ -35,7 +35,9 @@ class LinearClassifier:
         self.classes_ = np.asarray(classes)
         rows = len(self.classes_) if len(self.classes_) > 2 else 1  # scikit-learn keeps one row for two classes
         if self.coef_.shape[0] != rows or len(self.intercept_) != rows:
-            raise ClassifierError(f"coef {self.coef_.shape} and intercept {self.intercept_.shape} for {len(classes)} classes")
+            raise ClassifierError(
+                f"coef {self.coef_.shape} and intercept {self.intercept_.shape} for {len(classes)} classes"
+            )
 
     @classmethod
     def from_sklearn(cls, clf: Any) -> LinearClassifier:

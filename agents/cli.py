@@ -106,6 +106,8 @@ def _fidelity(args: argparse.Namespace) -> int:
 
 
 def _play(args: argparse.Namespace) -> int:
+    if args.serve:
+        return _serve(args)
     from agents import make_agent
     from learned_envs.play import play
 
@@ -126,10 +128,28 @@ def _play(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from learned_envs.serve import serve
+
+    try:
+        serve(args.checkpoint, host=args.host, port=args.port, fps=args.fps, seed=args.seed)
+    except (FileNotFoundError, ValueError, RuntimeError) as err:
+        print(f"learned-envs: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # the port is taken, or the host is not this machine's
+        print(f"learned-envs: error: cannot serve on {args.host}:{args.port}: {err.strerror or err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Add ``play``, ``dream``, ``evaluate-agent``, ``fidelity``, ``loop`` and ``quickstart`` to the ``learned-envs``
     command."""
-    p = sub.add_parser("play")
+    p = sub.add_parser(
+        "play",
+        description="Write the real game beside the dream, driven by the same actions, as a GIF or MP4; or, with "
+        "--serve, play the dream yourself in the browser with the real game beside it.",
+    )
     p.add_argument(
         "--checkpoint", required=True, help="learned-env id (LearnedPongObjects-v1, ...) or checkpoint / run directory"
     )
@@ -142,6 +162,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="let --agent be a Stable-Baselines3 .zip: loading one unpickles it, which runs any code it holds",
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--serve",
+        action="store_true",
+        help="a local web page where you play with the keyboard (--out, --steps and --agent are not used)",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="with --serve: address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="with --serve: port (default 8000; 0 picks a free one)")
+    p.add_argument("--fps", type=int, default=15, help="with --serve: steps per second while playing (default 15)")
     p.set_defaults(func=_play)
     d = sub.add_parser(
         "dream",

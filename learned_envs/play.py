@@ -32,16 +32,11 @@ def caption(panel: np.ndarray, text: str, height: int = 14) -> np.ndarray:
 
 
 @torch.no_grad()
-def side_by_side(
-    twin: Any, choose: Callable[[np.ndarray], int], steps: int, seed: int = 0
-) -> Iterator[tuple[np.ndarray, np.ndarray, int, float, float]]:
-    """The real game and the dream, driven by the same actions: per step, ``(real frame, dream frame, action,
-    real reward, dream reward)``, frames as the model sees them (H, W, C) uint8.
-
-    ``twin`` is the checkpoint's real twin (:func:`~learned_envs.twin.make_real_twin`); ``choose(obs)`` picks
-    each action from the twin's latest observation. The dream starts from the real game's first ``n_past``
-    frames and actions, then runs on its own (open loop), as ``learned-envs play`` shows it.
-    """
+def start_dream(
+    twin: Any, choose: Callable[[np.ndarray], int], seed: int = 0
+) -> tuple[Any, np.ndarray, torch.Generator]:
+    """Reset the real game and start the dream from its first ``n_past`` frames and the actions ``choose``
+    picked between them: ``(dream state, the twin's latest observation, the dream's generator)``."""
     model = twin.model
     device = next(model.parameters()).device
     obs, _ = twin.reset(seed=seed)
@@ -52,18 +47,44 @@ def side_by_side(
         frames.append(twin.preprocess(twin.last_raw_frame))
         actions.append(a)
     ctx = torch.from_numpy(np.stack(frames)).to(device).permute(0, 3, 1, 2).float().unsqueeze(0) / 255.0
+    generator = torch.Generator(device=device).manual_seed(seed)
     state = model.start(  # ctx: (P, H, W, C) -> (1, P, C, H, W)
-        ctx,
-        torch.tensor([actions], dtype=torch.int64, device=device).reshape(1, -1),
-        generator=torch.Generator(device=device).manual_seed(seed),
+        ctx, torch.tensor([actions], dtype=torch.int64, device=device).reshape(1, -1), generator=generator
     )
+    return state, obs, generator
+
+
+def dream_frame(model: Any, state: Any) -> np.ndarray:
+    """The dream's frame (H, W, C) uint8 of a one-env ``state``."""
+    return (model.decode(state)[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+
+
+@torch.no_grad()
+def side_by_side(
+    twin: Any, choose: Callable[[np.ndarray], int], steps: int, seed: int = 0
+) -> Iterator[tuple[np.ndarray, np.ndarray, int, float, float]]:
+    """The real game and the dream, driven by the same actions: per step, ``(real frame, dream frame, action,
+    real reward, dream reward)``, frames as the model sees them (H, W, C) uint8.
+
+    ``twin`` is the checkpoint's real twin (:func:`~learned_envs.twin.make_real_twin`); ``choose(obs)`` picks
+    each action from the twin's latest observation. The dream starts from the real game's first ``n_past``
+    frames and actions (:func:`start_dream`), then runs on its own (open loop), as ``learned-envs play`` shows
+    it.
+    """
+    model = twin.model
+    device = next(model.parameters()).device
+    state, obs, _ = start_dream(twin, choose, seed)
     for _ in range(steps):
         a = int(choose(obs))
         obs, real_reward, term, trunc, _ = twin.step(a)
         state, dream_reward, _ = model.step(state, torch.tensor([a], device=device))
-        dream = (model.decode(state)[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-        real = twin.preprocess(twin.last_raw_frame)
-        yield real, dream, a, float(real_reward), float(dream_reward[0])
+        yield (
+            twin.preprocess(twin.last_raw_frame),
+            dream_frame(model, state),
+            a,
+            float(real_reward),
+            float(dream_reward[0]),
+        )
         if term or trunc:
             break
 

@@ -91,4 +91,5 @@ SPEC = GameSpec(
     ram_objects=pong_objects,
     scripted=ScriptedPongAgent,
     paddle_rally=True,
+    key_tokens=(("UP", "RIGHT"), ("DOWN", "LEFT"), ("LEFT", ""), ("RIGHT", "")),
 )

@@ -36,6 +36,10 @@ class GameSpec:
     paddle_rally: bool = False
     """Two paddles and a ball (Pong): the layout ``world_models.pong_objects``, ``object_dynamics``, epva's
     pose modes and ``learned-envs fidelity`` read."""
+    key_tokens: tuple[tuple[str, str], ...] = ()
+    """For a person at the keyboard (``learned-envs play --serve``): the words of the action names (``UP``,
+    ``LEFT``, ...) that the arrow keys stand for where they differ, ``("UP", "RIGHT")`` where ``RIGHT`` moves
+    the paddle up; ``("LEFT", "")`` makes a key do nothing."""
 
     @property
     def moving_classes(self) -> tuple[str, ...]:

@@ -234,9 +234,9 @@ def run_loop(cfg: LoopConfig, out: str | Path, progress: bool = True) -> list[di
         done = next((r for r in state["rows"] if r["iteration"] == i), None)
         if done is None:
             # 1. real data, up to this iteration's share of the budget
-            before = set(DatasetDir(data).episode_indices()) if (data / "dataset.json").exists() else set()
+            before = max((r["real_steps"] for r in state["rows"] if r["iteration"] < i), default=0)
             _collect(cfg, data, (i + 1) * cfg.real_steps // cfg.iterations, previous_agent, i, progress)
-            new_episodes = sorted(set(DatasetDir(data).episode_indices()) - before)
+            new_episodes = _episodes_after(DatasetDir(data), before)  # also right when resumed after collecting
             # 2. the world model, from the previous iteration's weights
             overrides = [f"steps={cfg.model_steps}", f"seed={cfg.seed}", "image_every=0"]
             overrides += cfg.frames_model_overrides if cfg.frames_only else cfg.model_overrides
@@ -312,6 +312,19 @@ def run_loop(cfg: LoopConfig, out: str | Path, progress: bool = True) -> list[di
             log.info("\n%s", format_table(state["rows"]))
         previous_agent, previous_model = Path(done["agent"]), Path(done["checkpoint"])
     return state["rows"]
+
+
+def _episodes_after(ds: Any, steps: int) -> list[int]:
+    """The episodes collected after the first ``steps`` real steps of the dataset ``ds`` (episodes are numbered
+    in the order they were collected)."""
+    from dataset_tools.episode import episode_index
+
+    out, total = [], 0
+    for path in ds.episode_dirs():
+        if total >= steps:
+            out.append(episode_index(path))
+        total += int(json.loads((path / "meta.json").read_text())["length"])
+    return out
 
 
 def _last_class_px(metrics: dict[str, Any]) -> str:

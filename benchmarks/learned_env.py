@@ -51,15 +51,20 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default="learned_envs/assets/LearnedPong-v0")
     p.add_argument("--device", default="auto")
-    p.add_argument("--envs", default="1,16,64,256")
+    p.add_argument(
+        "--envs", default="1,16,64,256", help="numbers of envs, comma-separated (a scaling table: 1,4,16,...)"
+    )
+    p.add_argument("--obs", default="latent,frames", help="observation types, comma-separated")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
     p.add_argument("--precision", default="float32", choices=("float32", "bfloat16"))
     args = p.parse_args()
     sizes = [int(s) for s in args.envs.split(",")]
+    if not set(args.obs.split(",")) <= {"latent", "frames"}:
+        p.error(f"--obs takes latent and/or frames, got {args.obs}")
     venvs = {
         (o, n): LearnedVectorEnv(args.checkpoint, n, device=args.device, obs_type=o, precision=args.precision)
-        for o in ("latent", "frames")
+        for o in args.obs.split(",")
         for n in sizes
     }
     ratios: dict[tuple[str, int], list[float]] = {k: [] for k in venvs}

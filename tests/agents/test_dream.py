@@ -249,3 +249,19 @@ def test_frames_only_loop_reads_the_ram_only_to_score(tmp_path: Path, monkeypatc
     assert "ball recall (near a paddle)" in format_table(rows)
     assert json.loads((tmp_path / "loop" / "models" / "iter_1" / "run.json").read_text())["model"] == "slot_dynamics"
     assert callers <= {"dataset_tools.collect", "world_models.objects.scoring", "agents.fidelity"}, callers
+
+
+def test_an_iteration_s_episodes_are_known_when_the_loop_resumes_after_collecting(pong_dataset: Path) -> None:
+    """The recall of an iteration is scored on the episodes it collected, found by the steps before it (a
+    resumed run no longer sees the collection happen)."""
+    from agents.loop import _episodes_after
+    from dataset_tools.dataset import DatasetDir
+
+    ds = DatasetDir(pong_dataset)
+    indices = ds.episode_indices()
+    lengths = [len(ds.load(i).actions) for i in indices]
+    assert len(indices) >= 2
+    assert _episodes_after(ds, 0) == indices
+    assert _episodes_after(ds, lengths[0]) == indices[1:]
+    assert _episodes_after(ds, lengths[0] - 1) == indices[1:]  # the steps of a partly counted episode are before
+    assert _episodes_after(ds, sum(lengths)) == []

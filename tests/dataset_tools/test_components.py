@@ -53,3 +53,16 @@ def test_components_find_the_ram_objects_of_real_pong_frames(pong_dataset: Path)
     assert visible["ball"] > 100
     for name in truth:  # every object, exact to a pixel (the RAM's ball is itself 1 px off at times)
         assert found[name] == visible[name], (name, found[name], visible[name])
+
+
+def test_the_fast_mask_is_the_plain_one() -> None:
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (50, 40, 3), dtype=np.uint8)
+    background = np.clip(frame.astype(np.int16) + rng.integers(-20, 21, frame.shape), 0, 255).astype(np.uint8)
+    for threshold in (0, 5, 10, 19):
+        plain = np.abs(frame.astype(np.int16) - background.astype(np.int16)).max(axis=-1) > threshold
+        np.testing.assert_array_equal(foreground_mask(frame, background, threshold), plain)
+        # other dtypes take numpy's way, with the same answer
+        np.testing.assert_array_equal(
+            foreground_mask(frame.astype(np.int16), background.astype(np.int16), threshold), plain
+        )

@@ -22,17 +22,10 @@ from world_models.checkpoint import CheckpointError
 from world_models.config import read_config_file
 from world_models.train import TrainConfig, TrainError, config_file, train_grid
 
-_MODEL_MODULES = ("world_models.rnn_deconv", "world_models.svg", "world_models.object_dynamics", "world_models.space")
-
 
 def _load_models() -> None:
-    """Import the model modules so that they register; one not written yet is skipped."""
-    for module in _MODEL_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as err:
-            if err.name != module:
-                raise
+    """Register every model: the one list is the imports of :mod:`world_models`."""
+    importlib.import_module("world_models")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:

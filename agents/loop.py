@@ -168,7 +168,7 @@ def _extractor(cfg: LoopConfig, data: Path, out: Path, i: int, progress: bool) -
     from world_models.checkpoint import checkpoint_dirs
     from world_models.config import read_config_file
     from world_models.objects import fit_extractor, read_spec
-    from world_models.train import config_file, train
+    from world_models.training import config_file, train
 
     every = cfg.extractor_every
     last = (i // every) * every if every > 0 else 0  # the iteration that trained the extractor in use
@@ -212,7 +212,7 @@ def run_loop(cfg: LoopConfig, out: str | Path, progress: bool = True) -> list[di
     from dataset_tools.dataset import DatasetDir, write_json
     from dataset_tools.games import resolve_game
     from world_models.checkpoint import checkpoint_dirs, read_config
-    from world_models.train import train
+    from world_models.training import train
 
     if cfg.iterations < 1 or cfg.real_steps < cfg.iterations:
         raise ValueError(f"need iterations >= 1 and real_steps >= iterations, got {cfg.iterations}, {cfg.real_steps}")

@@ -202,3 +202,27 @@ class SequenceDataset(Dataset):
             generator=generator,
             drop_last=False,
         )
+
+
+def context_windows(
+    ds: DatasetDir, episodes: list[int], preprocess: Preprocess, n: int, n_past: int, seed: int = 0
+) -> dict[str, np.ndarray] | None:
+    """``n`` windows of ``n_past`` preprocessed frames and the ``n_past - 1`` actions between them, drawn
+    uniformly over every window of ``episodes`` (a long episode gives more): ``{"frames": (n, n_past, H, W, C)
+    uint8, "actions": (n, n_past - 1) int64}``, or None where no episode has ``n_past`` frames. The start
+    contexts of learned envs: shipped with each checkpoint by the trainer, or drawn from a dataset."""
+    loaded = [ds.load(i) for i in episodes]
+    starts = np.array([max(int(ep.frames.shape[0]) - n_past + 1, 0) for ep in loaded], dtype=np.int64)
+    if starts.sum() == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    flat = np.sort(rng.choice(int(starts.sum()), size=n, replace=bool(starts.sum() < n)))
+    bounds = np.cumsum(starts)
+    which = np.searchsorted(bounds, flat, side="right")
+    frames, actions = [], []
+    for e, i in zip(which, flat, strict=True):
+        t = int(i - (bounds[e] - starts[e]))
+        ep = loaded[e]
+        frames.append(preprocess(np.asarray(ep.frames[t : t + n_past])))  # (n_past, H, W, C)
+        actions.append(np.asarray(ep.actions[t : t + n_past - 1], dtype=np.int64))
+    return {"frames": np.stack(frames), "actions": np.stack(actions)}

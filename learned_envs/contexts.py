@@ -9,32 +9,24 @@ import numpy as np
 
 from dataset_tools.dataset import DatasetDir
 from dataset_tools.preprocess import Preprocess
+from dataset_tools.sequences import context_windows
 from world_models.checkpoint import CheckpointError, load_context
 
 
 def contexts_from_dataset(
     data: str | Path, config: dict[str, Any], n: int = 256, seed: int = 0
 ) -> dict[str, np.ndarray]:
-    """``n`` windows of ``n_past`` frames (preprocessed as the checkpoint says) from a dataset."""
+    """``n`` windows of ``n_past`` frames (preprocessed as the checkpoint says) from a dataset, drawn uniformly
+    over its windows as the trainer draws the contexts it ships."""
     ds = DatasetDir(data)
     manifest = ds.read_manifest()
     if manifest["game"] != config.get("game"):
         raise CheckpointError(f"{data}: holds {manifest['game']}, the checkpoint models {config.get('game')}")
-    pre = Preprocess.from_dict(config["preprocess"])
     n_past = int(config["model_config"]["n_past"])
-    rng = np.random.default_rng(seed)
-    episodes = ds.episode_indices()
-    frames, actions = [], []
-    for ep in rng.choice(episodes, size=n, replace=True):
-        episode = ds.load(int(ep))
-        if len(episode.frames) < n_past:
-            continue
-        t = int(rng.integers(0, len(episode.frames) - n_past + 1))
-        frames.append(pre(np.asarray(episode.frames[t : t + n_past])))
-        actions.append(np.asarray(episode.actions[t : t + n_past - 1], dtype=np.int64))
-    if not frames:
+    ctx = context_windows(ds, ds.episode_indices(), Preprocess.from_dict(config["preprocess"]), n, n_past, seed)
+    if ctx is None:
         raise CheckpointError(f"{data}: no episode has {n_past} frames")
-    return {"frames": np.stack(frames), "actions": np.stack(actions)}
+    return ctx
 
 
 def load_contexts(

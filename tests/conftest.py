@@ -71,7 +71,7 @@ def tiny_checkpoint(pong_dataset: Path, tmp_path_factory: pytest.TempPathFactory
 @pytest.fixture(scope="session")
 def tiny_object_checkpoint(pong_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny object_dynamics checkpoint trained for a few steps on the Pong fixture (machinery, not quality)."""
-    from world_models.train import train
+    from world_models.training import train
 
     run = tmp_path_factory.mktemp("objects")
     overrides = ["steps=5", "batch_size=4", "n_past=2", "n_future=2", "hidden=16", "layers=1", "image_every=0"]

@@ -1,4 +1,4 @@
-"""``learned-envs train``: parses arguments and calls :func:`world_models.train.train_grid`.
+"""``learned-envs train``: parses arguments and calls :func:`world_models.training.train_grid`.
 
 Examples::
 
@@ -20,7 +20,7 @@ from dataset_tools.episode import DatasetError
 from world_models.base import MODELS
 from world_models.checkpoint import CheckpointError
 from world_models.config import read_config_file
-from world_models.train import TrainConfig, TrainError, config_file, train_grid
+from world_models.training import TrainConfig, TrainError, config_file, train_grid
 
 
 def _load_models() -> None:

@@ -17,7 +17,7 @@ from dataset_tools.collect import CollectConfig, collect, worker_count
 from dataset_tools.dataset import DatasetDir
 from dataset_tools.episode import DatasetError
 from dataset_tools.games import EnvSettings
-from world_models.train import TrainError, train
+from world_models.training import TrainError, train
 
 TINY = ["steps=2", "batch_size=2", "n_past=2", "n_future=2", "hidden=8", "layers=1", "image_every=0", "n_contexts=2"]
 

@@ -15,7 +15,7 @@ from world_models.asset_spatial_rnn import AssetSpatialRNNConfig, SpriteRenderer
 from world_models.config import ConfigError
 from world_models.evaluate import evaluate
 from world_models.frame_transformer import FrameTransformerConfig, shift_copies
-from world_models.train import train
+from world_models.training import train
 
 TINY = {
     "frame_transformer": FrameTransformerConfig(n_future=3, g_dim=16, nf=8, action_dim=4, kernel_size=7),

@@ -20,7 +20,7 @@ from world_models.object_dynamics import (
     object_moves,
 )
 from world_models.pong_objects import frame_vectors, ram_vectors, render
-from world_models.train import TrainError, train
+from world_models.training import TrainError, train
 
 TINY = ObjectDynamicsConfig(n_past=3, n_future=4, hidden=32, layers=2)
 

@@ -21,7 +21,7 @@ from world_models.base import MODELS, build_model, select_state
 from world_models.checkpoint import checkpoint_dirs, load_training_state
 from world_models.evaluate import evaluate
 from world_models.savp import SAVPConfig
-from world_models.train import train
+from world_models.training import train
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = SAVPConfig(

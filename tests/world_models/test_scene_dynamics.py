@@ -17,7 +17,7 @@ from world_models import load_model
 from world_models.pong_objects import ram_vectors
 from world_models.scene_dynamics import SceneDynamics, SceneDynamicsConfig, cache_name, resolve_extractor
 from world_models.space import PONG_CHECKPOINT
-from world_models.train import TrainError, train
+from world_models.training import TrainError, train
 
 TINY = ["steps=4", "batch_size=4", "n_past=2", "n_future=2", "hidden=16", "layers=1", "image_every=0", "n_contexts=4"]
 

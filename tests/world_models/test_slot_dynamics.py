@@ -23,7 +23,7 @@ from world_models.objects import ExtractorError, fit_extractor, load_extractor, 
 from world_models.objects.scoring import format_scores, score_slots
 from world_models.objects.slot_dynamics import SlotDynamicsConfig, cache_name
 from world_models.space import PONG_CHECKPOINT
-from world_models.train import TrainError, train
+from world_models.training import TrainError, train
 
 TINY = ["steps=6", "batch_size=8", "n_past=3", "n_future=3", "hidden=32", "layers=1", "image_every=0", "n_contexts=4"]
 TINY += ["move_classes=16", "fit_frames=300", "log_every=1"]

@@ -28,7 +28,7 @@ from world_models.space import (
     zwhere_to_box,
 )
 from world_models.space.losses import continuity_loss
-from world_models.train import config_file
+from world_models.training import config_file
 
 TINY = {
     "img_size": "32",
@@ -159,7 +159,7 @@ def test_config_file_and_overrides(tmp_path: Path) -> None:
     pong = config_file("atari_pong.yaml", "space_time")
     assert pong.parent.name == "configs" and config_file("atari_breakout.yaml", "space_time").exists()
     pairs = parse_pairs([*read_config_file(pong), "grid=8", "seed=3"])
-    from world_models.train import TrainConfig
+    from world_models.training import TrainConfig
 
     train_cfg, cfg = apply_overrides([TrainConfig(), SpaceTimeConfig()], pairs)
     assert cfg.img_size == 128 and cfg.grid == 8 and cfg.motion_weight == 100.0 and cfg.z_scale_prior_start == -1.0

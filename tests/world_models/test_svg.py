@@ -212,12 +212,12 @@ def test_encoder_frames_stacks_each_frame_with_its_predecessor(pong_dataset: Pat
 
 def test_a_one_frame_model_grown_to_two_computes_the_same(pong_dataset: Path) -> None:
     """init_from's zero-padding of the new inputs: the grown model starts as the source model."""
-    from world_models.train import _grow_inputs
+    from world_models.training.weights import grow_inputs
 
     torch.manual_seed(0)
     one = build_model("svg_lp", dataclasses.replace(TINY, composite=True), (3, 64, 64), N_ACTIONS)
     two = build_model("svg_lp", dataclasses.replace(TINY, composite=True, encoder_frames=2), (3, 64, 64), N_ACTIONS)
-    weights, grown = _grow_inputs(one.state_dict(), two.state_dict())
+    weights, grown = grow_inputs(one.state_dict(), two.state_dict())
     assert grown == ["encoder.blocks.0.0.weight"]
     two.load_state_dict(weights)
     batch = _pong_batch(pong_dataset)

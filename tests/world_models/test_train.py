@@ -21,7 +21,7 @@ from learned_envs.cli import main
 from world_models import load_model
 from world_models.checkpoint import checkpoint_dirs, load_training_state
 from world_models.rnn_deconv import RNNDeconv
-from world_models.train import TrainError, TrainingDiverged, train, train_grid
+from world_models.training import TrainError, TrainingDiverged, train, train_grid
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["n_future=3", "hidden=16", "nf=8", "action_dim=4", "batch_size=2", "log_every=1", "n_contexts=5"]
@@ -84,7 +84,7 @@ def test_resume_after_a_kill_matches_the_uninterrupted_run(
         train("rnn_deconv", pong_dataset, run, overrides, progress=False)
 
     shutil.rmtree(final)  # killed after step 5: the newest checkpoint is step 3
-    with caplog.at_level(logging.WARNING, logger="world_models.train"):
+    with caplog.at_level(logging.WARNING, logger="world_models.training"):
         resumed = train("rnn_deconv", pong_dataset, run, [*overrides, "lr=0.5"], resume=True, progress=False)
     assert "ignoring lr=0.5" in caplog.text
     assert resumed == final and load_training_state(resumed)["step"] == 6

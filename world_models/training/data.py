@@ -1,0 +1,59 @@
+"""What the trainer reads: endless shuffled batches, held-out windows for pictures, start contexts."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+from dataset_tools.dataset import DatasetDir
+from dataset_tools.sequences import SequenceBatch, SequenceDataset, context_windows
+from world_models.training.config import TrainConfig
+from world_models.training.distributed import Dist
+
+
+def batches(dataset: SequenceDataset, cfg: TrainConfig, dd: Dist, start: int) -> Iterator[SequenceBatch]:
+    """Endless shuffled batches; epoch e is shuffled with seed + e and split between ranks.
+
+    The order depends only on the step, so a resumed run reads exactly what the killed one would have.
+    """
+    sampler = DistributedSampler(dataset, num_replicas=dd.world, rank=dd.rank, shuffle=True, seed=cfg.seed)
+    per_epoch = math.ceil(len(sampler) / cfg.batch_size)
+    epoch, skip = divmod(start, per_epoch)
+    while True:
+        sampler.set_epoch(epoch)
+        indices = list(sampler)[skip * cfg.batch_size :]
+        loader = DataLoader(
+            dataset,
+            batch_size=cfg.batch_size,
+            sampler=indices,
+            num_workers=cfg.num_workers,
+            collate_fn=SequenceBatch.collate,
+            generator=torch.Generator().manual_seed(cfg.seed + epoch),  # leaves the global RNG alone
+        )
+        yield from loader
+        epoch, skip = epoch + 1, 0
+
+
+def start_contexts(
+    ds: DatasetDir, dataset: SequenceDataset, n: int, n_past: int, seed: int
+) -> dict[str, np.ndarray] | None:
+    """``n`` random windows of ``n_past`` preprocessed real frames from the training episodes, shipped with the
+    checkpoint for learned envs' resets (:func:`~dataset_tools.sequences.context_windows`)."""
+    return context_windows(ds, dataset.episodes, dataset.preprocess, n, n_past, seed)
+
+
+def val_batch(
+    data: Path, seq_len: int, val_fraction: float, options: dict[str, Any] | None = None, n: int = 4
+) -> SequenceBatch:
+    """``n`` windows spread over the held-out episodes (the training ones if none are held out)."""
+    val = SequenceDataset(data, seq_len, split="val", val_fraction=val_fraction, **(options or {}))
+    if len(val) == 0:
+        val = SequenceDataset(data, seq_len, split="train", val_fraction=val_fraction, **(options or {}))
+    idx = np.linspace(0, len(val) - 1, num=min(n, len(val))).round().astype(int)
+    return SequenceBatch.collate([val[int(i)] for i in idx])

@@ -212,7 +212,7 @@ def _model_centres(model: Any, state: dict[str, torch.Tensor], preprocess: Any) 
     the Pong detector on the decoded frames gives player, enemy, ball)."""
     if hasattr(model, "object_centres"):
         return model.object_centres(state).float().cpu().numpy(), False
-    from world_models.pong_objects import find_objects
+    from world_models.objects.pong_objects import find_objects
 
     found = find_objects(model.decode(state), preprocess)
     return np.stack([found[n] for n in NAMES], 1), True

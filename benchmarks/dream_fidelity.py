@@ -27,7 +27,7 @@ import torch
 
 from dataset_tools.dataset import DatasetDir
 from learned_envs.env import LearnedVectorEnv
-from world_models.pong_objects import ram_vectors
+from world_models.objects.pong_objects import ram_vectors
 
 
 def returns(h: np.ndarray) -> list[float]:

@@ -20,7 +20,7 @@ import torch
 
 from dataset_tools.dataset import DatasetDir
 from learned_envs.env import LearnedVectorEnv
-from world_models.scene_dynamics import cache_name
+from world_models.objects.scene_dynamics import cache_name
 
 
 def object_rows(slots: np.ndarray, labels: list[str], what_mean: np.ndarray) -> list[str]:

@@ -52,12 +52,15 @@ def _create_dataset(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("world_models.train_cli", "train a world model on a dataset"),
     "evaluate": (
-        "world_models.eval_cli",
+        "world_models.evaluation.eval_cli",
         "open-loop PSNR / SSIM / object errors of a checkpoint on held-out episodes (object extractors: box "
         "F-scores, AP, counting and few-shot z_what accuracy against RAM truth)",
     ),
-    "compare": ("world_models.eval_cli", "one table of several trained models on the same held-out episodes"),
-    "plot": ("world_models.eval_cli", "plot recon / kl of every train_log.csv under a runs directory"),
+    "compare": (
+        "world_models.evaluation.eval_cli",
+        "one table of several trained models on the same held-out episodes",
+    ),
+    "plot": ("world_models.evaluation.eval_cli", "plot recon / kl of every train_log.csv under a runs directory"),
     "play": ("agents.cli", "GIF / MP4 of the dream next to the real game, same actions"),
     "dream": ("agents.cli", "train an SB3 agent inside a learned env, scored on the real game"),
     "evaluate-agent": ("agents.cli", "score a dream-trained agent on the real game (Atari 100k protocol)"),

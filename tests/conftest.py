@@ -45,7 +45,7 @@ def tiny_checkpoint(pong_dataset: Path, tmp_path_factory: pytest.TempPathFactory
     from learned_envs.contexts import contexts_from_dataset
     from world_models import build_model
     from world_models.checkpoint import save_checkpoint
-    from world_models.rnn_deconv import RNNDeconvConfig
+    from world_models.pixel.rnn_deconv import RNNDeconvConfig
 
     torch.manual_seed(0)
     cfg = RNNDeconvConfig(n_past=2, n_future=3, hidden=32, nf=8, action_dim=8)

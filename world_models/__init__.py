@@ -1,23 +1,27 @@
-"""World models: one contract (:class:`WorldModel`), a registry, checkpoints, trainer and evaluator."""
+"""World models: one contract (:class:`WorldModel`), a registry, checkpoints, trainer and evaluator.
+
+By role: the contract (:mod:`~world_models.base`), configs, checkpoints and shared blocks here;
+:mod:`~world_models.pixel` the video models, :mod:`~world_models.objects` the object models and the
+frames-only extractor, :mod:`~world_models.space` SPACE-Time, :mod:`~world_models.training` the trainer,
+:mod:`~world_models.evaluation` held-out evaluation and ``compare``.
+"""
 
 from __future__ import annotations
 
 from world_models.base import MODELS, ModelConfig, State, StepResult, WorldModel, build_model, model_class, register
 from world_models.checkpoint import CheckpointError, load_context, load_model
 
-# Model modules register themselves on import.
-from world_models import (  # noqa: E402,F401  isort: skip
+# Model modules register themselves on import: this is the one list of models.
+from world_models.pixel import (  # noqa: E402,F401  isort: skip
     asset_spatial_rnn,
     epva,
     frame_transformer,
-    object_dynamics,
-    objects,
     rnn_deconv,
     savp,
-    scene_dynamics,
-    space,
     svg,
 )
+from world_models.objects import object_dynamics, scene_dynamics, slot_dynamics  # noqa: E402,F401  isort: skip
+from world_models import space  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "MODELS",

@@ -34,7 +34,7 @@ class GameSpec:
     scripted: Callable[..., Any] | None = None
     """``scripted(noise=, n_actions=, seed=)`` -> an agent that plays it from the RAM (for data), or None."""
     paddle_rally: bool = False
-    """Two paddles and a ball (Pong): the layout ``world_models.pong_objects``, ``object_dynamics``, epva's
+    """Two paddles and a ball (Pong): the layout ``world_models.objects.pong_objects``, ``object_dynamics``, epva's
     pose modes and ``learned-envs fidelity`` read."""
     key_tokens: tuple[tuple[str, str], ...] = ()
     """For a person at the keyboard (``learned-envs play --serve``): the words of the action names (``UP``,

@@ -215,7 +215,7 @@ def test_frames_only_loop_reads_the_ram_only_to_score(tmp_path: Path, monkeypatc
     import inspect
 
     import dataset_tools.ram_truth
-    import world_models.pong_objects
+    import world_models.objects.pong_objects
     from agents.loop import LoopConfig, format_table, run_loop
 
     real = dataset_tools.ram_truth.ram_objects
@@ -226,7 +226,7 @@ def test_frames_only_loop_reads_the_ram_only_to_score(tmp_path: Path, monkeypatc
         return real(*args, **kwargs)
 
     monkeypatch.setattr(dataset_tools.ram_truth, "ram_objects", watched)
-    monkeypatch.setattr(world_models.pong_objects, "ram_objects", watched)
+    monkeypatch.setattr(world_models.objects.pong_objects, "ram_objects", watched)
     cfg = LoopConfig(
         real_steps=400,
         iterations=2,

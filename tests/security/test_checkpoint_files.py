@@ -11,7 +11,7 @@ import gymnasium as gym
 import pytest
 
 import learned_envs
-from world_models.scene_dynamics import _digest
+from world_models.objects.scene_dynamics import _digest
 from world_models.space import PONG_CHECKPOINT
 from world_models.space.classifier import ClassifierError, load_classifier
 

@@ -13,9 +13,9 @@ import pytest
 from dataset_tools.dataset import DatasetDir
 from learned_envs.cli import main
 from world_models.checkpoint import resolve_checkpoint
-from world_models.compare import _reusable, _unique, compare
-from world_models.compare_report import COPY_NAME
-from world_models.evaluate import evaluate
+from world_models.evaluation.compare import _reusable, _unique, compare
+from world_models.evaluation.compare_report import COPY_NAME
+from world_models.evaluation.evaluate import evaluate
 from world_models.training import train
 
 COMMON = ["n_future=3", "batch_size=2", "log_every=1", "image_every=0", "n_contexts=2", "steps=1"]

@@ -13,7 +13,7 @@ from world_models import MODELS, CheckpointError, build_model, load_model
 from world_models.base import select_state
 from world_models.checkpoint import checkpoint_dirs, save_checkpoint
 from world_models.config import ConfigError, apply_overrides, expand_grid, parse_pairs, run_name
-from world_models.rnn_deconv import RNNDeconvConfig
+from world_models.pixel.rnn_deconv import RNNDeconvConfig
 
 TINY = RNNDeconvConfig(n_past=2, n_future=3, hidden=32, nf=8, action_dim=8)
 

@@ -15,8 +15,8 @@ from dataset_tools.sequences import SequenceBatch, SequenceDataset
 from learned_envs.env import LearnedVectorEnv
 from world_models import MODELS, build_model, load_model
 from world_models.base import select_state
-from world_models.epva import MODES, POSE_DIM, EPVAConfig
-from world_models.evaluate import evaluate
+from world_models.evaluation.evaluate import evaluate
+from world_models.pixel.epva import MODES, POSE_DIM, EPVAConfig
 from world_models.training import train
 
 TINY = EPVAConfig(n_past=2, n_future=2, enc_dim=16, nf=8, rnn_size=32, action_dim=8, noise_dim=4, critic_hidden=16)

@@ -25,8 +25,8 @@ from dataset_tools.ram_truth import ram_objects
 from dataset_tools.sequences import SequenceBatch
 from world_models.base import ModelConfig, State, StepResult, WorldModel, build_model, register, reward_from_logits
 from world_models.checkpoint import save_checkpoint
-from world_models.eval_cli import add_parser
-from world_models.evaluate import (
+from world_models.evaluation.eval_cli import add_parser
+from world_models.evaluation.evaluate import (
     COLUMNS,
     PSNR_CAP,
     EvaluationDataError,
@@ -35,9 +35,9 @@ from world_models.evaluate import (
     evaluate,
     frame_metrics,
 )
-from world_models.plot import plot_runs
-from world_models.pong_objects import centre_errors, find_objects, ram_centres
-from world_models.rnn_deconv import RNNDeconvConfig
+from world_models.evaluation.plot import plot_runs
+from world_models.objects.pong_objects import centre_errors, find_objects, ram_centres
+from world_models.pixel.rnn_deconv import RNNDeconvConfig
 
 
 @dataclass

@@ -11,10 +11,10 @@ import torch
 from dataset_tools.sequences import SequenceBatch, SequenceDataset
 from learned_envs.env import LearnedVectorEnv
 from world_models import build_model, load_model
-from world_models.asset_spatial_rnn import AssetSpatialRNNConfig, SpriteRenderer, gaussian_blur
 from world_models.config import ConfigError
-from world_models.evaluate import evaluate
-from world_models.frame_transformer import FrameTransformerConfig, shift_copies
+from world_models.evaluation.evaluate import evaluate
+from world_models.pixel.asset_spatial_rnn import AssetSpatialRNNConfig, SpriteRenderer, gaussian_blur
+from world_models.pixel.frame_transformer import FrameTransformerConfig, shift_copies
 from world_models.training import train
 
 TINY = {

@@ -11,7 +11,7 @@ import torch
 
 from dataset_tools.sequences import SequenceDataset
 from world_models import build_model, load_model
-from world_models.object_dynamics import (
+from world_models.objects.object_dynamics import (
     PIXELS,
     ObjectDynamics,
     ObjectDynamicsConfig,
@@ -19,7 +19,7 @@ from world_models.object_dynamics import (
     near_a_paddle,
     object_moves,
 )
-from world_models.pong_objects import frame_vectors, ram_vectors, render
+from world_models.objects.pong_objects import frame_vectors, ram_vectors, render
 from world_models.training import TrainError, train
 
 TINY = ObjectDynamicsConfig(n_past=3, n_future=4, hidden=32, layers=2)

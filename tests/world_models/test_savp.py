@@ -19,8 +19,8 @@ from dataset_tools.sequences import SequenceBatch, SequenceDataset
 from learned_envs.env import LearnedVectorEnv
 from world_models.base import MODELS, build_model, select_state
 from world_models.checkpoint import checkpoint_dirs, load_training_state
-from world_models.evaluate import evaluate
-from world_models.savp import SAVPConfig
+from world_models.evaluation.evaluate import evaluate
+from world_models.pixel.savp import SAVPConfig
 from world_models.training import train
 
 ROOT = Path(__file__).resolve().parents[2]

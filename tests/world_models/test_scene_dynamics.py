@@ -14,8 +14,8 @@ from dataset_tools.preprocess import to_tensor_layout
 from learned_envs.env import LearnedVectorEnv
 from learned_envs.twin import make_real_twin
 from world_models import load_model
-from world_models.pong_objects import ram_vectors
-from world_models.scene_dynamics import SceneDynamics, SceneDynamicsConfig, cache_name, resolve_extractor
+from world_models.objects.pong_objects import ram_vectors
+from world_models.objects.scene_dynamics import SceneDynamics, SceneDynamicsConfig, cache_name, resolve_extractor
 from world_models.space import PONG_CHECKPOINT
 from world_models.training import TrainError, train
 

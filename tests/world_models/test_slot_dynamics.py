@@ -12,7 +12,7 @@ import torch
 from gymnasium.utils.env_checker import check_env
 
 import dataset_tools.ram_truth
-import world_models.pong_objects
+import world_models.objects.pong_objects
 from dataset_tools.dataset import DatasetDir
 from dataset_tools.preprocess import Preprocess
 from dataset_tools.sequences import SequenceDataset
@@ -43,7 +43,7 @@ def slot_run(pong_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> tu
     shutil.copytree(pong_dataset, data)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(dataset_tools.ram_truth, "ram_objects", _no_ram)
-        mp.setattr(world_models.pong_objects, "ram_objects", _no_ram)
+        mp.setattr(world_models.objects.pong_objects, "ram_objects", _no_ram)
         ckpt = train("slot_dynamics", data, root / "run", [*TINY, f"extractor={PONG_CHECKPOINT}"], progress=False)
     return data, ckpt
 

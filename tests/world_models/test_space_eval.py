@@ -15,7 +15,7 @@ from dataset_tools.preprocess import Preprocess
 from dataset_tools.sequences import SequenceDataset
 from learned_envs.cli import main
 from world_models import load_model
-from world_models.evaluate import EvaluationDataError, evaluate
+from world_models.evaluation.evaluate import EvaluationDataError, evaluate
 from world_models.space import SpaceTime, scene_description
 from world_models.space.evaluate import EVAL_LOG, held_out
 from world_models.space.metrics import CLASSIFIER_FILE, dataset_batches

@@ -10,7 +10,7 @@ import torch
 
 from dataset_tools.sequences import SequenceBatch, SequenceDataset
 from world_models.base import MODELS, WorldModel, build_model, select_state
-from world_models.svg import SVGConfig, SVGFPConfig
+from world_models.pixel.svg import SVGConfig, SVGFPConfig
 
 TINY = SVGConfig(n_past=2, n_future=3, g_dim=32, z_dim=4, rnn_size=32, nf=8, action_dim=8)
 N_ACTIONS = 6

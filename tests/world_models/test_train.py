@@ -20,7 +20,7 @@ from dataset_tools.sequences import SequenceBatch
 from learned_envs.cli import main
 from world_models import load_model
 from world_models.checkpoint import checkpoint_dirs, load_training_state
-from world_models.rnn_deconv import RNNDeconv
+from world_models.pixel.rnn_deconv import RNNDeconv
 from world_models.training import TrainError, TrainingDiverged, train, train_grid
 
 ROOT = Path(__file__).resolve().parents[2]

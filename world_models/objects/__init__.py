@@ -4,7 +4,12 @@
   made pixel-exact by the foreground components, in classes found without labels);
 * :mod:`~world_models.objects.moves`: drawn moves (a vocabulary of each object's real moves);
 * :mod:`~world_models.objects.slot_dynamics`: ``slot_dynamics``, the drawn-move dynamics over the
-  extracted objects (``LearnedPong-v2``).
+  extracted objects (``LearnedPong-v2``);
+* :mod:`~world_models.objects.object_dynamics`: ``object_dynamics`` over Pong's objects read by a detector
+  (``LearnedPongObjects-v0`` / ``v1``), with :mod:`~world_models.objects.pong_objects`, that detector and
+  renderer;
+* :mod:`~world_models.objects.scene_dynamics`: ``scene_dynamics`` over SPACE-Time's scenes
+  (``LearnedPongScene-v0``).
 """
 
 from __future__ import annotations

@@ -73,7 +73,7 @@ def evaluate_space(
     step and split), the few-shot classifiers :data:`CLASSIFIER_FILE` and ``z_what_pca.png``, and returns
     the metrics. ``val_fraction`` None takes the training run's.
     """
-    from world_models.evaluate import EvaluationDataError, check_dataset
+    from world_models.evaluation.evaluate import EvaluationDataError, check_dataset
 
     model, config = load_model(checkpoint, pick_device(device))
     if not model.extractor:

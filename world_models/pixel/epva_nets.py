@@ -1,4 +1,4 @@
-"""The networks of the ``epva`` world model (see :mod:`world_models.epva`).
+"""The networks of the ``epva`` world model (see :mod:`world_models.pixel.epva`).
 
 * :class:`StructureEncoder` - a frame to its high-level structure vector;
 * :class:`StructurePredictor` - an action-conditioned LSTM that steps the structure forward;
@@ -6,7 +6,7 @@
   frame, the anchor's structure and a new structure;
 * :class:`SequenceCritic` - the WGAN critic over structure transitions (``epva_gan``).
 
-Normalisation is GroupNorm (as in :mod:`world_models.svg`), so the imagined envs of a batch are
+Normalisation is GroupNorm (as in :mod:`world_models.pixel.svg`), so the imagined envs of a batch are
 independent of each other and train / eval behave the same.
 """
 

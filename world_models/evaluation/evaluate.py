@@ -43,9 +43,9 @@ from dataset_tools.dataset import DatasetDir
 from dataset_tools.preprocess import Preprocess
 from dataset_tools.ram_truth import GAMES
 from dataset_tools.sequences import SequenceBatch, SequenceDataset
-from world_models import pong_objects
 from world_models.base import WorldModel, pick_device
 from world_models.checkpoint import CheckpointError, load_model, resolve_checkpoint
+from world_models.objects import pong_objects
 
 log = logging.getLogger(__name__)
 
@@ -372,7 +372,7 @@ def evaluate(
 
 
 def _write(out: Path, result: dict[str, Any], gif: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-    from world_models.plot import plot_per_step, write_prediction_gif
+    from world_models.evaluation.plot import plot_per_step, write_prediction_gif
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(_finite(result), indent=1))

@@ -6,7 +6,7 @@ window (positions, their frame-to-frame differences, the ball relative to each p
 and the new action, and predicts each object's presence and the change of its move (objects keep
 their velocity unless something happens), the reward sign and termination. The features for agents are
 the object window itself, so a policy sees in the dream what :func:`frame_vectors` reads off real
-frames in the real-env twin. Frames are drawn by :func:`world_models.pong_objects.render`.
+frames in the real-env twin. Frames are drawn by :func:`world_models.objects.pong_objects.render`.
 
 With ``move_classes`` (``LearnedPongObjects-v1``) each seen object's move is instead a choice among
 its most common real moves (plus a regressed correction), trained by cross-entropy and drawn in
@@ -44,7 +44,7 @@ from world_models.objects.moves import (  # object_moves: re-exported for its us
     object_moves,  # noqa: F401
     raw_centres,
 )
-from world_models.pong_objects import ENEMY_X, OBJECTS, PLAYER_X, frame_vectors, ram_vectors, render
+from world_models.objects.pong_objects import ENEMY_X, OBJECTS, PLAYER_X, frame_vectors, ram_vectors, render
 
 N_OBJ = len(OBJECTS)
 DECISION_PX = 16.0

@@ -1,6 +1,6 @@
 """``savp``: Stochastic Adversarial Video Prediction (Lee et al. 2018), action-conditioned.
 
-Each step, a conv-LSTM encoder-decoder with skips (:class:`~world_models.savp_parts.Generator`) reads
+Each step, a conv-LSTM encoder-decoder with skips (:class:`~world_models.pixel.savp_parts.Generator`) reads
 the previous frame with the action embedding and the latent ``z_t`` (passed through an LSTM) tiled
 over its pixels. The next frame is a per-pixel softmax-masked sum of: ``n_transformed`` CDNA / DNA /
 flow transformations of the previous frame, the previous frame itself, the first context frame and
@@ -36,7 +36,7 @@ from torch import nn
 from dataset_tools.sequences import SequenceBatch
 from world_models.base import ModelConfig, State, StepResult, WorldModel, register, reward_from_logits
 from world_models.losses import head_losses
-from world_models.savp_parts import (
+from world_models.pixel.savp_parts import (
     Compositor,
     GaussianConvEncoder,
     Generator,
@@ -46,7 +46,7 @@ from world_models.savp_parts import (
     lsgan_discriminator_loss,
     lsgan_generator_loss,
 )
-from world_models.svg import ActionInput, gaussian_kl, gaussian_sample
+from world_models.pixel.svg import ActionInput, gaussian_kl, gaussian_sample
 
 Mode = Literal["savp", "vae", "gan", "deterministic"]
 

@@ -29,7 +29,7 @@ from dataset_tools.sequences import SequenceBatch
 from world_models.base import ModelConfig, State, StepResult, WorldModel, conv_levels, register, reward_from_logits
 from world_models.config import ConfigError
 from world_models.losses import head_losses, recon_loss
-from world_models.svg import Encoder
+from world_models.pixel.svg import Encoder
 
 
 @dataclass

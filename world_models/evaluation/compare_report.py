@@ -1,4 +1,4 @@
-"""The outputs of :func:`world_models.compare.compare`: Markdown table, long-format CSV, JSON and plot."""
+"""The outputs of :func:`world_models.evaluation.compare.compare`: Markdown table, long-format CSV, JSON and plot."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from world_models.plot import _pyplot
+from world_models.evaluation.plot import _pyplot
 
 log = logging.getLogger(__name__)
 

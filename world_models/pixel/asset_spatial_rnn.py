@@ -28,9 +28,9 @@ from torch import nn
 from dataset_tools.sequences import SequenceBatch
 from world_models.base import register
 from world_models.config import ConfigError
-from world_models.frame_transformer import kernel_matrices
 from world_models.losses import head_losses, recon_loss
-from world_models.rnn_deconv import RNNDeconv, RNNDeconvConfig
+from world_models.pixel.frame_transformer import kernel_matrices
+from world_models.pixel.rnn_deconv import RNNDeconv, RNNDeconvConfig
 
 
 @dataclass

@@ -1,5 +1,5 @@
-"""``learned-envs evaluate``, ``compare`` and ``plot``: thin commands over :mod:`world_models.evaluate`,
-:mod:`world_models.compare` and :mod:`world_models.plot` (added to the main command by ``learned_envs/cli.py``)."""
+"""``learned-envs evaluate``, ``compare`` and ``plot``: thin commands over :mod:`world_models.evaluation.evaluate`,
+:mod:`world_models.evaluation.compare` and :mod:`world_models.evaluation.plot` (added to the main command by ``learned_envs/cli.py``)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def _is_extractor(checkpoint: Path) -> bool:
 
 
 def _evaluate_extractor(args: argparse.Namespace) -> int:
-    from world_models.evaluate import EvaluationDataError
+    from world_models.evaluation.evaluate import EvaluationDataError
     from world_models.space.evaluate import CLASSIFIER_FILE, evaluate_space, format_table
 
     try:
@@ -68,7 +68,7 @@ def _evaluate_extractor(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from world_models.evaluate import EvaluationDataError, evaluate
+    from world_models.evaluation.evaluate import EvaluationDataError, evaluate
 
     try:
         if _is_extractor(args.checkpoint):
@@ -106,9 +106,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from world_models.compare import CompareError, compare
-    from world_models.compare_report import markdown_table
-    from world_models.evaluate import EvaluationDataError
+    from world_models.evaluation.compare import CompareError, compare
+    from world_models.evaluation.compare_report import markdown_table
+    from world_models.evaluation.evaluate import EvaluationDataError
 
     try:
         result = compare(
@@ -138,7 +138,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from world_models.plot import plot_runs
+    from world_models.evaluation.plot import plot_runs
 
     out = args.out if args.out is not None else Path(args.runs_dir) / "losses.png"
     try:

@@ -3,7 +3,7 @@
 An encoder maps a frame to a high-level *structure* vector ``s``; an LSTM predictor steps the
 structure forward, reading the action (``s_{t+1} = s_t + W h_t``); a visual analogy network (VAN)
 draws frame ``t`` from the anchor frame (the last real context frame ``x_a``), its structure ``s_a``
-and the predicted ``s_t`` (see :class:`~world_models.epva_nets.AnalogyNetwork`). Reward-sign and
+and the predicted ``s_t`` (see :class:`~world_models.pixel.epva_nets.AnalogyNetwork`). Reward-sign and
 termination heads read the predictor's LSTM output and the predicted structure. Training runs the
 predictor open loop after the context (its own predictions fed back, as imagination does).
 
@@ -20,7 +20,7 @@ Modes (``mode``, the reference's ``--model_mode``):
   the predictor (and encoder) are also trained to fool it (``adv_weight``). The critic is trained
   by a second optimizer on :meth:`EPVA.adversary_loss`.
 * ``individual``: the structure is the pose, here Pong's object vectors from the RAM (player, enemy,
-  ball as ``[present, x, y]``, 9 values; :func:`~world_models.pong_objects.ram_vectors`), and each
+  ball as ``[present, x, y]``, 9 values; :func:`~world_models.objects.pong_objects.ram_vectors`), and each
   network is trained alone: the encoder regresses the pose from the frame, the predictor predicts
   the true pose sequence (context from the true poses), the VAN draws frames from true poses.
 * ``e2e_with_pose``: ``e2e`` plus pose supervision: the first 9 of the ``enc_dim`` structure values
@@ -44,9 +44,9 @@ from dataset_tools.atari import game_spec
 from dataset_tools.preprocess import Preprocess
 from dataset_tools.sequences import SequenceBatch
 from world_models.base import ModelConfig, State, StepResult, WorldModel, register, reward_from_logits
-from world_models.epva_nets import AnalogyNetwork, Hidden, SequenceCritic, StructureEncoder, StructurePredictor
 from world_models.losses import head_losses, recon_loss
-from world_models.pong_objects import ram_vectors
+from world_models.objects.pong_objects import ram_vectors
+from world_models.pixel.epva_nets import AnalogyNetwork, Hidden, SequenceCritic, StructureEncoder, StructurePredictor
 
 Mode = Literal["e2e", "epva", "epva_gan", "individual", "e2e_with_pose"]
 MODES: tuple[str, ...] = ("e2e", "epva", "epva_gan", "individual", "e2e_with_pose")

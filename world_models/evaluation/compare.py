@@ -1,7 +1,7 @@
 """One table of several trained world models on the same held-out episodes (``learned-envs compare``).
 
 Every run (a training run directory, its newest checkpoint, or a checkpoint directory) is
-evaluated by :func:`world_models.evaluate.evaluate` with the same settings: same dataset, same
+evaluated by :func:`world_models.evaluation.evaluate.evaluate` with the same settings: same dataset, same
 held-out episodes (one ``val_fraction`` for all), same horizon, samples per window and seed.
 Beside the per-step metrics each model gets
 
@@ -12,7 +12,7 @@ Beside the per-step metrics each model gets
   ``decode``) on ``speed_envs`` envs at once on the evaluation device, median of ``speed_repeats``
   timed repeats after one warm-up (:func:`imagined_steps_per_s`).
 
-Outputs in ``out`` (:mod:`world_models.compare_report`): ``compare.json`` (everything),
+Outputs in ``out`` (:mod:`world_models.evaluation.compare_report`): ``compare.json`` (everything),
 ``compare.csv`` (long format: one row per model and predicted step, then the copy-last baseline as
 model ``copy last frame``), ``compare.md`` (the Markdown summary table), ``compare.png`` (PSNR avg,
 SSIM avg and ball error per step of every model, copy-last dashed), and per model a directory with
@@ -42,9 +42,9 @@ from dataset_tools.preprocess import Preprocess
 from dataset_tools.sequences import SequenceDataset
 from world_models.base import ModelConfig, WorldModel, pick_device
 from world_models.checkpoint import load_model, read_config, resolve_checkpoint
-from world_models.compare_report import write_report
-from world_models.evaluate import EvaluationDataError, check_dataset, evaluate
-from world_models.plot import LOG_NAME, read_train_log
+from world_models.evaluation.compare_report import write_report
+from world_models.evaluation.evaluate import EvaluationDataError, check_dataset, evaluate
+from world_models.evaluation.plot import LOG_NAME, read_train_log
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,73 @@
+"""Fingerprints of every shipped learned env and agent: what a few fixed steps and observations give.
+
+``python tests/shipped_fingerprints.py tests/data/shipped_outputs.json`` writes them; the test
+``tests/test_shipped_outputs.py`` recomputes them and compares. The stored file was written by the code
+before ``world_models`` was grouped by role (2026-12-03), so the test shows the move changed no output.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import numpy as np
+import torch
+
+ACTIONS = [[1, 2], [3, 0], [2, 2], [5, 4]]
+
+
+def env_fingerprint(env_id: str) -> dict[str, Any]:
+    from learned_envs.env import LearnedVectorEnv
+    from learned_envs.registration import SHIPPED, shipped_checkpoint
+
+    assert env_id in SHIPPED
+    torch.manual_seed(0)
+    venv = LearnedVectorEnv(shipped_checkpoint(env_id), 2)
+    obs, _ = venv.reset(seed=0)
+    rewards, terms = [], []
+    for a in ACTIONS:
+        obs, reward, term, _, _ = venv.step(np.array(a, dtype=np.int64))
+        rewards.append(reward.tolist())
+        terms.append(term.tolist())
+    flat = np.asarray(obs, dtype=np.float64).reshape(-1)
+    return {
+        "shape": list(np.shape(obs)),
+        "sum": float(flat.sum()),
+        "abs_sum": float(np.abs(flat).sum()),
+        "head": flat[:8].tolist(),
+        "rewards": rewards,
+        "terminated": terms,
+    }
+
+
+def agent_fingerprint(name: str) -> dict[str, Any]:
+    from agents.evaluate import load_agent
+
+    policy, meta = load_agent(name)
+    space = policy.observation_space
+    rng = np.random.default_rng(0)
+    low = np.where(np.isfinite(space.low), space.low, -1.0)
+    high = np.where(np.isfinite(space.high), space.high, 1.0)
+    obs = rng.uniform(low, high, size=(16, *space.shape)).astype(space.dtype)
+    actions, _ = policy.predict(obs, deterministic=True)
+    return {"env_id": meta.get("env_id"), "actions": np.asarray(actions).reshape(-1).tolist()}
+
+
+def fingerprints() -> dict[str, Any]:
+    from agents.evaluate import SHIPPED_AGENTS
+    from learned_envs.registration import SHIPPED
+
+    return {
+        "envs": {env_id: env_fingerprint(env_id) for env_id in sorted(SHIPPED)},
+        "agents": {name: agent_fingerprint(name) for name in sorted(SHIPPED_AGENTS)},
+    }
+
+
+if __name__ == "__main__":
+    out = json.dumps(fingerprints(), indent=1)
+    if len(sys.argv) > 1:
+        with open(sys.argv[1], "w") as f:
+            f.write(out + "\n")
+    else:
+        print(out)

@@ -1,0 +1,1 @@
+"""Held-out evaluation of world models (``learned-envs evaluate``), ``compare`` and their plots."""

@@ -16,6 +16,7 @@ import base64
 import json
 import logging
 import threading
+from html import escape
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -159,7 +160,7 @@ def _page(session: PlaySession, fps: int) -> bytes:
     html = (Path(__file__).parent / "serve.html").read_text(encoding="utf-8")
     keys = {k: v for k, v in KEYS.items() if session.key_tokens.get(v, v)}
     return (
-        html.replace("{{TITLE}}", session.name)
+        html.replace("{{TITLE}}", escape(session.name))
         .replace("{{KEYS}}", json.dumps(keys))
         .replace("{{FPS}}", str(int(fps)))
         .encode("utf-8")

@@ -317,13 +317,13 @@ def run_loop(cfg: LoopConfig, out: str | Path, progress: bool = True) -> list[di
 def _episodes_after(ds: Any, steps: int) -> list[int]:
     """The episodes collected after the first ``steps`` real steps of the dataset ``ds`` (episodes are numbered
     in the order they were collected)."""
-    from dataset_tools.episode import episode_index
+    from dataset_tools.episode import episode_index, read_meta
 
     out, total = [], 0
     for path in ds.episode_dirs():
         if total >= steps:
             out.append(episode_index(path))
-        total += int(json.loads((path / "meta.json").read_text())["length"])
+        total += int(read_meta(path)["length"])
     return out
 
 

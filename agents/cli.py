@@ -69,7 +69,7 @@ def _quickstart(args: argparse.Namespace) -> int:
 
 def _loop(args: argparse.Namespace) -> int:
     _threads()
-    from agents.loop import LoopConfig, format_table, run_loop
+    from agents.loop import LoopConfig, format_final, format_table, read_final, run_loop
 
     cfg = LoopConfig(
         game=args.game,
@@ -81,6 +81,9 @@ def _loop(args: argparse.Namespace) -> int:
     (cfg,) = apply_overrides([cfg], parse_pairs(args.overrides))
     rows = run_loop(cfg, args.out, progress=args.progress)
     print(format_table(rows))
+    final = read_final(args.out)
+    if final:
+        print(format_final(final))
     return 0
 
 

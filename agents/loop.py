@@ -10,6 +10,13 @@ Iteration ``i`` of ``learned-envs loop -g Pong --real-steps 100000 --iterations 
 3. train a fresh agent in the new model's dream (``OUT/agents/iter_i``);
 4. score it on the real game (``eval_episodes`` full episodes) and add a row to ``OUT/loop.json``.
 
+After the last iteration, ``final_seeds`` agents in all (the last iteration's and ``final_seeds - 1`` more,
+seeds ``seed + 1, ...``) trained in the last model's dream are scored on ``final_episodes`` full games
+each (episode seeds 1000, 1001, ...: the frames-only bar's protocol, 10 games x 3 seeds), into
+``OUT/loop.json``'s ``final`` and the table :func:`format_final` prints. The last iteration's model can
+train longer than the others (``final_model_steps``): it is the one the final agents learn in, and no
+later data depends on it.
+
 With ``frames_only`` the loop keeps the frames-only protocol: the world model is ``slot_dynamics``
 over an object extractor trained on the loop's own frames (iteration 0, and again every
 ``extractor_every`` iterations if set): background and motion hints of the data
@@ -58,6 +65,9 @@ class LoopConfig:
     """World model trained on the real data (with ``frames_only``: ``slot_dynamics``, whatever this says)."""
     model_steps: int = 8000
     """Trainer steps per iteration."""
+    final_model_steps: int = 0
+    """Trainer steps of the last iteration's model (0: ``model_steps``); it starts from the previous
+    iteration's weights as the others do."""
     model_overrides: list[str] = field(
         default_factory=lambda: [
             "batch_size=256",
@@ -94,6 +104,11 @@ class LoopConfig:
     """Real episodes scored per iteration."""
     fidelity_episodes: int = 0
     """Real games of ``learned-envs fidelity`` per iteration (0: no fidelity figures)."""
+    final_seeds: int = 1
+    """Agents scored after the last iteration: its own agent and ``final_seeds - 1`` more, trained in the
+    same dream with seeds ``seed + 1, ...`` (only with ``final_episodes``)."""
+    final_episodes: int = 0
+    """Real games per final agent, episode seeds 1000, 1001, ... (0: no final scores)."""
     workers: int = 2
     """Collection worker processes."""
     seed: int = 0
@@ -222,8 +237,15 @@ def run_loop(cfg: LoopConfig, out: str | Path, progress: bool = True) -> list[di
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / "loop.json"
     state = json.loads(state_path.read_text()) if state_path.exists() else {"config": asdict(cfg), "rows": []}
-    if state["config"] != asdict(cfg):
+
+    # a loop saved before a setting existed ran it at its default; the final agents' settings may change
+    # once the iterations are done (score more seeds of a finished loop)
+    def settings(c: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in {**asdict(LoopConfig()), **c}.items() if k not in ("final_seeds", "final_episodes")}
+
+    if settings(state["config"]) != settings(asdict(cfg)):
         raise ValueError(f"{out}: holds a loop with other settings ({state_path}); use another --out")
+    state["config"] = asdict(cfg)
     game = resolve_game(cfg.game)
     data = out / "data"
     model_name = "slot_dynamics" if cfg.frames_only else cfg.model
@@ -238,7 +260,9 @@ def run_loop(cfg: LoopConfig, out: str | Path, progress: bool = True) -> list[di
             _collect(cfg, data, (i + 1) * cfg.real_steps // cfg.iterations, previous_agent, i, progress)
             new_episodes = _episodes_after(DatasetDir(data), before)  # also right when resumed after collecting
             # 2. the world model, from the previous iteration's weights
-            overrides = [f"steps={cfg.model_steps}", f"seed={cfg.seed}", "image_every=0"]
+            last = i == cfg.iterations - 1
+            steps = cfg.final_model_steps if last and cfg.final_model_steps > 0 else cfg.model_steps
+            overrides = [f"steps={steps}", f"seed={cfg.seed}", "image_every=0"]
             overrides += cfg.frames_model_overrides if cfg.frames_only else cfg.model_overrides
             extra: dict[str, Any] = {}
             if cfg.frames_only:
@@ -311,7 +335,85 @@ def run_loop(cfg: LoopConfig, out: str | Path, progress: bool = True) -> list[di
             write_json(state_path, state)
             log.info("\n%s", format_table(state["rows"]))
         previous_agent, previous_model = Path(done["agent"]), Path(done["checkpoint"])
+    if cfg.final_episodes > 0:
+        _final_agents(cfg, out, state, progress)
     return state["rows"]
+
+
+FINAL_EPISODE_SEED = 1000
+"""First episode seed of the final agents' real games (``evaluate-agent --seed 1000``)."""
+
+
+def _final_agents(cfg: LoopConfig, out: Path, state: dict[str, Any], progress: bool) -> None:
+    """Train the extra final agents in the last model's dream and score every final agent; each agent's
+    result is saved as soon as it exists, so an interrupted run goes on from the next one."""
+    from agents.dream import DreamConfig, train_in_dream
+    from agents.evaluate import evaluate_agent
+    from dataset_tools.dataset import write_json
+    from dataset_tools.games import resolve_game
+
+    if cfg.final_seeds < 1:
+        raise ValueError(f"final_seeds must be >= 1, got {cfg.final_seeds}")
+    last = next(r for r in state["rows"] if r["iteration"] == cfg.iterations - 1)
+    final = state.setdefault("final", [])
+    for k in range(cfg.final_seeds):
+        seed = cfg.seed + k
+        if any(f["seed"] == seed for f in final):
+            continue
+        if k == 0:
+            agent = Path(last["agent"])
+        else:
+            dream = DreamConfig(
+                env=last["checkpoint"],
+                steps=cfg.dream_steps,
+                n_envs=cfg.n_envs,
+                seed=seed,
+                eval_every=0,
+                eval_episodes=0,
+            )
+            agent = train_in_dream(dream, out / "agents" / f"final_s{seed}", progress=progress)
+        result = evaluate_agent(
+            agent,
+            resolve_game(cfg.game),
+            cfg.final_episodes,
+            seed=FINAL_EPISODE_SEED,
+            progress=progress,
+            out=agent.parent / "final_scores.json",
+        )
+        final.append(
+            {
+                "seed": seed,
+                "agent": str(agent),
+                "mean": result["mean"],
+                "std": result["std"],
+                "scores": result["scores"],
+            }
+        )
+        write_json(out / "loop.json", state)
+        log.info("\n%s", format_final(final))
+
+
+def format_final(final: list[dict[str, Any]]) -> str:
+    """The final agents' table: one row per training seed and the mean over all their games."""
+    if not final:
+        return ""
+    games = len(final[0]["scores"])
+    lines = [
+        f"| final agent, training seed | real score, {games} games (episode seeds {FINAL_EPISODE_SEED}..) | per game |",
+        "|---|---:|---|",
+    ]
+    for f in final:
+        per_game = ", ".join(f"{s:+.0f}" for s in f["scores"])
+        lines.append(f"| {f['seed']} | {f['mean']:.1f} +- {f['std']:.1f} | {per_game} |")
+    mean = sum(sum(f["scores"]) for f in final) / sum(len(f["scores"]) for f in final)
+    lines.append(f"| **mean of {len(final)} seeds** | **{mean:.1f}** | |")
+    return "\n".join(lines)
+
+
+def read_final(out: str | Path) -> list[dict[str, Any]]:
+    """The final agents' results saved in ``out/loop.json`` (empty if none)."""
+    path = Path(out) / "loop.json"
+    return json.loads(path.read_text()).get("final", []) if path.exists() else []
 
 
 def _episodes_after(ds: Any, steps: int) -> list[int]:

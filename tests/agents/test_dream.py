@@ -175,6 +175,7 @@ def test_loop_runs_two_iterations_and_resumes(tmp_path: Path, capsys: pytest.Cap
         str(tmp_path / "loop"),
         "--no-progress",
         "model_steps=3",
+        "final_model_steps=4",
         "dream_steps=64",
         "n_envs=8",
         "eval_episodes=1",
@@ -183,9 +184,14 @@ def test_loop_runs_two_iterations_and_resumes(tmp_path: Path, capsys: pytest.Cap
     ]
     assert cli_main(args) == 0
     table = capsys.readouterr().out
-    assert "| 0 | " in table and "| 1 | " in table
+    assert "| 0 | " in table and "| 1 | " in table and "final agent" not in table
     state = json.loads((tmp_path / "loop" / "loop.json").read_text())
     assert [r["real_steps"] for r in state["rows"]] == [200, 400]
+    steps = [
+        json.loads((tmp_path / "loop" / "models" / f"iter_{i}" / "run.json").read_text())["train_config"]["steps"]
+        for i in (0, 1)
+    ]
+    assert steps == [3, 4]  # the last iteration's model trains final_model_steps
     before = (tmp_path / "loop" / "loop.json").stat().st_mtime_ns
     assert cli_main(args) == 0  # everything is done: nothing is redone
     assert (tmp_path / "loop" / "loop.json").stat().st_mtime_ns == before
@@ -196,6 +202,12 @@ def test_loop_runs_two_iterations_and_resumes(tmp_path: Path, capsys: pytest.Cap
     bad = [a if not a.startswith("model_steps") else "model_steps=4" for a in args]
     assert cli_main(bad) == 2
     assert "other settings" in capsys.readouterr().err
+    # a finished loop scores more final agents: its own and one more trained in the last dream
+    assert cli_main([*args, "final_seeds=2", "final_episodes=1"]) == 0
+    final = json.loads((tmp_path / "loop" / "loop.json").read_text())["final"]
+    assert [f["seed"] for f in final] == [0, 1] and all(len(f["scores"]) == 1 for f in final)
+    assert final[0]["agent"] == state["rows"][1]["agent"] and (tmp_path / "loop" / "agents" / "final_s1").is_dir()
+    assert "| **mean of 2 seeds** |" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("name", ["PongDreamPPO-v0", "PongDreamPPO-v1", "PongDreamPPO-v2"])

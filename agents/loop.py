@@ -315,7 +315,7 @@ def run_loop(cfg: LoopConfig, out: str | Path, progress: bool = True) -> list[di
                     side: {k: fid[side][k] for k in ("points_lost", "points_won", "returns")}
                     for side in ("dream", "real")
                 }
-            metrics = read_config(checkpoint).get("metrics", {})
+            metrics = read_config(checkpoint).metrics
             dream_meta = json.loads((agent_dir / "agent.json").read_text())
             ball_px = metrics.get("ball_px", metrics.get(_last_class_px(metrics), float("nan")))
             done = {
@@ -360,8 +360,11 @@ def _final_agents(cfg: LoopConfig, out: Path, state: dict[str, Any], progress: b
         seed = cfg.seed + k
         if any(f["seed"] == seed for f in final):
             continue
+        agent_dir = out / "agents" / f"final_s{seed}"
         if k == 0:
             agent = Path(last["agent"])
+        elif _trained(agent_dir, cfg.dream_steps):  # trained before an interruption
+            agent = agent_dir / "agent.pt"
         else:
             dream = DreamConfig(
                 env=last["checkpoint"],
@@ -371,7 +374,7 @@ def _final_agents(cfg: LoopConfig, out: Path, state: dict[str, Any], progress: b
                 eval_every=0,
                 eval_episodes=0,
             )
-            agent = train_in_dream(dream, out / "agents" / f"final_s{seed}", progress=progress)
+            agent = train_in_dream(dream, agent_dir, progress=progress)
         result = evaluate_agent(
             agent,
             resolve_game(cfg.game),
@@ -391,6 +394,14 @@ def _final_agents(cfg: LoopConfig, out: Path, state: dict[str, Any], progress: b
         )
         write_json(out / "loop.json", state)
         log.info("\n%s", format_final(final))
+
+
+def _trained(agent_dir: Path, steps: int) -> bool:
+    """Whether ``agent_dir`` holds an agent whose training ran its ``steps`` dream steps to the end."""
+    meta_path = agent_dir / "agent.json"
+    if not (meta_path.exists() and (agent_dir / "agent.pt").exists()):
+        return False
+    return int(json.loads(meta_path.read_text()).get("dream_steps", 0)) >= steps
 
 
 def format_final(final: list[dict[str, Any]]) -> str:

@@ -112,10 +112,10 @@ def train_in_dream(cfg: DreamConfig, out: str | Path, progress: bool = True) -> 
         "format": 1,
         "env_id": env_id,
         "checkpoint": str(checkpoint.resolve()),
-        "game": venv.config.get("game"),
+        "game": venv.config.game,
         "obs_type": cfg.obs_type,
         "config": asdict(cfg),
-        "real_steps_used": (venv.config.get("dataset") or {}).get("steps"),
+        "real_steps_used": (venv.config.dataset or {}).get("steps"),
         "evals": [],
     }
     evals_csv = out / "evals.csv"

@@ -43,7 +43,7 @@ class DreamAgent(Agent):
         self.policy, self.meta = load_agent(self.path, trust_pickle)
         model, config = load_model(agent_checkpoint(self.meta, self.path))
         self.observer = Observer(model, config, self.meta["obs_type"])
-        self.n_actions = int(config["n_actions"])
+        self.n_actions = int(config.n_actions)
         self.deterministic = deterministic
         if not 0.0 <= noise <= 1.0:
             raise ValueError(f"noise must be a probability in [0, 1], got {noise}")

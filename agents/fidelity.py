@@ -384,12 +384,12 @@ def fidelity(cfg: FidelityConfig, out: str | Path | None = None, progress: bool 
         policy, meta = load_agent(cfg.agent, cfg.trust_pickle)
         obs_type = meta["obs_type"]
     venv = LearnedVectorEnv(checkpoint, cfg.envs, device=cfg.device, obs_type=obs_type, max_episode_steps=10**9)
-    if not game_spec(venv.config.get("game")).paddle_rally:
+    if not game_spec(venv.config.game).paddle_rally:
         raise ValueError(
-            f"fidelity measures a paddle game's rules (Pong); {checkpoint} models {venv.config.get('game')}"
+            f"fidelity measures a paddle game's rules (Pong); {checkpoint} models {venv.config.game}"
         )
     real, seen, truth, replays, real_again = _real_games(cfg, policy, checkpoint, obs_type)
-    model, preprocess = venv.model, Preprocess.from_dict(venv.config["preprocess"])
+    model, preprocess = venv.model, Preprocess.from_dict(venv.config.preprocess)
     mapping: list[int | None] = list(range(len(NAMES)))
     if hasattr(model, "object_centres"):
         mapping = match_objects(seen, truth)

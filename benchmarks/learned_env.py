@@ -79,7 +79,7 @@ def main() -> None:
             ratios[key].append(rate / real)
     device = next(iter(venvs.values())).device
     print(
-        f"checkpoint {args.checkpoint} ({next(iter(venvs.values())).config['model']}), device {device}, {args.precision}, "
+        f"checkpoint {args.checkpoint} ({next(iter(venvs.values())).config.model}), device {device}, {args.precision}, "
         f"{platform.machine()} {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, median of {args.repeats} rounds"
     )
     print(f"real ALE Pong, 1 process: {statistics.median(reals):.0f} steps/s")

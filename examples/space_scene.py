@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[tuple[float, float]]]:
 
     model, config = load_model(PONG_CHECKPOINT)  # (3, 128, 128) RGB frames of the play field
     classifier = load_classifier(PONG_CHECKPOINT / "z_what-classifier_4.json")  # predicts label names
-    pre = Preprocess.from_dict(config["preprocess"])
+    pre = Preprocess.from_dict(config.preprocess)
     image = pre(frame)  # (210, 160, 3) -> (128, 128, 3) uint8
     x = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0  # (3, 128, 128) in [0, 1]
     scene = model.scene_description(x, z_classifier=classifier)

@@ -20,7 +20,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from learned_envs.contexts import load_contexts
 from learned_envs.registration import shipped_note
 from world_models import load_model
-from world_models.base import pick_device
+from world_models.base import WorldModel, pick_device
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +73,13 @@ class LearnedVectorEnv(VectorEnv):
             raise ValueError(f"num_envs must be at least 1, got {num_envs}")
         self.device = pick_device(device)
         self.model, self.config = load_model(checkpoint, device=self.device)
-        if self.model.extractor:
+        if not isinstance(self.model, WorldModel):
             raise ValueError(
-                f"{checkpoint}: a {self.config['model']} checkpoint is an object extractor, it cannot step a game; "
+                f"{checkpoint}: a {self.config.model} checkpoint is an object extractor, it cannot step a game; "
                 "train a dynamics model over its objects (slot_dynamics extractor=...) and make an env of that"
             )
-        if game is not None and self.config.get("game") != game:
-            raise ValueError(f"{checkpoint}: this checkpoint models {self.config.get('game')}, not {game}")
+        if game is not None and self.config.game != game:
+            raise ValueError(f"{checkpoint}: this checkpoint models {self.config.game}, not {game}")
         self.checkpoint = str(checkpoint)
         note = shipped_note(checkpoint)
         if note:
@@ -91,8 +91,8 @@ class LearnedVectorEnv(VectorEnv):
         ctx = load_contexts(checkpoint, self.config, contexts)
         self._ctx_frames = torch.from_numpy(ctx["frames"]).to(self.device)  # (N, P, H, W, C) uint8
         self._ctx_actions = torch.from_numpy(ctx["actions"]).to(self.device)  # (N, P-1)
-        c, h, w = self.config["frame_shape"]
-        n_actions = int(self.config["n_actions"])
+        c, h, w = self.config.frame_shape
+        n_actions = int(self.config.n_actions)
         self.single_action_space = gym.spaces.Discrete(n_actions)
         self.action_space = gym.spaces.MultiDiscrete(np.full(num_envs, n_actions))
         if self.obs_type == "frames":
@@ -101,7 +101,7 @@ class LearnedVectorEnv(VectorEnv):
             bound = float(self.model.feature_bound)
             self.single_observation_space = gym.spaces.Box(-bound, bound, (self.model.feature_dim,), np.float32)
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
-        self.action_meanings = list(self.config.get("action_meanings", []))
+        self.action_meanings = list(self.config.action_meanings)
         self._state: dict[str, torch.Tensor] | None = None
         self._elapsed = np.zeros(num_envs, dtype=np.int64)
         self._generator = torch.Generator(device=self.device)

@@ -126,7 +126,7 @@ def play(
     twin = make_real_twin(checkpoint, obs_type="frames")
     config = twin.config
     player = (make_agent or random_only)(
-        agent, config["game"], int(config["n_actions"]), seed=seed, trust_pickle=trust_pickle
+        agent, config.game, int(config.n_actions), seed=seed, trust_pickle=trust_pickle
     )
     player.reset(seed=seed)
 

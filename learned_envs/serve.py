@@ -86,7 +86,7 @@ class PlaySession:
         self.model = self.twin.model
         self.device = next(self.model.parameters()).device
         self.meanings: list[str] = list(self.twin.unwrapped.get_action_meanings())
-        self.key_tokens = dict(game_spec(self.twin.config["game"]).key_tokens)
+        self.key_tokens = dict(game_spec(self.twin.config.game).key_tokens)
         self.lock = threading.Lock()
         self.seed = seed - 1
         self.reset()

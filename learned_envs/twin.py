@@ -21,6 +21,7 @@ from dataset_tools.preprocess import Preprocess
 from learned_envs.env import ObsType
 from world_models import WorldModel, load_model
 from world_models.base import pick_device
+from world_models.checkpoint import CheckpointConfig
 
 
 class Observer:
@@ -30,13 +31,13 @@ class Observer:
     Used by the real twin and by agents that play the real game with a dream-trained policy.
     """
 
-    def __init__(self, model: WorldModel, config: dict[str, Any], obs_type: ObsType | None = None) -> None:
+    def __init__(self, model: WorldModel, config: CheckpointConfig, obs_type: ObsType | None = None) -> None:
         if obs_type not in (None, "frames", "latent"):
             raise ValueError(f"obs_type must be 'frames' or 'latent', got {obs_type!r}")
         obs_type = obs_type or model.default_obs  # type: ignore[assignment]
         self.model, self.config, self.obs_type = model, config, obs_type
-        self.preprocess = Preprocess.from_dict(config["preprocess"])
-        self.n_past = int(config["model_config"]["n_past"])
+        self.preprocess = Preprocess.from_dict(config.preprocess)
+        self.n_past = int(config.model_config["n_past"])
         self._frames: deque[np.ndarray] = deque(maxlen=self.n_past)
         self._actions: deque[int] = deque(maxlen=max(self.n_past - 1, 1))
         # models that read each frame on its own (an object extractor) encode every real frame once
@@ -45,7 +46,7 @@ class Observer:
         self._encoded: deque[torch.Tensor] | None = None
         if obs_type == "latent" and hasattr(model, "encode_frames") and hasattr(model, "start_encoded"):
             self._encoded = deque(maxlen=self.n_past)
-        c, h, w = config["frame_shape"]
+        c, h, w = config.frame_shape
         if obs_type == "frames":
             self.observation_space = gym.spaces.Box(0, 255, (h, w, c), np.uint8)
         else:
@@ -110,7 +111,7 @@ class RealTwin(gym.Wrapper):
         if not Path(checkpoint).exists() and str(checkpoint) in gym.registry:  # a learned-env id
             checkpoint = gym.registry[str(checkpoint)].kwargs.get("checkpoint", checkpoint)
         self.model, self.config = load_model(checkpoint, device=pick_device(device))
-        settings = EnvSettings.from_dict({**self.config["env"], **env_overrides})
+        settings = EnvSettings.from_dict({**self.config.env, **env_overrides})
         super().__init__(make_env(settings))
         self.settings = settings
         self.observer = Observer(self.model, self.config, obs_type)

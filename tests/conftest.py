@@ -44,25 +44,25 @@ def tiny_checkpoint(pong_dataset: Path, tmp_path_factory: pytest.TempPathFactory
     from dataset_tools.dataset import DatasetDir
     from learned_envs.contexts import contexts_from_dataset
     from world_models import build_model
-    from world_models.checkpoint import save_checkpoint
+    from world_models.checkpoint import CheckpointConfig, save_checkpoint
     from world_models.pixel.rnn_deconv import RNNDeconvConfig
 
     torch.manual_seed(0)
     cfg = RNNDeconvConfig(n_past=2, n_future=3, hidden=32, nf=8, action_dim=8)
     model = build_model("rnn_deconv", cfg, (3, 64, 64), 6)
     manifest = DatasetDir(pong_dataset).read_manifest()
-    info = {
-        "model": "rnn_deconv",
-        "model_config": dataclasses.asdict(cfg),
-        "frame_shape": [3, 64, 64],
-        "n_actions": 6,
-        "action_meanings": manifest["action_meanings"],
-        "game": "Pong",
-        "env": manifest["env"],
-        "preprocess": manifest["preprocess"],
-        "dataset": {"path": str(pong_dataset)},
-        "command": "tests/conftest.py",
-    }
+    info = CheckpointConfig(
+        model="rnn_deconv",
+        model_config=dataclasses.asdict(cfg),
+        frame_shape=(3, 64, 64),
+        n_actions=6,
+        action_meanings=manifest["action_meanings"],
+        game="Pong",
+        env=manifest["env"],
+        preprocess=manifest["preprocess"],
+        dataset={"path": str(pong_dataset)},
+        command="tests/conftest.py",
+    )
     context = contexts_from_dataset(pong_dataset, info, n=16)
     run = tmp_path_factory.mktemp("ckpt")
     return save_checkpoint(run, 1, model, info, context=context)

@@ -1,4 +1,5 @@
-"""World models: one contract (:class:`WorldModel`), a registry, checkpoints, trainer and evaluator.
+"""World models: the contracts (:class:`Model`; :class:`WorldModel` imagines a game, :class:`Extractor` finds
+objects), a registry, checkpoints, trainer and evaluator.
 
 By role: the contract (:mod:`~world_models.base`), configs, checkpoints and shared blocks here;
 :mod:`~world_models.pixel` the video models, :mod:`~world_models.objects` the object models and the
@@ -8,7 +9,18 @@ frames-only extractor, :mod:`~world_models.space` SPACE-Time, :mod:`~world_model
 
 from __future__ import annotations
 
-from world_models.base import MODELS, ModelConfig, State, StepResult, WorldModel, build_model, model_class, register
+from world_models.base import (
+    MODELS,
+    Extractor,
+    Model,
+    ModelConfig,
+    State,
+    StepResult,
+    WorldModel,
+    build_model,
+    model_class,
+    register,
+)
 from world_models.checkpoint import CheckpointError, load_context, load_model
 
 # Model modules register themselves on import: this is the one list of models.
@@ -26,6 +38,8 @@ from world_models import space  # noqa: E402,F401  isort: skip
 __all__ = [
     "MODELS",
     "CheckpointError",
+    "Extractor",
+    "Model",
     "ModelConfig",
     "State",
     "StepResult",

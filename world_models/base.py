@@ -1,4 +1,9 @@
-"""The WorldModel contract every model implements, and the model registry.
+"""The model contracts and the model registry.
+
+Every registered model is a :class:`Model` (what the trainer needs: a config, data hooks, ``loss``). Two
+kinds build on it: a :class:`WorldModel` imagines a game (``start`` / ``step`` / ``decode`` / ``features``;
+learned envs step it), an :class:`Extractor` finds objects in frames (``infer``; object dynamics models
+read its objects). Code that needs one kind asks ``isinstance``; neither kind has methods that raise.
 
 Tensor conventions (batch first everywhere, frames in [0, 1])::
 
@@ -17,7 +22,7 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import torch
 from torch import nn
@@ -49,27 +54,15 @@ class StepResult(NamedTuple):
     terminated: torch.Tensor  # (B,) float probability of termination
 
 
-class WorldModel(nn.Module, ABC):
-    """Base class of all world models. Subclasses set ``name`` and ``Config`` and register."""
+class Model(nn.Module, ABC):
+    """What the trainer needs of every registered model. Subclass :class:`WorldModel` or :class:`Extractor`,
+    set ``name`` and ``Config``, and register."""
 
     name: ClassVar[str]
     Config: ClassVar[type[ModelConfig]]
     stochastic: ClassVar[bool] = False
-    deterministic_start: ClassVar[bool] = False
-    """True when ``start`` draws nothing: learned envs then start each of their fixed real contexts
-    once and reuse the states at every reset."""
     needs_frames: ClassVar[bool] = True
     """False for models that train on the RAM alone: the trainer then reads no frames."""
-    default_obs: ClassVar[str] = "frames"
-    """The observation agents train on in this model's learned env when none is asked for: ``"latent"`` for
-    the object models (their features are the objects), ``"frames"`` for the pixel models."""
-    feature_bound: ClassVar[float] = 10.0
-    """:meth:`features` lie in ``[-feature_bound, feature_bound]`` (learned envs clip them there, so the
-    latent observation space has finite bounds that hold); object models set their coordinates' range."""
-    extractor: ClassVar[bool] = False
-    """True for object extractors (``space_time``), which answer ``infer(frames)`` with per-cell ``z_pres``,
-    ``z_where`` and ``z_what`` instead of stepping: ``learned-envs evaluate`` then scores their boxes and
-    latents against RAM truth (:mod:`world_models.space.evaluate`), as the trainer's ``eval_every`` does."""
 
     def __init__(self, cfg: ModelConfig, frame_shape: tuple[int, int, int], n_actions: int) -> None:
         super().__init__()
@@ -105,6 +98,60 @@ class WorldModel(nn.Module, ABC):
         resume). Models that need them keep what they need in buffers; raise ValueError if the data
         does not suit the model. The default does nothing."""
 
+    # ------------------------------------------------------------------ training
+    @abstractmethod
+    def loss(self, batch: SequenceBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        """Training loss of a batch of sequences (T = n_past + n_future frames) and scalar logs.
+
+        ``logs`` should include ``"recon"`` (per-pixel MSE of predicted frames) and, for latent
+        variable models, ``"kl"``.
+        """
+
+    def adversary(self) -> nn.Module | None:
+        """The discriminator, trained by the trainer's second optimizer; None for models without one.
+
+        The trainer's main optimizer covers every other parameter and drops the gradients that
+        :meth:`loss` (which includes the generator's adversarial term) leaves on these.
+        """
+        return None
+
+    def adversary_loss(self, batch: SequenceBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        """Discriminator loss on the fakes of the latest ``loss(batch)`` call (kept detached by the
+        model) and the batch's real frames, and scalar logs. Only called when :meth:`adversary` is set."""
+        raise NotImplementedError(f"{type(self).__name__} has no adversary")
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameters per top-level module and ``total`` (printed at the start of training)."""
+        counts = {name: sum(p.numel() for p in mod.parameters()) for name, mod in self.named_children()}
+        counts["total"] = sum(p.numel() for p in self.parameters())
+        return counts
+
+
+class Extractor(Model):
+    """An object extractor (``space_time``): finds objects in frames instead of imagining a game.
+    ``learned-envs evaluate`` scores its boxes and latents against RAM truth
+    (:mod:`world_models.space.evaluate`), as the trainer's ``eval_every`` does; object dynamics models
+    (``slot_dynamics``, ``scene_dynamics``) learn over what it finds. It cannot make a learned env."""
+
+    @abstractmethod
+    def infer(self, frames: torch.Tensor) -> Any:
+        """``frames`` (B, 3, H, W) in [0, 1] -> what it finds per image (``space_time``: per grid cell,
+        presence, box and appearance; :class:`world_models.space.model.Inference`)."""
+
+
+class WorldModel(Model):
+    """A model that imagines a game: learned envs start it from real frames and step it."""
+
+    deterministic_start: ClassVar[bool] = False
+    """True when ``start`` draws nothing: learned envs then start each of their fixed real contexts
+    once and reuse the states at every reset."""
+    default_obs: ClassVar[str] = "frames"
+    """The observation agents train on in this model's learned env when none is asked for: ``"latent"`` for
+    the object models (their features are the objects), ``"frames"`` for the pixel models."""
+    feature_bound: ClassVar[float] = 10.0
+    """:meth:`features` lie in ``[-feature_bound, feature_bound]`` (learned envs clip them there, so the
+    latent observation space has finite bounds that hold); object models set their coordinates' range."""
+
     # ------------------------------------------------------------------ imagination
     @abstractmethod
     def start(self, frames: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None) -> State:
@@ -135,28 +182,6 @@ class WorldModel(nn.Module, ABC):
         of learned envs and of the real twin."""
         return self.features(state).float().clamp(-self.feature_bound, self.feature_bound)
 
-    # ------------------------------------------------------------------ training
-    @abstractmethod
-    def loss(self, batch: SequenceBatch) -> tuple[torch.Tensor, dict[str, float]]:
-        """Training loss of a batch of sequences (T = n_past + n_future frames) and scalar logs.
-
-        ``logs`` should include ``"recon"`` (per-pixel MSE of predicted frames) and, for latent
-        variable models, ``"kl"``.
-        """
-
-    def adversary(self) -> nn.Module | None:
-        """The discriminator, trained by the trainer's second optimizer; None for models without one.
-
-        The trainer's main optimizer covers every other parameter and drops the gradients that
-        :meth:`loss` (which includes the generator's adversarial term) leaves on these.
-        """
-        return None
-
-    def adversary_loss(self, batch: SequenceBatch) -> tuple[torch.Tensor, dict[str, float]]:
-        """Discriminator loss on the fakes of the latest ``loss(batch)`` call (kept detached by the
-        model) and the batch's real frames, and scalar logs. Only called when :meth:`adversary` is set."""
-        raise NotImplementedError(f"{type(self).__name__} has no adversary")
-
     # ------------------------------------------------------------------ generic helpers
     @torch.no_grad()
     def rollout(
@@ -180,12 +205,6 @@ class WorldModel(nn.Module, ABC):
             "rewards": torch.stack(rewards, dim=1),
             "terminated": torch.stack(terms, dim=1),
         }
-
-    def parameter_counts(self) -> dict[str, int]:
-        """Parameters per top-level module and ``total`` (printed at the start of training)."""
-        counts = {name: sum(p.numel() for p in mod.parameters()) for name, mod in self.named_children()}
-        counts["total"] = sum(p.numel() for p in self.parameters())
-        return counts
 
 
 def pick_device(name: str | torch.device = "auto") -> torch.device:
@@ -243,16 +262,18 @@ def select_state(mask: torch.Tensor, new: State, old: State) -> State:
 
 
 # ---------------------------------------------------------------------- registry
-MODELS: dict[str, type[WorldModel]] = {}
+MODELS: dict[str, type[Model]] = {}
+
+M = TypeVar("M", bound=Model)
 
 
-def register(cls: type[WorldModel]) -> type[WorldModel]:
+def register(cls: type[M]) -> type[M]:
     """Class decorator: makes a model available to the trainer under ``cls.name``."""
     MODELS[cls.name] = cls
     return cls
 
 
-def model_class(name: str) -> type[WorldModel]:
+def model_class(name: str) -> type[Model]:
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
     return MODELS[name]
@@ -260,7 +281,7 @@ def model_class(name: str) -> type[WorldModel]:
 
 def build_model(
     name: str, cfg: ModelConfig | dict[str, Any], frame_shape: tuple[int, int, int], n_actions: int
-) -> WorldModel:
+) -> Model:
     cls = model_class(name)
     if isinstance(cfg, dict):
         cfg = cls.Config(**cfg)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import torch
 from dataset_tools.sequences import SequenceDataset
 from world_models import MODELS, CheckpointError, build_model, load_model
 from world_models.base import select_state
-from world_models.checkpoint import checkpoint_dirs, save_checkpoint
+from world_models.checkpoint import FORMAT, CheckpointConfig, checkpoint_dirs, read_config, save_checkpoint
 from world_models.config import ConfigError, apply_overrides, expand_grid, parse_pairs, run_name
 from world_models.pixel.rnn_deconv import RNNDeconvConfig
 
@@ -86,12 +87,12 @@ def test_overrides_and_grid() -> None:
 
 def test_checkpoint_round_trip_keep_last_and_errors(tmp_path: Path) -> None:
     model = build_model("rnn_deconv", TINY, (3, 64, 64), 6)
-    info = {"model": "rnn_deconv", "model_config": dataclasses.asdict(TINY), "frame_shape": [3, 64, 64], "n_actions": 6}
+    info = CheckpointConfig("rnn_deconv", dataclasses.asdict(TINY), (3, 64, 64), 6)
     for step in (1, 2, 3, 4):
         save_checkpoint(tmp_path, step, model, info, keep_last=2)
     assert [p.name for p in checkpoint_dirs(tmp_path)] == ["step_00000003", "step_00000004"]
     loaded, config = load_model(tmp_path)
-    assert config["step"] == 4 and not loaded.training
+    assert config.step == 4 and not loaded.training
     for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     weights = checkpoint_dirs(tmp_path)[-1] / "model.pt"
@@ -103,6 +104,25 @@ def test_checkpoint_round_trip_keep_last_and_errors(tmp_path: Path) -> None:
     (checkpoint_dirs(tmp_path)[0] / "config.json").write_text("{")
     with pytest.raises(CheckpointError, match="config.json: corrupted"):
         load_model(checkpoint_dirs(tmp_path)[0])
+
+
+@pytest.mark.parametrize("name", ["LearnedPong-v0", "LearnedPong-v2", "LearnedPongObjects-v1", "LearnedPongScene-v0"])
+def test_the_typed_checkpoint_config_reads_and_writes_the_files_as_they_are(name: str) -> None:
+    """Every shipped config.json (schema 1, written before the type existed) reads into CheckpointConfig and
+    writes back to the same JSON; what is not a checkpoint config is refused in one line naming the file."""
+    path = Path(__file__).resolve().parents[2] / "learned_envs" / "assets" / name / "config.json"
+    raw = json.loads(path.read_text())
+    config = read_config(path.parent)
+    assert isinstance(config, CheckpointConfig) and config.format == FORMAT == raw["format"]
+    assert config.game == "Pong" and config.n_actions == len(config.action_meanings) == 6
+    assert config.frame_shape == tuple(raw["frame_shape"]) and isinstance(config.step, int)
+    assert config.to_dict() == raw
+    with pytest.raises(CheckpointError, match=r"x/config.json: not a learned-envs checkpoint config \(format 9\)"):
+        CheckpointConfig.from_dict({**raw, "format": 9}, "x/config.json")
+    with pytest.raises(CheckpointError, match="lacks n_actions"):
+        CheckpointConfig.from_dict({k: v for k, v in raw.items() if k != "n_actions"})
+    with pytest.raises(CheckpointError, match="bad frame_shape"):
+        CheckpointConfig.from_dict({**raw, "frame_shape": [3, 64]})
 
 
 def test_long_jobs_pick_their_threads_from_the_free_cpus(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -158,7 +158,7 @@ def epva_run(pong_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 def test_trains_and_resumes_through_the_trainer(epva_run: Path) -> None:
     model, config = load_model(epva_run)
-    assert config["model"] == "epva" and config["step"] == 3 and config["model_config"]["mode"] == "epva"
+    assert config.model == "epva" and config.step == 3 and config.model_config["mode"] == "epva"
     assert int(model.updates) == 3  # the EP ramp went on where the killed run stopped
     assert (epva_run.parent.parent / "samples" / "step_00000002.gif").exists()
 

@@ -24,7 +24,7 @@ from dataset_tools.preprocess import Preprocess, to_tensor_layout
 from dataset_tools.ram_truth import ram_objects
 from dataset_tools.sequences import SequenceBatch
 from world_models.base import ModelConfig, State, StepResult, WorldModel, build_model, register, reward_from_logits
-from world_models.checkpoint import save_checkpoint
+from world_models.checkpoint import CheckpointConfig, save_checkpoint
 from world_models.evaluation.eval_cli import add_parser
 from world_models.evaluation.evaluate import (
     COLUMNS,
@@ -94,18 +94,18 @@ def _checkpoint(run: Path, data: Path, name: str, cfg: ModelConfig) -> Path:
     manifest = DatasetDir(data).read_manifest()
     torch.manual_seed(0)
     model = build_model(name, cfg, (3, 64, 64), len(manifest["action_meanings"]))
-    info = {
-        "model": name,
-        "model_config": dataclasses.asdict(cfg),
-        "frame_shape": [3, 64, 64],
-        "n_actions": len(manifest["action_meanings"]),
-        "action_meanings": manifest["action_meanings"],
-        "game": manifest["game"],
-        "env": manifest["env"],
-        "preprocess": manifest["preprocess"],
-        "dataset": {"path": str(data), "hash": DatasetDir(data).manifest_hash()},
-        "command": "test",
-    }
+    info = CheckpointConfig(
+        model=name,
+        model_config=dataclasses.asdict(cfg),
+        frame_shape=(3, 64, 64),
+        n_actions=len(manifest["action_meanings"]),
+        action_meanings=manifest["action_meanings"],
+        game=manifest["game"],
+        env=manifest["env"],
+        preprocess=manifest["preprocess"],
+        dataset={"path": str(data), "hash": DatasetDir(data).manifest_hash()},
+        command="test",
+    )
     return save_checkpoint(run, 7, model, info)
 
 

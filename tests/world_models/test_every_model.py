@@ -6,7 +6,8 @@ real contexts it ships with (their losses are tested beside them). Each model is
 ``start`` gives a batch-first state, ``step`` a reward in {-1, 0, 1} and a termination probability,
 ``decode`` a frame in [0, 1], ``features`` / ``observation`` a finite vector of ``feature_dim`` within
 ``feature_bound``, ``rollout`` the shapes it promises, and ``select_state`` mixes two states row by row.
-An extractor (``space_time``) refuses to step, with a message that says what to use instead.
+Every model is either a world model or an extractor (``space_time``): an extractor finds objects in a
+frame, has no ``step``, and a learned env of it is refused with a message that says what to use instead.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import pytest
 import torch
 
 from dataset_tools.sequences import SequenceDataset
-from world_models import MODELS, build_model, load_context, load_model
+from learned_envs.env import LearnedVectorEnv
+from world_models import MODELS, Extractor, Model, WorldModel, build_model, load_context, load_model
 from world_models.base import select_state
 from world_models.pixel.asset_spatial_rnn import AssetSpatialRNNConfig
 from world_models.pixel.epva import EPVAConfig
@@ -27,7 +29,7 @@ from world_models.pixel.frame_transformer import FrameTransformerConfig
 from world_models.pixel.rnn_deconv import RNNDeconvConfig
 from world_models.pixel.savp import SAVPConfig
 from world_models.pixel.svg import SVGConfig
-from world_models.space import EXTRACTOR_ONLY, PONG_CHECKPOINT
+from world_models.space import PONG_CHECKPOINT
 
 ASSETS = Path(__file__).resolve().parents[2] / "learned_envs" / "assets"
 
@@ -93,15 +95,17 @@ def test_every_registered_model_keeps_the_contract(name: str, pong_dataset: Path
     model.eval()
     b = frames.shape[0]
     assert model.name == name and frames.shape[1] == model.cfg.n_past
+    assert isinstance(model, Model) and isinstance(model, WorldModel) != isinstance(model, Extractor), name
+    if isinstance(model, Extractor):  # it finds objects in a frame; a learned env refuses it in one line
+        found = model.infer(frames[:, -1])
+        assert found.z_pres.shape[0] == b and found.boxes.shape[:2] == found.z_pres.shape, name
+        with pytest.raises(ValueError, match="object extractor, it cannot step"):
+            LearnedVectorEnv(SHIPPED[name], num_envs=1)
+        return
     state = model.start(frames, actions, generator=torch.Generator().manual_seed(0))
     assert isinstance(state, dict) and all(v.shape[0] == b for v in state.values()), name
     first = model.decode(state)
     assert first.shape == (b, *model.frame_shape) and 0 <= first.min() and first.max() <= 1
-    if model.extractor:
-        with pytest.raises(NotImplementedError, match="cannot step"):
-            model.step(state, torch.zeros(b, dtype=torch.int64))
-        assert "cannot step" in EXTRACTOR_ONLY
-        return
     moves = torch.arange(b, dtype=torch.int64) % model.n_actions
     state, reward, term = model.step(state, moves, generator=torch.Generator().manual_seed(1))
     assert reward.shape == (b,) and set(reward.tolist()) <= {-1.0, 0.0, 1.0}

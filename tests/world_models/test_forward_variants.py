@@ -114,7 +114,7 @@ def test_bad_configs_are_refused() -> None:
 
 def test_trained_checkpoint_backs_a_learned_env(trained: Path) -> None:
     model, config = load_model(trained)
-    assert config["step"] == 2 and config["model"] == model.name
+    assert config.step == 2 and config.model == model.name
     for obs_type, precision in (("frames", "float32"), ("latent", "bfloat16")):
         venv = LearnedVectorEnv(trained, 3, device="cpu", obs_type=obs_type, max_episode_steps=3, precision=precision)
         obs, _ = venv.reset(seed=0)

@@ -118,8 +118,8 @@ def test_trains_from_the_cli_runner_and_refuses_other_games(pong_dataset: Path, 
         progress=False,
     )
     model, config = load_model(ckpt)
-    assert config["model"] == "object_dynamics" and model.crop.tolist() == [34.0, 194.0, 0.0, 160.0]
-    assert model.vocab.shape == (3, 4, 2) and np.array(config["model_config"]["move_vocab"]).shape == (3, 4, 2)
+    assert config.model == "object_dynamics" and model.crop.tolist() == [34.0, 194.0, 0.0, 160.0]
+    assert model.vocab.shape == (3, 4, 2) and np.array(config.model_config["move_vocab"]).shape == (3, 4, 2)
     assert (tmp_path / "run" / "samples" / "step_00000003.gif").exists()
     with pytest.raises(ValueError, match="n_past >= 2"):
         build_model("object_dynamics", ObjectDynamicsConfig(n_past=1), (3, 64, 64), 6)

@@ -50,7 +50,7 @@ def slot_run(pong_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> tu
 
 def test_the_fitted_extractor_finds_pong_objects_exactly(slot_run: tuple[Path, Path]) -> None:
     data, ckpt = slot_run
-    spec = load_model(ckpt)[1]["model_config"]["extractor_spec"]
+    spec = load_model(ckpt)[1].model_config["extractor_spec"]
     fitted = Path(spec["path"])
     assert fitted.parent == data / "extractors" and read_spec(fitted)["digest"] == spec["digest"]
     sizes = [c["size"] for c in spec["classes"]]
@@ -74,7 +74,7 @@ def test_the_size_gate_keeps_a_ball_out_of_a_paddle_class(slot_run: tuple[Path, 
     from world_models.objects.extractor import SIZE_GATE
 
     data, ckpt = slot_run
-    spec = load_model(ckpt)[1]["model_config"]["extractor_spec"]
+    spec = load_model(ckpt)[1].model_config["extractor_spec"]
     assert spec["size_gate"] == SIZE_GATE  # written by every fit
     extractor = load_extractor(spec["path"])
     paddle = extractor.centroids[0].numpy() * extractor.feature_std.numpy() + extractor.feature_mean.numpy()
@@ -89,7 +89,7 @@ def test_training_never_reads_the_ram(slot_run: tuple[Path, Path]) -> None:
     data, ckpt = slot_run
     model, config = load_model(ckpt)
     model.train()
-    cfg = SlotDynamicsConfig(**config["model_config"])
+    cfg = SlotDynamicsConfig(**config.model_config)
     windows = SequenceDataset(data, cfg.n_past + cfg.n_future, frames=False, objects=cache_name(cfg.extractor_spec))
     batch = next(iter(windows.loader(8, seed=0)))
     loss, logs = model.loss(batch)
@@ -136,7 +136,7 @@ def test_checkpoint_is_self_contained_env_and_twin(slot_run: tuple[Path, Path], 
 
 def test_extractor_files_and_errors(slot_run: tuple[Path, Path], tmp_path: Path) -> None:
     data, ckpt = slot_run
-    fitted = Path(load_model(ckpt)[1]["model_config"]["extractor_spec"]["path"])
+    fitted = Path(load_model(ckpt)[1].model_config["extractor_spec"]["path"])
     extractor = load_extractor(fitted)
     crops = np.stack([np.asarray(DatasetDir(data).load(0).frames[t])[34:194] for t in (20, 21)])
     slots = extractor.slots(crops)
@@ -161,18 +161,18 @@ def test_extractor_files_and_errors(slot_run: tuple[Path, Path], tmp_path: Path)
 def test_preprocessing_is_the_full_resolution_crop(slot_run: tuple[Path, Path]) -> None:
     _, ckpt = slot_run
     config = load_model(ckpt)[1]
-    assert Preprocess.from_dict(config["preprocess"]) == Preprocess(crop=(34, 194, 0, 160), size=(160, 160))
-    assert config["frame_shape"] == [3, 160, 160]
+    assert Preprocess.from_dict(config.preprocess) == Preprocess(crop=(34, 194, 0, 160), size=(160, 160))
+    assert config.frame_shape == (3, 160, 160)
 
 
 def test_an_ensemble_trains_each_member_and_steps_each_env_with_one(
     slot_run: tuple[Path, Path], tmp_path: Path
 ) -> None:
     data, ckpt = slot_run
-    fitted = load_model(ckpt)[1]["model_config"]["extractor_spec"]["path"]
+    fitted = load_model(ckpt)[1].model_config["extractor_spec"]["path"]
     run = train("slot_dynamics", data, tmp_path / "ens", [*TINY, f"extractor={fitted}", "members=2"], progress=False)
     model, config = load_model(run)
-    assert len(model.cores) == 2 and config["model_config"]["members"] == 2
+    assert len(model.cores) == 2 and config.model_config["members"] == 2
     a, b = (torch.cat([p.flatten() for p in core.parameters()]) for core in model.cores)
     assert not torch.allclose(a, b)  # each member its own weights
     venv = LearnedVectorEnv(run, num_envs=32, device="cpu", obs_type="latent")

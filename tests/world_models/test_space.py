@@ -14,11 +14,10 @@ from dataset_tools.dataset import DatasetDir
 from dataset_tools.postprocess import MotionConfig, compute_motion
 from dataset_tools.sequences import SequenceBatch, SequenceDataset
 from learned_envs.cli import main
-from world_models import MODELS, build_model, load_model
+from world_models import MODELS, Extractor, WorldModel, build_model, load_model
 from world_models.checkpoint import checkpoint_dirs
 from world_models.config import ConfigError, apply_overrides, parse_pairs, read_config_file
 from world_models.space import (
-    EXTRACTOR_ONLY,
     Inference,
     SpaceTime,
     SpaceTimeConfig,
@@ -88,12 +87,8 @@ def test_shapes_elbo_and_the_extractor_contract(pong_motion: Path) -> None:
     cells = ((centres + 1) / 2 * 4).floor().clamp(0, 3)
     assert torch.equal(cells[..., 1] * 4 + cells[..., 0], torch.arange(16.0).expand(4, 16))
 
-    state = model.start(batch.frames[:, :1], batch.actions[:, :0])
-    assert model.decode(state).shape == (4, 3, 32, 32)
-    assert model.features(state).shape == (4, model.feature_dim) == (4, 16 * 9)
-    with pytest.raises(NotImplementedError, match="object extractor"):
-        model.step(state, batch.actions[:, 0])
-    assert "cannot step" in EXTRACTOR_ONLY
+    assert isinstance(model, Extractor) and not isinstance(model, WorldModel)  # it finds objects, never steps
+    assert not hasattr(model, "step") and not hasattr(model, "decode")
     image = model.summary_images(batch)
     assert image.shape == (3, 4 * 32, 4 * 32) and 0 <= image.min() and image.max() <= 1
     with pytest.raises(ValueError, match="RGB frames"):
@@ -196,8 +191,8 @@ def test_trainer_runs_resumes_and_keeps_the_last(
     assert main([*args, "--resume", *tiny, "steps=3", "ckpt_every=1", "image_every=0", "keep_last=1"]) == 0
     assert [p.name for p in checkpoint_dirs(run)] == ["step_00000003"]
     model, config = load_model(run)
-    assert isinstance(model, SpaceTime) and config["preprocess"]["size"] == [32, 32] and config["step"] == 3
-    assert config["preprocess"]["crop"] == [34, 194, 0, 160] and not config["preprocess"]["grayscale"]
+    assert isinstance(model, SpaceTime) and config.preprocess["size"] == [32, 32] and config.step == 3
+    assert config.preprocess["crop"] == [34, 194, 0, 160] and not config.preprocess["grayscale"]
     assert "final checkpoint" in capsys.readouterr().out
 
 

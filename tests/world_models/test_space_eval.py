@@ -82,7 +82,7 @@ def test_the_frames_are_the_models_and_its_classifier_reads_scenes(
     and a saved classifier labels :func:`scene_description`'s objects (both see z_what)."""
     model, config = load_model(space_run)
     assert isinstance(model, SpaceTime) and DatasetDir(pong_dataset).preprocess().size == (64, 64)
-    frames, ram = next(dataset_batches(pong_dataset, "val", 8, Preprocess.from_dict(config["preprocess"])))
+    frames, ram = next(dataset_batches(pong_dataset, "val", 8, Preprocess.from_dict(config.preprocess)))
     assert frames.shape == (8, 3, 32, 32) and ram.shape == (8, 128)
     options = SpaceTime.data_options(model.cfg, DatasetDir(pong_dataset).preprocess())  # what the trainer reads
     trained = SequenceDataset(pong_dataset, 1, split="val", **options)

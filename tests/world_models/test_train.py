@@ -66,10 +66,14 @@ def test_cli_run_writes_the_run_dir(pong_dataset: Path, tmp_path: Path, capsys: 
         assert ctx["frames"].shape == (5, 2, 64, 64, 3) and ctx["frames"].dtype == np.uint8
         assert ctx["actions"].shape == (5, 1) and ctx["actions"].dtype == np.int64
     model, config = load_model(run)
-    assert config["step"] == 6 and config["n_actions"] == len(config["action_meanings"]) == 6
-    assert config["game"] == "Pong" and config["preprocess"]["size"] == [64, 64] and config["env"]["game"] == "Pong"
-    assert {"model", "model_config", "train_config", "frame_shape", "dataset", "command"} <= set(config)
-    assert config["metrics"]["loss"] == pytest.approx(float(rows[-1]["loss"]))
+    assert config.step == 6 and config.n_actions == len(config.action_meanings) == 6
+    assert config.game == "Pong" and config.preprocess["size"] == [64, 64] and config.env["game"] == "Pong"
+    assert (
+        config.model == "rnn_deconv"
+        and config.train_config["steps"] == 6
+        and config.command.startswith("learned-envs train")
+    )
+    assert config.metrics["loss"] == pytest.approx(float(rows[-1]["loss"]))
     assert model.cfg.hidden == 16
 
 
@@ -164,7 +168,7 @@ def test_init_from_copies_weights_and_checks_the_model(pong_dataset: Path, tmp_p
         progress=False,
     )
     copied, config = load_model(second)
-    assert config["train_config"]["init_from"] == str(first)
+    assert config.train_config["init_from"] == str(first)
     for a, b in zip(source.state_dict().values(), copied.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     with pytest.raises(TrainError, match="do not fit"):
@@ -199,7 +203,7 @@ def test_init_from_a_model_with_fewer_inputs_zero_pads_them(pong_dataset: Path, 
     )
     source, _ = load_model(first)
     model, config = load_model(grown)
-    assert config["model_config"]["encoder_frames"] == 2
+    assert config.model_config["encoder_frames"] == 2
     old, new = source.encoder.blocks[0][0].weight, model.encoder.blocks[0][0].weight  # (nf, C*k, 4, 4)
     assert torch.equal(new[:, :3], old) and not new[:, 3:].any()
     # fewer inputs than the source is not a fit

@@ -151,7 +151,7 @@ def _resolve(runs: Sequence[str | Path], manifest: dict[str, Any]) -> list[dict[
         except EvaluationDataError as err:
             raise EvaluationDataError(f"{run}: {err}") from None
         entries.append({"given": Path(run), "ckpt": ckpt, "config": config})
-    pres = [Preprocess.from_dict(e["config"]["preprocess"]) for e in entries]
+    pres = [Preprocess.from_dict(e["config"].preprocess) for e in entries]
     if len(set(pres)) > 1:
         seen = "; ".join(f"{e['given']}: {_describe(p)}" for e, p in zip(entries, pres, strict=True))
         raise CompareError(f"the runs see frames at different resolutions, so PSNR / SSIM would not compare: {seen}")
@@ -162,7 +162,7 @@ def _resolve(runs: Sequence[str | Path], manifest: dict[str, Any]) -> list[dict[
 
 
 def _common_val_fraction(entries: list[dict[str, Any]]) -> float:
-    values = [float((e["config"].get("train_config") or {}).get("val_fraction", 0.1)) for e in entries]
+    values = [float((e["config"].train_config or {}).get("val_fraction", 0.1)) for e in entries]
     if len(set(values)) > 1:
         log.warning("runs held out different shares of episodes (%s); all are evaluated with %g", values, values[0])
     return values[0]
@@ -213,7 +213,7 @@ def compare(
     entries = _resolve(runs, DatasetDir(data).read_manifest())
     if val_fraction is None:
         val_fraction = _common_val_fraction(entries)
-    context_frames = max(int(e["config"]["model_config"].get("n_past", ModelConfig.n_past)) for e in entries)
+    context_frames = max(int(e["config"].model_config.get("n_past", ModelConfig.n_past)) for e in entries)
     dev = pick_device(device)
     settings = dict(
         data=str(data),
@@ -229,22 +229,22 @@ def compare(
     for entry in tqdm(entries, desc="compare", unit="model", disable=not progress):
         name, ckpt = entry["name"], entry["ckpt"]
         model_out = out / name.replace("/", "__")
-        result = _reusable(model_out / "metrics.json", settings, ckpt, entry["config"].get("step")) if reuse else None
+        result = _reusable(model_out / "metrics.json", settings, ckpt, entry["config"].step) if reuse else None
         if result is None:
             kwargs = {k: v for k, v in settings.items() if k != "data"}
             result = evaluate(ckpt, data, model_out, device=str(dev), progress=False, **kwargs)
         else:
             log.info("%s: reusing %s", name, model_out / "metrics.json")
         model, config = load_model(ckpt, dev)
-        pre = Preprocess.from_dict(config["preprocess"])
+        pre = Preprocess.from_dict(config.preprocess)
         frames, actions = _speed_context(data, pre, model.cfg.n_past, val_fraction, speed_envs)
         speed = imagined_steps_per_s(model, frames, actions, speed_steps, speed_repeats, seed)
         models.append(
             {
                 "name": name,
-                "model": config["model"],
+                "model": config.model,
                 "checkpoint": str(ckpt),
-                "checkpoint_step": config.get("step"),
+                "checkpoint_step": config.step,
                 "params": model.parameter_counts()["total"],
                 "train_frames_per_s": train_frames_per_s(ckpt),
                 "imagined_steps_per_s": speed,

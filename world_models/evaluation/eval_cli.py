@@ -38,10 +38,10 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def _is_extractor(checkpoint: Path) -> bool:
-    from world_models.base import model_class
+    from world_models.base import Extractor, model_class
     from world_models.checkpoint import read_config, resolve_checkpoint
 
-    return model_class(read_config(resolve_checkpoint(checkpoint))["model"]).extractor
+    return issubclass(model_class(read_config(resolve_checkpoint(checkpoint)).model), Extractor)
 
 
 def _evaluate_extractor(args: argparse.Namespace) -> int:

@@ -43,8 +43,8 @@ from dataset_tools.dataset import DatasetDir
 from dataset_tools.preprocess import Preprocess
 from dataset_tools.ram_truth import GAMES
 from dataset_tools.sequences import SequenceBatch, SequenceDataset
-from world_models.base import WorldModel, pick_device
-from world_models.checkpoint import CheckpointError, load_model, resolve_checkpoint
+from world_models.base import Extractor, WorldModel, pick_device
+from world_models.checkpoint import CheckpointConfig, CheckpointError, load_model, resolve_checkpoint
 from world_models.objects import pong_objects
 
 log = logging.getLogger(__name__)
@@ -97,25 +97,25 @@ class EvalConfig:
     different ``n_past`` predict the same frames when given the same value (each sees its last ``n_past``)."""
 
 
-def check_dataset(config: dict[str, Any], manifest: dict[str, Any]) -> None:
+def check_dataset(config: CheckpointConfig, manifest: dict[str, Any]) -> None:
     """Raise :class:`EvaluationDataError` naming every way the dataset differs from the checkpoint."""
     problems = []
-    if config.get("game") is not None and config["game"] != manifest.get("game"):
-        problems.append(f"game: checkpoint {config['game']!r}, dataset {manifest.get('game')!r}")
-    env_ck, env_ds = config.get("env") or {}, manifest.get("env") or {}
+    if config.game is not None and config.game != manifest.get("game"):
+        problems.append(f"game: checkpoint {config.game!r}, dataset {manifest.get('game')!r}")
+    env_ck, env_ds = config.env or {}, manifest.get("env") or {}
     for key in _ENV_KEYS:
         if key in env_ck and key in env_ds and env_ck[key] != env_ds[key]:
             problems.append(f"{key}: checkpoint {env_ck[key]!r}, dataset {env_ds[key]!r}")
     n_ds = len(manifest.get("action_meanings") or [])
-    if n_ds and int(config["n_actions"]) != n_ds:
-        problems.append(f"number of actions: checkpoint {config['n_actions']}, dataset {n_ds}")
-    elif config.get("action_meanings") and manifest.get("action_meanings") != config["action_meanings"]:
+    if n_ds and int(config.n_actions) != n_ds:
+        problems.append(f"number of actions: checkpoint {config.n_actions}, dataset {n_ds}")
+    elif config.action_meanings and manifest.get("action_meanings") != config.action_meanings:
         problems.append(
-            f"action meanings: checkpoint {config['action_meanings']}, dataset {manifest['action_meanings']}"
+            f"action meanings: checkpoint {config.action_meanings}, dataset {manifest['action_meanings']}"
         )
     if problems:
         raise EvaluationDataError("dataset does not match the checkpoint: " + "; ".join(problems))
-    missing = [k for k in ("game", "env") if not config.get(k)]
+    missing = [k for k, v in (("game", config.game), ("env", config.env)) if not v]
     if missing:
         log.warning("checkpoint records no %s; cannot check the dataset against it", " / ".join(missing))
 
@@ -300,20 +300,20 @@ def evaluate(
         raise ValueError("horizon, n_samples, max_sequences and batch_size must be at least 1")
     dev = pick_device(device)
     model, config = load_model(checkpoint, dev)
-    if model.extractor:
+    if isinstance(model, Extractor):
         raise EvaluationDataError(
-            f"{checkpoint}: {config['model']} is an object extractor, it cannot roll out; score it with "
+            f"{checkpoint}: {config.model} is an object extractor, it cannot roll out; score it with "
             "world_models.space.evaluate.evaluate_space (learned-envs evaluate does)"
         )
     check_dataset(config, DatasetDir(data).read_manifest())
-    preprocess = Preprocess.from_dict(config["preprocess"])
+    preprocess = Preprocess.from_dict(config.preprocess)
     h, w, c = preprocess.shape
-    if tuple(config["frame_shape"]) != (c, h, w):
+    if tuple(config.frame_shape) != (c, h, w):
         raise CheckpointError(
-            f"{checkpoint}: frame_shape {config['frame_shape']} differs from its preprocessing {(c, h, w)}"
+            f"{checkpoint}: frame_shape {config.frame_shape} differs from its preprocessing {(c, h, w)}"
         )
     if val_fraction is None:
-        val_fraction = float((config.get("train_config") or {}).get("val_fraction", 0.1))
+        val_fraction = float((config.train_config or {}).get("val_fraction", 0.1))
         cfg.val_fraction = val_fraction
     n_past = model.cfg.n_past
     skip = 0 if context_frames is None else context_frames - n_past
@@ -322,11 +322,11 @@ def evaluate(
     subset = _windows(Path(data), preprocess, n_past + skip + horizon, max_sequences, val_fraction)
     loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, shuffle=False, collate_fn=SequenceBatch.collate)
     samples = n_samples if model.stochastic else 1
-    pong = preprocess if game_spec(config.get("game")).paddle_rally else None
+    pong = preprocess if game_spec(config.game).paddle_rally else None
     gen = torch.Generator(device=dev).manual_seed(seed)
     acc: dict[str, list[np.ndarray]] = {}
     gif: list[tuple[torch.Tensor, torch.Tensor]] = []
-    log.info("evaluating %s on %d windows of %s (%d sample(s) each)", config["model"], len(subset), data, samples)
+    log.info("evaluating %s on %d windows of %s (%d sample(s) each)", config.model, len(subset), data, samples)
     for batch in tqdm(loader, desc="evaluate", unit="batch", disable=not progress):
         batch = _drop_first(batch, skip)
         result = _evaluate_batch(model, batch.to(dev), horizon, samples, gen, pong)
@@ -350,19 +350,19 @@ def evaluate(
         row.pop("_reward_nonzero", None)
     result = {
         "checkpoint": str(resolve_checkpoint(checkpoint)),
-        "step": config.get("step"),
-        "model": config["model"],
+        "step": config.step,
+        "model": config.model,
         "stochastic": bool(model.stochastic),
         "samples_per_window": samples,
         "windows": len(subset),
         "n_past": n_past,
-        "game": config.get("game"),
+        "game": config.game,
         "config": dataclasses.asdict(cfg) | {"device": str(dev)},
         "per_step": per_step,
         "overall": overall,
     }
     extractor = getattr(model, "object_extractor", None)
-    if extractor is not None and config.get("game") in GAMES:  # a frames-only extractor, scored against the RAM
+    if extractor is not None and config.game in GAMES:  # a frames-only extractor, scored against the RAM
         from world_models.objects.scoring import score_extractor
 
         held_out = DatasetDir(data).split(val_fraction)[1] or DatasetDir(data).episode_indices()

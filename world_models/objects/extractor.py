@@ -74,9 +74,15 @@ class ExtractorError(ValueError):
 
 def _space_spec(space_dir: Path) -> dict[str, Any]:
     config = read_config(space_dir)
-    if config.get("model") != "space_time":
-        raise ExtractorError(f"{space_dir}: a {config.get('model')} checkpoint, not a space_time one")
-    return {k: config[k] for k in ("model_config", "frame_shape", "n_actions", "preprocess", "game")}
+    if config.model != "space_time":
+        raise ExtractorError(f"{space_dir}: a {config.model} checkpoint, not a space_time one")
+    return {
+        "model_config": config.model_config,
+        "frame_shape": list(config.frame_shape),
+        "n_actions": config.n_actions,
+        "preprocess": config.preprocess,
+        "game": config.game,
+    }
 
 
 class ObjectExtractor(nn.Module):

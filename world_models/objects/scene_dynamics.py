@@ -23,7 +23,6 @@ classifier are copied into this model's checkpoint, which is then self-contained
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -51,7 +50,7 @@ from world_models.base import (
     reward_from_logits,
 )
 from world_models.blocks import mlp
-from world_models.checkpoint import CheckpointError, load_model, resolve_checkpoint
+from world_models.checkpoint import CheckpointError, load_model, read_config, resolve_checkpoint
 from world_models.objects.moves import draw_presence
 
 log = logging.getLogger(__name__)
@@ -163,18 +162,18 @@ def resolve_extractor(cfg: SceneDynamicsConfig) -> dict[str, Any]:
     from world_models.space.scene import label_list
 
     path = _extractor_path(cfg)
-    config = json.loads((path / "config.json").read_text())
-    if config.get("model") != "space_time":
-        raise ValueError(f"extractor={path}: a {config.get('model')} checkpoint, not a space_time one")
-    labels = label_list(str(config.get("game")))
+    config = read_config(path)
+    if config.model != "space_time":
+        raise ValueError(f"extractor={path}: a {config.model} checkpoint, not a space_time one")
+    labels = label_list(str(config.game))
     classifier = _classifier_path(cfg, path)
-    _load_classifier(classifier, labels, int(config["model_config"]["z_what_dim"]), cfg.trust_pickle)  # fail now
+    _load_classifier(classifier, labels, int(config.model_config["z_what_dim"]), cfg.trust_pickle)  # fail now
     cfg.extractor_spec = {
-        "model_config": config["model_config"],
-        "frame_shape": config["frame_shape"],
-        "n_actions": config["n_actions"],
-        "preprocess": config["preprocess"],
-        "game": config.get("game"),
+        "model_config": config.model_config,
+        "frame_shape": list(config.frame_shape),
+        "n_actions": config.n_actions,
+        "preprocess": config.preprocess,
+        "game": config.game,
         "labels": list(labels),
         "digest": _digest(path / "model.pt", classifier),
         "threshold": cfg.threshold,

@@ -23,14 +23,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from world_models.space.config import SpaceTimeConfig, linear_anneal
-from world_models.space.model import EXTRACTOR_ONLY, Inference, SpaceTime
+from world_models.space.model import Inference, SpaceTime
 from world_models.space.scene import LABELS, label_list, object_features, scene_description, zwhere_to_box
 
 PONG_CHECKPOINT = Path(__file__).parent / "assets" / "SpaceTimePong-v0"
 """The shipped SPACE-Time checkpoint trained on Pong (model card beside it)."""
 
 __all__ = [
-    "EXTRACTOR_ONLY",
     "PONG_CHECKPOINT",
     "LABELS",
     "Inference",

@@ -23,7 +23,7 @@ import torch
 
 from dataset_tools.dataset import DatasetDir, write_json
 from dataset_tools.preprocess import Preprocess
-from world_models.base import WorldModel, pick_device
+from world_models.base import Extractor, WorldModel, pick_device
 from world_models.checkpoint import load_model, resolve_checkpoint
 from world_models.space.metrics import CLASSIFIER_FILE, ExtractorEvalConfig, dataset_batches, evaluate_extractor
 from world_models.space.scene import object_features
@@ -76,23 +76,23 @@ def evaluate_space(
     from world_models.evaluation.evaluate import EvaluationDataError, check_dataset
 
     model, config = load_model(checkpoint, pick_device(device))
-    if not model.extractor:
-        raise EvaluationDataError(f"{checkpoint}: {config['model']} is no object extractor (use evaluate)")
+    if not isinstance(model, Extractor):
+        raise EvaluationDataError(f"{checkpoint}: {config.model} is no object extractor (use evaluate)")
     check_dataset(config, DatasetDir(data).read_manifest())
-    preprocess = Preprocess.from_dict(config["preprocess"])
+    preprocess = Preprocess.from_dict(config.preprocess)
     if val_fraction is None:
-        val_fraction = float((config.get("train_config") or {}).get("val_fraction", 0.1))
+        val_fraction = float((config.train_config or {}).get("val_fraction", 0.1))
     try:
         episodes, frames = held_out(data, val_fraction)
     except ValueError as err:
         raise EvaluationDataError(str(err)) from None
-    log.info("%s at step %s on %d held-out frames of episodes %s", config["model"], config["step"], frames, episodes)
+    log.info("%s at step %s on %d held-out frames of episodes %s", config.model, config.step, frames, episodes)
     batches = dataset_batches(data, "val", batch_size, preprocess, val_fraction)
     cfg = ExtractorEvalConfig(max_frames=max_frames, seed=seed)
-    result = evaluate_extractor(batches, extractor_infer(model, only_z_what), config["game"], preprocess, out, cfg)
+    result = evaluate_extractor(batches, extractor_infer(model, only_z_what), config.game, preprocess, out, cfg)
     result = {
-        "model": config["model"],
-        "step": config["step"],
+        "model": config.model,
+        "step": config.step,
         "checkpoint": str(resolve_checkpoint(checkpoint)),
         "data": str(data),
         "preprocess": preprocess.to_dict(),

@@ -26,7 +26,7 @@ import torch
 from dataset_tools.motion import draw_boxes
 from dataset_tools.preprocess import Preprocess
 from dataset_tools.sequences import SequenceBatch
-from world_models.base import State, StepResult, WorldModel, register
+from world_models.base import Extractor, register
 from world_models.space.bg import BgOutput, SpaceBg
 from world_models.space.config import SpaceTimeConfig
 from world_models.space.fg import FgOutput, SpaceFg
@@ -34,12 +34,6 @@ from world_models.space.losses import continuity_loss, log_likelihood, motion_lo
 from world_models.space.scene import Classifier, Scene, scene_description, zwhere_to_box
 
 log = logging.getLogger(__name__)
-
-EXTRACTOR_ONLY = (
-    "space_time is an object extractor, not a dynamics model: it cannot step. Use its scenes "
-    "(SpaceTime.infer / scene_description) as observations, or train scene_dynamics over them for a learned env."
-)
-
 
 @dataclass
 class Inference:
@@ -56,12 +50,10 @@ class Inference:
 
 
 @register
-class SpaceTime(WorldModel):
+class SpaceTime(Extractor):
     name = "space_time"
     Config = SpaceTimeConfig
     stochastic = False
-    deterministic_start = True
-    extractor = True
 
     def __init__(self, cfg: SpaceTimeConfig, frame_shape: tuple[int, int, int], n_actions: int) -> None:
         super().__init__(cfg, frame_shape, n_actions)
@@ -171,40 +163,6 @@ class SpaceTime(WorldModel):
             loss = loss + cfg.area_object_weight * cont.mean()
             logs |= {"continuity": cont.mean().item(), "matched": matched / b}
         return loss, logs
-
-    # ------------------------------------------------------------------ the imagination contract
-    def start(self, frames: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None) -> State:
-        """The scene of the last context frame (``frames`` (B, n_past, 3, S, S)) and its reconstruction."""
-        x = frames[:, -1]
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                fg, bg = self.forward_frames(x)
-        finally:
-            self.train(was_training)
-        return {
-            "z_pres": fg.pres_prob,
-            "z_where": fg.z_where,
-            "z_what": fg.z_what_mean,
-            "z_depth": fg.z_depth,
-            "frame": self.reconstruction(fg, bg),
-        }
-
-    def step(self, state: State, actions: torch.Tensor, generator: torch.Generator | None = None) -> StepResult:
-        raise NotImplementedError(EXTRACTOR_ONLY)
-
-    def decode(self, state: State) -> torch.Tensor:
-        return state["frame"]
-
-    def features(self, state: State) -> torch.Tensor:
-        """Every cell's ``[z_pres, z_where, z_what]`` flattened: (B, G * G * (5 + z_what_dim))."""
-        cells = torch.cat([state["z_pres"][..., None], state["z_where"], state["z_what"]], dim=-1)  # (B, N, 5 + D)
-        return cells.flatten(1)
-
-    @property
-    def feature_dim(self) -> int:
-        return self.cfg.grid**2 * (5 + self.cfg.z_what_dim)
 
     # ------------------------------------------------------------------ images for the trainer
     @torch.no_grad()

@@ -10,7 +10,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Literal
 
-from world_models.base import ModelConfig, WorldModel, model_class
+from world_models.base import Model, ModelConfig, model_class
 from world_models.config import ConfigError, apply_overrides, from_dict, parse_pairs
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ def config_file(name: str | Path, model_name: str) -> Path:
 
 
 def resolve_configs(
-    cls: type[WorldModel], out: Path, overrides: Sequence[str], resume: bool
+    cls: type[Model], out: Path, overrides: Sequence[str], resume: bool
 ) -> tuple[TrainConfig, ModelConfig]:
     pairs = parse_pairs(list(overrides))
     cfg, mcfg = apply_overrides([TrainConfig(), cls.Config()], pairs)

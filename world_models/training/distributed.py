@@ -13,14 +13,14 @@ import torch.distributed as dist
 from torch import nn
 
 from dataset_tools.sequences import SequenceBatch
-from world_models.base import WorldModel, pick_device
+from world_models.base import Model, pick_device
 from world_models.config import ConfigError
 
 
 class LossModule(nn.Module):
     """Routes ``model.loss(batch)`` through ``forward``: DDP only syncs gradients of ``forward`` calls."""
 
-    def __init__(self, model: WorldModel) -> None:
+    def __init__(self, model: Model) -> None:
         super().__init__()
         self.model = model
 

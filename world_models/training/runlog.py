@@ -11,7 +11,8 @@ import torch
 
 from dataset_tools.dataset import write_json
 from dataset_tools.sequences import SequenceBatch
-from world_models.base import WorldModel
+from world_models.base import Model, WorldModel
+from world_models.checkpoint import CheckpointConfig
 
 
 class RunLog:
@@ -47,9 +48,10 @@ class RunLog:
         self._write(self.columns, [row], "w" if new else "a")
 
     @torch.no_grad()
-    def rollout(self, step: int, model: WorldModel, batch: SequenceBatch) -> None:
+    def rollout(self, step: int, model: Model, batch: SequenceBatch) -> None:
         """Ground truth (top row) vs open-loop prediction from the first n_past frames (bottom row), or
-        the model's own :meth:`~WorldModel.summary_images` (``val/summary``, ``samples/step_XXXXXXXX.png``)."""
+        the model's own :meth:`~Model.summary_images` (``val/summary``, ``samples/step_XXXXXXXX.png``);
+        nothing for a model that neither draws a summary nor imagines (an extractor without pictures)."""
         import imageio.v3 as iio
 
         p = model.cfg.n_past
@@ -62,6 +64,9 @@ class RunLog:
             image = (summary.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
             (self.out / "samples").mkdir(exist_ok=True)
             iio.imwrite(self.out / "samples" / f"step_{step:08d}.png", image)  # (3, H, W) -> (H, W, 3)
+            return
+        if not isinstance(model, WorldModel):
+            model.train(was_training)
             return
         generator = torch.Generator(batch.frames.device).manual_seed(0)
         pred = model.rollout(batch.frames[:, :p], batch.actions[:, : p - 1], batch.actions[:, p - 1 :], generator)
@@ -82,12 +87,18 @@ class RunLog:
         self.writer.close()
 
 
-def write_run_json(out: Path, info: dict[str, Any], command: str, resumed: bool) -> None:
+def write_run_json(out: Path, info: CheckpointConfig, command: str, resumed: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "run.json"
-    keys = ("model", "model_config", "train_config", "dataset")
-    run = {k: info[k] for k in keys} | {"command": command, "resumed_by": []}
+    run = {
+        "model": info.model,
+        "model_config": info.model_config,
+        "train_config": info.train_config,
+        "dataset": info.dataset,
+        "command": command,
+        "resumed_by": [],
+    }
     if resumed and path.exists():
-        run = json.loads(path.read_text()) | {"train_config": info["train_config"]}
+        run = json.loads(path.read_text()) | {"train_config": info.train_config}
         run["resumed_by"] = [*run.get("resumed_by", []), command]
     write_json(path, run)

@@ -10,9 +10,9 @@ A run directory holds::
     eval_log.csv    object extractors with ``eval_every``: held-out scores (:mod:`world_models.space.evaluate`),
     eval/           and the newest evaluation's metrics.json, z_what classifiers and PCA plot
 
-A model with an adversary (:meth:`WorldModel.adversary`, e.g. savp's discriminators) keeps it out of
+A model with an adversary (:meth:`Model.adversary`, e.g. savp's discriminators) keeps it out of
 the main optimizer: after each main step, a second Adam (``adversary_lr``) steps it on
-:meth:`WorldModel.adversary_loss`; its logs join the others and its state is checkpointed.
+:meth:`Model.adversary_loss`; its logs join the others and its state is checkpointed.
 
 Under ``torchrun`` (``WORLD_SIZE`` > 1) it trains with DistributedDataParallel (nccl on CUDA, gloo
 on CPU): each rank reads its own share of every epoch and rank 0 writes everything.
@@ -36,8 +36,15 @@ from tqdm import tqdm
 from dataset_tools.dataset import DatasetDir
 from dataset_tools.episode import DatasetError
 from dataset_tools.sequences import SequenceDataset
-from world_models.base import ModelConfig, WorldModel, model_class
-from world_models.checkpoint import checkpoint_dirs, load_model, load_training_state, read_config, save_checkpoint
+from world_models.base import Extractor, Model, ModelConfig, model_class
+from world_models.checkpoint import (
+    CheckpointConfig,
+    checkpoint_dirs,
+    load_model,
+    load_training_state,
+    read_config,
+    save_checkpoint,
+)
 from world_models.config import apply_overrides, expand_grid, run_name, to_dict
 from world_models.training.config import TrainConfig, TrainError, TrainingDiverged, resolve_configs
 from world_models.training.data import batches, start_contexts, val_batch
@@ -98,7 +105,7 @@ def train(
     ckpt = checkpoint_dirs(out)[-1] if checkpoint_dirs(out) else None
     if ckpt is not None and not resume:
         raise TrainError(f"{out} already holds a run ({ckpt.name}); pass --resume to continue it, or another --out")
-    start = int(read_config(ckpt)["step"]) if ckpt is not None else 0
+    start = read_config(ckpt).step if ckpt is not None else 0
     if resume and ckpt is None:
         log.warning("%s holds no checkpoint to resume from; starting at step 0", out)
     if ckpt is not None and start >= cfg.steps:
@@ -109,7 +116,7 @@ def train(
 
 
 def _train(
-    cls: type[WorldModel],
+    cls: type[Model],
     cfg: TrainConfig,
     mcfg: ModelConfig,
     data: Path,
@@ -178,20 +185,20 @@ def _train(
         )
 
     dataset_info = {"path": str(data.resolve()), "manifest_hash": ds.manifest_hash(), "steps": ds.counts()["steps"]}
-    info: dict[str, Any] = {
-        "model": cls.name,
-        "model_config": to_dict(mcfg),
-        "train_config": to_dict(cfg),
-        "frame_shape": list(frame_shape),
-        "n_actions": n_actions,
-        "action_meanings": manifest["action_meanings"],
-        "game": manifest.get("game"),
-        "env": manifest["env"],
-        "preprocess": dataset.preprocess.to_dict(),
-        "dataset": dataset_info,
-        "command": command,
-        "metrics": dict(state.get("metrics", {})),
-    }
+    info = CheckpointConfig(
+        model=cls.name,
+        model_config=to_dict(mcfg),
+        train_config=to_dict(cfg),
+        frame_shape=frame_shape,
+        n_actions=n_actions,
+        action_meanings=list(manifest["action_meanings"]),
+        game=manifest.get("game"),
+        env=dict(manifest["env"]),
+        preprocess=dataset.preprocess.to_dict(),
+        dataset=dataset_info,
+        command=command,
+        metrics=dict(state.get("metrics", {})),
+    )
     run_log, context, val_windows, evaluator = None, None, None, None
     if dd.main:
         write_run_json(out, info, command, resumed=ckpt is not None)
@@ -226,7 +233,7 @@ def _train(
             raise TrainingDiverged(f"non-finite weights at step {step}; last good checkpoint: {last_good}")
         path = out / "checkpoints" / f"step_{step:08d}"
         if dd.main:
-            extra = {"step": step, "rng": states, "wall_time": wall_time, "metrics": info["metrics"]}
+            extra = {"step": step, "rng": states, "wall_time": wall_time, "metrics": info.metrics}
             if adv_optimizer is not None:
                 extra["adversary_optimizer"] = adv_optimizer.state_dict()
             path = save_checkpoint(out, step, model, info, optimizer, extra, context, cfg.keep_last)
@@ -288,10 +295,10 @@ def _train(
             if step % cfg.log_every == 0 or step == cfg.steps:
                 now = time.perf_counter()
                 wall_time += now - tick
-                info["metrics"] = {k: v / n_window for k, v in window.items()}
+                info.metrics = {k: v / n_window for k, v in window.items()}
                 if run_log is not None:
-                    run_log.scalars(step, info["metrics"], wall_time, n_window * frames_per_step / max(busy, 1e-9))
-                    bar.set_postfix(loss=f"{info['metrics']['loss']:.4g}", refresh=False)
+                    run_log.scalars(step, info.metrics, wall_time, n_window * frames_per_step / max(busy, 1e-9))
+                    bar.set_postfix(loss=f"{info.metrics['loss']:.4g}", refresh=False)
                 window, n_window, busy, tick = {}, 0, 0.0, now
             if run_log is not None and val_windows is not None and step % cfg.image_every == 0:
                 run_log.rollout(step, model, val_windows)
@@ -311,12 +318,12 @@ def _train(
 
 
 def extractor_evaluator(
-    model: WorldModel, cfg: TrainConfig, data: Path, out: Path, preprocess: Any, game: str | None, start: int
+    model: Model, cfg: TrainConfig, data: Path, out: Path, preprocess: Any, game: str | None, start: int
 ) -> Any:
     """Rank 0's ``eval_every`` evaluator of an object extractor, or None."""
     if not cfg.eval_every:
         return None
-    if not model.extractor:
+    if not isinstance(model, Extractor):
         log.warning("eval_every=%d: %s is no object extractor; nothing to evaluate", cfg.eval_every, model.name)
         return None
     from world_models.space.evaluate import TrainEvaluator

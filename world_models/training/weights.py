@@ -9,24 +9,24 @@ from typing import Any
 import numpy as np
 import torch
 
-from world_models.base import WorldModel
+from world_models.base import Model
 from world_models.checkpoint import load_model
 from world_models.training.config import TrainError
 
 log = logging.getLogger(__name__)
 
 
-def init_weights(model: WorldModel, source: str, device: torch.device) -> None:
+def init_weights(model: Model, source: str, device: torch.device) -> None:
     """Copy the weights of checkpoint ``source`` into ``model`` (``init_from``)."""
     src, config = load_model(source, device)
-    if config["model"] != model.name:
-        raise TrainError(f"init_from={source} holds a {config['model']} model, this run trains {model.name}")
+    if config.model != model.name:
+        raise TrainError(f"init_from={source} holds a {config.model} model, this run trains {model.name}")
     weights, grown = grow_inputs(src.state_dict(), model.state_dict())
     try:
         model.load_state_dict(weights)
     except RuntimeError as err:
         raise TrainError(f"init_from={source}: weights do not fit this model's config ({err})") from None
-    log.info("initialised from %s (step %s)", source, config.get("step"))
+    log.info("initialised from %s (step %s)", source, config.step)
     if grown:
         log.info("init_from: more inputs than the source in %s; their weights start at zero", ", ".join(grown))
 

@@ -42,10 +42,11 @@ def play_real(
     """
     from tqdm import tqdm
 
-    from learned_envs.twin import make_real_twin
+    from learned_envs.twin import RealTwin, load_twin_model, make_real_twin
 
     settings = {**PROTOCOL, "max_episode_steps": max_steps}
-    twins = [make_real_twin(checkpoint, obs_type=obs_type, **settings) for _ in range(episodes)]
+    loaded = load_twin_model(checkpoint)  # one model for every game: their frames go through it in one batch
+    twins = [make_real_twin(checkpoint, obs_type=obs_type, loaded=loaded, **settings) for _ in range(episodes)]
     obs = [twin.reset(seed=seed + i)[0] for i, twin in enumerate(twins)]
     scores = [0.0] * episodes
     live = list(range(episodes))
@@ -54,9 +55,11 @@ def play_real(
     steps = 0
     while live:
         actions, _ = policy.predict(np.stack([obs[i] for i in live]), deterministic=deterministic)
+        actions = [int(a) for a in np.asarray(actions).reshape(-1)]
+        stepped = RealTwin.step_many([twins[i] for i in live], actions)
         still = []
-        for i, action in zip(live, np.asarray(actions).reshape(-1), strict=True):
-            obs[i], reward, terminated, truncated, _ = twins[i].step(int(action))
+        for i, (ob, reward, terminated, truncated, _) in zip(live, stepped, strict=True):
+            obs[i] = ob
             scores[i] += reward
             if i == 0 and gif is not None and steps % 2 == 0 and len(frames) < gif_frames:
                 frames.append(twins[0].last_raw_frame)

@@ -80,9 +80,43 @@ class Observer:
     @torch.no_grad()
     def _encode(self, frame: np.ndarray) -> torch.Tensor:
         """One preprocessed frame (H, W, C) uint8 -> the model's encoding of it (its ``encode_frames``)."""
+        return self._encode_many(frame[None])[0]
+
+    @torch.no_grad()
+    def _encode_many(self, frames: np.ndarray) -> torch.Tensor:
+        """Preprocessed frames (N, H, W, C) uint8 -> the model's encodings of them, one batched call."""
         device = next(self.model.parameters()).device
-        x = torch.from_numpy(frame).to(device).permute(2, 0, 1).float().unsqueeze(0) / 255.0  # -> (1, C, H, W)
-        return self.model.encode_frames(x)[0]
+        x = torch.from_numpy(frames).to(device).permute(0, 3, 1, 2).float() / 255.0  # -> (N, C, H, W)
+        return self.model.encode_frames(x)
+
+    @staticmethod
+    @torch.no_grad()
+    def step_many(observers: list[Observer], actions: list[int], raws: list[np.ndarray]) -> list[np.ndarray]:
+        """:meth:`step` of several observers at once: with one model that encodes each frame on its own
+        (``slot_dynamics``), the new frames are encoded in one batch and the observations come from one call,
+        which is what real games played side by side spend their time on. Same observations as stepping
+        each observer (up to float rounding of a batched forward pass)."""
+        first = observers[0] if observers else None
+        if (
+            first is None
+            or first._encoded is None
+            or any(o.model is not first.model or o._encoded is None for o in observers)
+        ):
+            return [o.step(a, r) for o, a, r in zip(observers, actions, raws, strict=True)]
+        for o, action, raw in zip(observers, actions, raws, strict=True):
+            o._frames.append(o.preprocess(raw))
+            o._actions.append(int(action))
+        codes = first._encode_many(np.stack([o._frames[-1] for o in observers]))
+        for o, code in zip(observers, codes, strict=True):
+            o._encoded.append(code)  # type: ignore[union-attr]
+        device = codes.device
+        windows = torch.stack([torch.stack(list(o._encoded)) for o in observers])  # type: ignore[arg-type]
+        past = torch.tensor([list(o._actions)[-(o.n_past - 1) :] for o in observers], dtype=torch.int64, device=device)
+        state = first.model.start_encoded(windows, past.reshape(len(observers), first.n_past - 1))
+        obs = first.model.observation(state).cpu().numpy()
+        for i, o in enumerate(observers):
+            o.last_state = {k: v[i : i + 1] for k, v in state.items()}
+        return list(obs)
 
     @torch.no_grad()
     def observe(self) -> np.ndarray:
@@ -106,11 +140,15 @@ class RealTwin(gym.Wrapper):
     """Wraps the real ALE game (settings from the checkpoint) to observe like the learned env."""
 
     def __init__(
-        self, checkpoint: str | Path, obs_type: ObsType | None = None, device: str = "cpu", **env_overrides: Any
+        self,
+        checkpoint: str | Path,
+        obs_type: ObsType | None = None,
+        device: str = "cpu",
+        loaded: tuple[WorldModel, CheckpointConfig] | None = None,
+        **env_overrides: Any,
     ) -> None:
-        if not Path(checkpoint).exists() and str(checkpoint) in gym.registry:  # a learned-env id
-            checkpoint = gym.registry[str(checkpoint)].kwargs.get("checkpoint", checkpoint)
-        self.model, self.config = load_model(checkpoint, device=pick_device(device))
+        # twins of one checkpoint can share its model (and then step together: step_many)
+        self.model, self.config = loaded if loaded is not None else load_twin_model(checkpoint, device)
         settings = EnvSettings.from_dict({**self.config.env, **env_overrides})
         super().__init__(make_env(settings))
         self.settings = settings
@@ -132,11 +170,44 @@ class RealTwin(gym.Wrapper):
         self.last_raw_frame = raw
         return self.observer.step(int(action), raw), float(reward), terminated, truncated, info
 
+    @staticmethod
+    def step_many(
+        twins: list[RealTwin], actions: list[int]
+    ) -> list[tuple[np.ndarray, float, bool, bool, dict[str, Any]]]:
+        """:meth:`step` of several twins (of one shared model: ``loaded=``), their observations computed in
+        one batch (:meth:`Observer.step_many`)."""
+        stepped = [twin.env.step(int(a)) for twin, a in zip(twins, actions, strict=True)]
+        for twin, (raw, *_rest) in zip(twins, stepped, strict=True):
+            twin.last_raw_frame = raw
+        obs = Observer.step_many(
+            [t.observer for t in twins], [int(a) for a in actions], [raw for raw, *_rest in stepped]
+        )
+        return [
+            (o, float(reward), terminated, truncated, info)
+            for o, (_raw, reward, terminated, truncated, info) in zip(obs, stepped, strict=True)
+        ]
+
+
+def load_twin_model(checkpoint: str | Path, device: str = "cpu") -> tuple[WorldModel, CheckpointConfig]:
+    """The world model and config a :class:`RealTwin` of ``checkpoint`` (a path or a learned-env id) runs;
+    pass them as ``loaded=`` to twins that should share one model."""
+    if not Path(checkpoint).exists() and str(checkpoint) in gym.registry:  # a learned-env id
+        checkpoint = gym.registry[str(checkpoint)].kwargs.get("checkpoint", checkpoint)
+    model, config = load_model(checkpoint, device=pick_device(device))
+    if not isinstance(model, WorldModel):
+        raise ValueError(f"{checkpoint}: a {config.model} checkpoint is an object extractor, it has no real twin")
+    return model, config
+
 
 def make_real_twin(
-    checkpoint: str | Path, obs_type: ObsType | None = None, device: str = "cpu", **env_overrides: Any
+    checkpoint: str | Path,
+    obs_type: ObsType | None = None,
+    device: str = "cpu",
+    loaded: tuple[WorldModel, CheckpointConfig] | None = None,
+    **env_overrides: Any,
 ) -> RealTwin:
     """The real game with the same observations as ``LearnedEnv(checkpoint, obs_type=obs_type)``; ``checkpoint``
     may be a learned-env id (``"LearnedPongObjects-v1"``). ``env_overrides`` set the game's settings
-    (``repeat_action_probability=0.25``, ``max_episode_steps=None``: the Atari 100k evaluation)."""
-    return RealTwin(checkpoint, obs_type=obs_type, device=device, **env_overrides)
+    (``repeat_action_probability=0.25``, ``max_episode_steps=None``: the Atari 100k evaluation); ``loaded``
+    (from :func:`load_twin_model`) shares one model between twins."""
+    return RealTwin(checkpoint, obs_type=obs_type, device=device, loaded=loaded, **env_overrides)

@@ -201,6 +201,32 @@ def test_real_twin_matches_the_learned_observation_space(tiny_checkpoint: Path, 
         assert twin.observation_space.contains(obs)
 
 
+@pytest.mark.parametrize("checkpoint", ["LearnedPong-v2", "tiny"])
+def test_twins_of_one_model_step_together_as_they_step_alone(checkpoint: str, tiny_checkpoint: Path) -> None:
+    """RealTwin.step_many (one batch through a shared model: what real games side by side run) gives the
+    observations each twin gives on its own: the frames-only v2 batches its extraction, the pixel model
+    steps one by one."""
+    from learned_envs.twin import RealTwin, load_twin_model
+
+    ckpt = tiny_checkpoint if checkpoint == "tiny" else checkpoint
+    loaded = load_twin_model(ckpt)
+    together = [make_real_twin(ckpt, obs_type="latent", loaded=loaded, max_episode_steps=40) for _ in range(3)]
+    alone = [make_real_twin(ckpt, obs_type="latent", max_episode_steps=40) for _ in range(3)]
+    assert all(t.model is loaded[0] for t in together) and alone[0].model is not alone[1].model
+    for i in range(3):
+        np.testing.assert_array_equal(together[i].reset(seed=i)[0], alone[i].reset(seed=i)[0])
+    rng = np.random.default_rng(0)
+    for _ in range(12):
+        actions = [int(a) for a in rng.integers(0, 6, 3)]
+        stepped = RealTwin.step_many(together, actions)
+        for i, (obs, reward, term, trunc, _) in enumerate(stepped):
+            o, r, te, tr, _ = alone[i].step(actions[i])
+            np.testing.assert_allclose(obs, o, atol=1e-5)
+            assert (reward, term, trunc) == (r, te, tr)
+            np.testing.assert_array_equal(together[i].last_raw_frame, alone[i].last_raw_frame)
+    assert all(v.shape[0] == 1 for v in together[0].observer.last_state.values())  # each twin keeps its own state
+
+
 def test_play_writes_a_side_by_side_gif(tiny_checkpoint: Path, tmp_path: Path) -> None:
     import imageio.v3 as iio
 

@@ -1,4 +1,4 @@
-"""``learned-envs play``, ``dream``, ``evaluate-agent``, ``fidelity``, ``loop`` and ``quickstart``: parse arguments,
+"""``learned-envs play``, ``dream``, ``evaluate-agent``, ``fidelity``, ``loop``, ``suite`` and ``quickstart``: parse arguments,
 call the library."""
 
 from __future__ import annotations
@@ -105,6 +105,16 @@ def _fidelity(args: argparse.Namespace) -> int:
     print(markdown(result))
     print(f"wrote {args.out / 'fidelity.json'}, {args.out / 'fidelity.md'}, {args.out / 'fidelity.png'}")
     print(main_json(result))
+    return 0
+
+
+def _suite(args: argparse.Namespace) -> int:
+    _threads()
+    from agents.suite import suite
+
+    suite(args.agents, args.episodes, args.seed, args.out, progress=args.progress, max_steps=args.max_steps)
+    print((args.out / "suite.md").read_text())
+    print(f"wrote {args.out / 'suite.md'}, {args.out / 'suite.json'}, {args.out / 'suite.png'}")
     return 0
 
 
@@ -221,6 +231,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--out", type=Path, default=Path("fidelity"), help="output directory (default fidelity/)")
     f.add_argument("--no-progress", dest="progress", action="store_false")
     f.set_defaults(func=_fidelity)
+    st = sub.add_parser(
+        "suite",
+        description="One table of dream agents' real scores per game (Atari 100k protocol: full games, sticky "
+        "actions), human-normalised, beside random, human, SimPLe and DIAMOND; writes suite.md, .json and .png.",
+    )
+    st.add_argument(
+        "--agents",
+        nargs="+",
+        default=None,
+        help="agents (directories, agent.pt, shipped names) or directories holding them, e.g. a loop's agents/; "
+        "agents of one game are its seeds (default: the shipped PongDreamPPO-v2)",
+    )
+    st.add_argument("--episodes", type=int, default=10, help="full real games per agent (default 10)")
+    st.add_argument("--seed", type=int, default=1000, help="episode i is seeded seed + i (default 1000)")
+    st.add_argument("--max-steps", type=int, default=None, help="cut games short (a quick check, not the protocol)")
+    st.add_argument("--out", type=Path, default=Path("suite"), help="output directory (default suite/)")
+    st.add_argument("--no-progress", dest="progress", action="store_false")
+    st.set_defaults(func=_suite)
     q = sub.add_parser("quickstart")
     q.add_argument("--out", type=Path, default=Path("report"), help="report directory (default report/)")
     q.add_argument("--env", default="LearnedPong-v2", help="learned-env id or checkpoint path (default LearnedPong-v2)")

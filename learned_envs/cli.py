@@ -73,6 +73,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "agents.cli",
         "SimPLe-style loop: collect real steps, train the world model, train the agent in the dream, repeat",
     ),
+    "suite": (
+        "agents.cli",
+        "one table of dream agents' real scores per game, human-normalised, beside random, human, SimPLe, DIAMOND",
+    ),
 }
 
 

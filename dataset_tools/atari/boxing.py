@@ -25,4 +25,10 @@ def boxing_objects(ram: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-SPEC = GameSpec(name="Boxing", field=FIELD, classes=("player", "enemy"), ram_objects=boxing_objects)
+SPEC = GameSpec(
+    name="Boxing",
+    field=FIELD,
+    classes=("player", "enemy"),
+    ram_objects=boxing_objects,
+    anchors=(("random", 0.1), ("human", 12.1), ("SimPLe", 7.8), ("DIAMOND", 86.9)),
+)

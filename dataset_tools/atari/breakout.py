@@ -22,4 +22,10 @@ def breakout_objects(ram: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-SPEC = GameSpec(name="Breakout", field=FIELD, classes=("player", "ball"), ram_objects=breakout_objects)
+SPEC = GameSpec(
+    name="Breakout",
+    field=FIELD,
+    classes=("player", "ball"),
+    ram_objects=breakout_objects,
+    anchors=(("random", 1.7), ("human", 30.5), ("SimPLe", 16.4), ("DIAMOND", 132.5)),
+)

@@ -29,4 +29,10 @@ def freeway_objects(ram: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-SPEC = GameSpec(name="Freeway", field=FIELD, classes=CLASSES, ram_objects=freeway_objects)
+SPEC = GameSpec(
+    name="Freeway",
+    field=FIELD,
+    classes=CLASSES,
+    ram_objects=freeway_objects,
+    anchors=(("random", 0.0), ("human", 29.6), ("SimPLe", 16.7), ("DIAMOND", 27.5)),
+)

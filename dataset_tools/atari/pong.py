@@ -92,4 +92,5 @@ SPEC = GameSpec(
     scripted=ScriptedPongAgent,
     paddle_rally=True,
     key_tokens=(("UP", "RIGHT"), ("DOWN", "LEFT"), ("LEFT", ""), ("RIGHT", "")),
+    anchors=(("random", -20.7), ("human", 14.6), ("SimPLe", 12.8), ("DIAMOND", 20.4)),  # Atari 100k
 )

@@ -41,6 +41,10 @@ class GameSpec:
     ``LEFT``, ...) that the arrow keys stand for where they differ, ``("UP", "RIGHT")`` where ``RIGHT`` moves
     the paddle up; ``("LEFT", "")`` makes a key do nothing."""
 
+    anchors: tuple[tuple[str, float], ...] = ()
+    """Published real-game scores to set results beside, Atari 100k (100k agent steps): ``random`` and
+    ``human`` (the human-normalised score's ends), then ``SimPLe`` and ``DIAMOND``; empty: none known."""
+
     @property
     def moving_classes(self) -> tuple[str, ...]:
         return self.classes if self.moving is None else self.moving

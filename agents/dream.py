@@ -166,7 +166,9 @@ def train_in_dream(cfg: DreamConfig, out: str | Path, progress: bool = True) -> 
 
         def _on_step(self) -> bool:
             self.bar.update(min(self.num_timesteps, self.bar.total) - self.bar.n)
-            if self.next_eval is not None and self.num_timesteps >= self.next_eval:
+            # checks at eval_every, 2 * eval_every, ... up to cfg.steps; SB3 runs whole rollouts, so a run
+            # shorter than one rollout goes on past cfg.steps, where a check every callback was all waste
+            if self.next_eval is not None and self.num_timesteps >= self.next_eval and self.next_eval <= cfg.steps:
                 self.next_eval += cfg.eval_every
                 save()
                 evaluate(self.num_timesteps)

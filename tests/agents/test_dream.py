@@ -133,6 +133,9 @@ def test_quickstart_writes_the_report(
     scores = json.loads((tmp_path / "report" / "scores.json").read_text())
     assert len(scores["scores"]) == 1 and -21 <= scores["mean"] <= 21
     assert (tmp_path / "report" / "dream_vs_real.gif").stat().st_size > 0
+    # one check at 64 dream steps, not one per 64 steps of the whole rollout (8,192 steps) PPO runs
+    evals = json.loads((tmp_path / "report" / "agent" / "agent.json").read_text())["evals"]
+    assert [e["dream_steps"] for e in evals] == [64]
 
 
 def test_dream_agent_collects_real_data(tiny_object_checkpoint: Path, tmp_path: Path) -> None:

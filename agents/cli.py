@@ -240,8 +240,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--agents",
         nargs="+",
         default=None,
-        help="agents (directories, agent.pt, shipped names) or directories holding them, e.g. a loop's agents/; "
-        "agents of one game are its seeds (default: the shipped PongDreamPPO-v2)",
+        help="agents (directories, agent.pt, shipped names) or directories holding them (every agent below counts, "
+        "a loop's iteration agents too); agents of one game are its seeds (default: the shipped PongDreamPPO-v2)",
     )
     st.add_argument("--episodes", type=int, default=10, help="full real games per agent (default 10)")
     st.add_argument("--seed", type=int, default=1000, help="episode i is seeded seed + i (default 1000)")

@@ -22,7 +22,8 @@ DEFAULT_AGENTS = ("PongDreamPPO-v2",)
 
 def find_agents(paths: list[str | Path]) -> list[str]:
     """Agents meant by ``paths``: a shipped agent's name, an agent directory (with ``agent.json``), or a
-    directory whose subdirectories (at any depth) hold agents, e.g. a loop's ``agents/``."""
+    directory whose subdirectories (at any depth) hold agents: every one counts (a loop's ``agents/`` holds its
+    iteration agents too)."""
     found: list[str] = []
     for path in paths:
         p = Path(path)

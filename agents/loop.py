@@ -109,6 +109,12 @@ class LoopConfig:
     same dream with seeds ``seed + 1, ...`` (only with ``final_episodes``)."""
     final_episodes: int = 0
     """Real games per final agent, episode seeds 1000, 1001, ... (0: no final scores)."""
+    final_dream_steps: int = 0
+    """Dream steps of each final agent (0: ``dream_steps``). The final agents are only scored, no data
+    comes from them, so they may train longer than the iterations' agents; with a setting other than
+    the iterations' the last iteration's agent is not one of them and every final agent is trained."""
+    final_n_envs: int = 0
+    """Parallel dream envs of the final agents (0: ``n_envs``)."""
     workers: int = 2
     """Collection worker processes."""
     seed: int = 0
@@ -241,7 +247,7 @@ def run_loop(cfg: LoopConfig, out: str | Path, progress: bool = True) -> list[di
     # a loop saved before a setting existed ran it at its default; the final agents' settings may change
     # once the iterations are done (score more seeds of a finished loop)
     def settings(c: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in {**asdict(LoopConfig()), **c}.items() if k not in ("final_seeds", "final_episodes")}
+        return {k: v for k, v in {**asdict(LoopConfig()), **c}.items() if k not in FINAL_SETTINGS}
 
     if settings(state["config"]) != settings(asdict(cfg)):
         raise ValueError(f"{out}: holds a loop with other settings ({state_path}); use another --out")
@@ -342,6 +348,16 @@ def run_loop(cfg: LoopConfig, out: str | Path, progress: bool = True) -> list[di
 
 FINAL_EPISODE_SEED = 1000
 """First episode seed of the final agents' real games (``evaluate-agent --seed 1000``)."""
+FINAL_SETTINGS = ("final_seeds", "final_episodes", "final_dream_steps", "final_n_envs")
+"""Settings of the final agents alone: they may be changed on a finished loop."""
+
+
+def _final_training(cfg: LoopConfig) -> dict[str, int]:
+    """How the final agents train: their dream steps and parallel envs."""
+    return {
+        "dream_steps": cfg.final_dream_steps or cfg.dream_steps,
+        "n_envs": cfg.final_n_envs or cfg.n_envs,
+    }
 
 
 def _final_agents(cfg: LoopConfig, out: Path, state: dict[str, Any], progress: bool) -> None:
@@ -354,22 +370,37 @@ def _final_agents(cfg: LoopConfig, out: Path, state: dict[str, Any], progress: b
 
     if cfg.final_seeds < 1:
         raise ValueError(f"final_seeds must be >= 1, got {cfg.final_seeds}")
+    if cfg.final_dream_steps < 0 or cfg.final_n_envs < 0:
+        raise ValueError(
+            f"final_dream_steps and final_n_envs must be >= 0, got {cfg.final_dream_steps}, {cfg.final_n_envs}"
+        )
     last = next(r for r in state["rows"] if r["iteration"] == cfg.iterations - 1)
+    training, iteration_training = _final_training(cfg), {"dream_steps": cfg.dream_steps, "n_envs": cfg.n_envs}
+    as_iterations = training == iteration_training
+    # results of final agents trained otherwise (a result saved before these settings existed trained as
+    # the iterations' agents) are kept in "final_earlier", not mixed with these
+    final, earlier = [], []
+    for f in state.get("final_earlier", []) + state.get("final", []):
+        (final if {**iteration_training, **f.get("training", {})} == training else earlier).append(f)
+    if (final, earlier) != (state.get("final", []), state.get("final_earlier", [])):
+        state["final"], state["final_earlier"] = final, earlier
+        write_json(out / "loop.json", state)
     final = state.setdefault("final", [])
+    suffix = "" if as_iterations else f"_{training['dream_steps']}steps_{training['n_envs']}envs"
     for k in range(cfg.final_seeds):
         seed = cfg.seed + k
         if any(f["seed"] == seed for f in final):
             continue
-        agent_dir = out / "agents" / f"final_s{seed}"
-        if k == 0:
+        agent_dir = out / "agents" / f"final_s{seed}{suffix}"
+        if k == 0 and as_iterations:
             agent = Path(last["agent"])
-        elif _trained(agent_dir, cfg.dream_steps):  # trained before an interruption
+        elif _trained(agent_dir, **training):  # trained before an interruption
             agent = agent_dir / "agent.pt"
         else:
             dream = DreamConfig(
                 env=last["checkpoint"],
-                steps=cfg.dream_steps,
-                n_envs=cfg.n_envs,
+                steps=training["dream_steps"],
+                n_envs=training["n_envs"],
                 seed=seed,
                 eval_every=0,
                 eval_episodes=0,
@@ -387,6 +418,7 @@ def _final_agents(cfg: LoopConfig, out: Path, state: dict[str, Any], progress: b
             {
                 "seed": seed,
                 "agent": str(agent),
+                "training": training,
                 "mean": result["mean"],
                 "std": result["std"],
                 "scores": result["scores"],
@@ -396,12 +428,14 @@ def _final_agents(cfg: LoopConfig, out: Path, state: dict[str, Any], progress: b
         log.info("\n%s", format_final(final))
 
 
-def _trained(agent_dir: Path, steps: int) -> bool:
-    """Whether ``agent_dir`` holds an agent whose training ran its ``steps`` dream steps to the end."""
+def _trained(agent_dir: Path, dream_steps: int, n_envs: int) -> bool:
+    """Whether ``agent_dir`` holds an agent trained with ``n_envs`` dream envs whose training ran its
+    ``dream_steps`` to the end."""
     meta_path = agent_dir / "agent.json"
     if not (meta_path.exists() and (agent_dir / "agent.pt").exists()):
         return False
-    return int(json.loads(meta_path.read_text()).get("dream_steps", 0)) >= steps
+    meta = json.loads(meta_path.read_text())
+    return int(meta.get("dream_steps", 0)) >= dream_steps and int(meta.get("config", {}).get("n_envs", 0)) == n_envs
 
 
 def format_final(final: list[dict[str, Any]]) -> str:
@@ -409,7 +443,11 @@ def format_final(final: list[dict[str, Any]]) -> str:
     if not final:
         return ""
     games = len(final[0]["scores"])
-    lines = [
+    lines = []
+    training = final[0].get("training")
+    if training:
+        lines += [f"final agents: {training['dream_steps']:,} dream steps, {training['n_envs']} envs", ""]
+    lines += [
         f"| final agent, training seed | real score, {games} games (episode seeds {FINAL_EPISODE_SEED}..) | per game |",
         "|---|---:|---|",
     ]

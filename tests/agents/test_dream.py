@@ -217,6 +217,21 @@ def test_loop_runs_two_iterations_and_resumes(tmp_path: Path, capsys: pytest.Cap
     assert cli_main([*args, "final_seeds=2", "final_episodes=1"]) == 0
     assert json.loads(loop_json.read_text())["final"] == final
     assert (tmp_path / "loop" / "agents" / "final_s1" / "agent.pt").stat().st_mtime_ns == trained
+    # final agents trained longer (or with other envs) than the iterations': all of them are trained, the
+    # earlier results are kept aside, and come back when asked for again
+    longer = [*args, "final_seeds=2", "final_episodes=1", "final_dream_steps=128", "final_n_envs=4"]
+    assert cli_main(longer) == 0
+    assert "128 dream steps, 4 envs" in capsys.readouterr().out
+    state = json.loads(loop_json.read_text())
+    assert [f["training"] for f in state["final"]] == [{"dream_steps": 128, "n_envs": 4}] * 2
+    assert state["final_earlier"] == final
+    for seed in (0, 1):
+        meta = json.loads((tmp_path / "loop" / "agents" / f"final_s{seed}_128steps_4envs" / "agent.json").read_text())
+        assert meta["dream_steps"] >= 128 and meta["config"]["n_envs"] == 4
+    assert cli_main([*args, "final_seeds=2", "final_episodes=1"]) == 0
+    back = json.loads(loop_json.read_text())
+    assert back["final"] == final and [f["training"]["n_envs"] for f in back["final_earlier"]] == [4, 4]
+    assert (tmp_path / "loop" / "agents" / "final_s1" / "agent.pt").stat().st_mtime_ns == trained
 
 
 @pytest.mark.parametrize("name", ["PongDreamPPO-v0", "PongDreamPPO-v1", "PongDreamPPO-v2"])

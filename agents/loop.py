@@ -455,7 +455,8 @@ def format_final(final: list[dict[str, Any]]) -> str:
         per_game = ", ".join(f"{s:+.0f}" for s in f["scores"])
         lines.append(f"| {f['seed']} | {f['mean']:.1f} +- {f['std']:.1f} | {per_game} |")
     mean = sum(sum(f["scores"]) for f in final) / sum(len(f["scores"]) for f in final)
-    lines.append(f"| **mean of {len(final)} seeds** | **{mean:.1f}** | |")
+    seeds = f"{len(final)} seed" + ("s" if len(final) > 1 else "")
+    lines.append(f"| **mean of {seeds}** | **{mean:.1f}** | |")
     return "\n".join(lines)
 
 

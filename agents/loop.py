@@ -15,7 +15,8 @@ seeds ``seed + 1, ...``) trained in the last model's dream are scored on ``final
 each (episode seeds 1000, 1001, ...: the frames-only bar's protocol, 10 games x 3 seeds), into
 ``OUT/loop.json``'s ``final`` and the table :func:`format_final` prints. The last iteration's model can
 train longer than the others (``final_model_steps``): it is the one the final agents learn in, and no
-later data depends on it.
+later data depends on it. The final agents may train longer, or with more dream envs, than the
+iterations' agents (``final_dream_steps``, ``final_n_envs``): no data comes from them either.
 
 With ``frames_only`` the loop keeps the frames-only protocol: the world model is ``slot_dynamics``
 over an object extractor trained on the loop's own frames (iteration 0, and again every

@@ -28,6 +28,7 @@ def boxing_objects(ram: np.ndarray) -> dict[str, np.ndarray]:
 SPEC = GameSpec(
     name="Boxing",
     field=FIELD,
+    crop=FIELD,  # the score and clock above the ring would be objects of their own
     classes=("player", "enemy"),
     ram_objects=boxing_objects,
     anchors=(("random", 0.1), ("human", 12.1), ("SimPLe", 7.8), ("DIAMOND", 86.9)),

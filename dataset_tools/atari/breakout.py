@@ -25,6 +25,7 @@ def breakout_objects(ram: np.ndarray) -> dict[str, np.ndarray]:
 SPEC = GameSpec(
     name="Breakout",
     field=FIELD,
+    crop=FIELD,  # the score and lives above the walls would be objects of their own
     classes=("player", "ball"),
     ram_objects=breakout_objects,
     anchors=(("random", 1.7), ("human", 30.5), ("SimPLe", 16.4), ("DIAMOND", 132.5)),

@@ -67,7 +67,7 @@ def main() -> None:
         centre = np.stack([box[:, 1] + box[:, 3] / 2, box[:, 2] + box[:, 4] / 2], -1)
         for t in range(0, len(ram), 64):
             crops = np.ascontiguousarray(np.asarray(episode.frames[t : t + 64])[:, top:bottom, left:right])
-            slots.append(extractor.slots(crops))
+            slots.append(extractor.slots(crops, slots[-1][-1] if t else None))
             alone.append(space_alone_hits(extractor, crops, centre[t : t + 64]))
         rams.append(ram)
     ram = np.concatenate(rams)

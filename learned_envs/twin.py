@@ -74,20 +74,23 @@ class Observer:
         self._frames.append(self.preprocess(raw))
         self._actions.append(int(action))
         if self._encoded is not None:
-            self._encoded.append(self._encode(self._frames[-1]))
+            self._encoded.append(self._encode(self._frames[-1], self._encoded[-1]))
         return self.observe()
 
     @torch.no_grad()
-    def _encode(self, frame: np.ndarray) -> torch.Tensor:
-        """One preprocessed frame (H, W, C) uint8 -> the model's encoding of it (its ``encode_frames``)."""
-        return self._encode_many(frame[None])[0]
+    def _encode(self, frame: np.ndarray, previous: torch.Tensor | None = None) -> torch.Tensor:
+        """One preprocessed frame (H, W, C) uint8 -> the model's encoding of it (its ``encode_frames``), after
+        the encoding ``previous`` of the frame before (None: the first)."""
+        return self._encode_many(frame[None], None if previous is None else previous[None])[0]
 
     @torch.no_grad()
-    def _encode_many(self, frames: np.ndarray) -> torch.Tensor:
-        """Preprocessed frames (N, H, W, C) uint8 -> the model's encodings of them, one batched call."""
+    def _encode_many(self, frames: np.ndarray, previous: torch.Tensor | None = None) -> torch.Tensor:
+        """Preprocessed frames (N, H, W, C) uint8 of separate games -> the model's encodings of them, one
+        batched call; ``previous`` (N, ...): the encodings of the frames before them (objects tracked from
+        frame to frame keep their slots)."""
         device = next(self.model.parameters()).device
         x = torch.from_numpy(frames).to(device).permute(0, 3, 1, 2).float() / 255.0  # -> (N, C, H, W)
-        return self.model.encode_frames(x)
+        return self.model.encode_frames(x, previous)
 
     @staticmethod
     @torch.no_grad()
@@ -106,7 +109,8 @@ class Observer:
         for o, action, raw in zip(observers, actions, raws, strict=True):
             o._frames.append(o.preprocess(raw))
             o._actions.append(int(action))
-        codes = first._encode_many(np.stack([o._frames[-1] for o in observers]))
+        before = torch.stack([o._encoded[-1] for o in observers])  # type: ignore[index]
+        codes = first._encode_many(np.stack([o._frames[-1] for o in observers]), before)
         for o, code in zip(observers, codes, strict=True):
             o._encoded.append(code)  # type: ignore[union-attr]
         device = codes.device

@@ -32,6 +32,7 @@ def freeway_objects(ram: np.ndarray) -> dict[str, np.ndarray]:
 SPEC = GameSpec(
     name="Freeway",
     field=FIELD,
+    crop=FIELD,  # the scores above the road would be objects of their own
     classes=CLASSES,
     ram_objects=freeway_objects,
     anchors=(("random", 0.0), ("human", 29.6), ("SimPLe", 16.7), ("DIAMOND", 27.5)),

@@ -55,6 +55,7 @@ def test_the_fitted_extractor_finds_pong_objects_exactly(slot_run: tuple[Path, P
     assert fitted.parent == data / "extractors" and read_spec(fitted)["digest"] == spec["digest"]
     sizes = [c["size"] for c in spec["classes"]]
     assert sizes == [[4.0, 16.0], [4.0, 16.0], [2.0, 4.0]] and spec["tiers"] == [[0, 1], [2]]  # found unsupervised
+    assert [c["slots"] for c in spec["classes"]] == [1, 1, 1]  # one of each on screen: one slot each
     ds = DatasetDir(data)
     slots = np.concatenate(
         [np.load(ds.episodes_dir / f"ep_{e:06d}" / cache_name(spec))[5:] for e in ds.episode_indices()]
@@ -181,3 +182,92 @@ def test_an_ensemble_trains_each_member_and_steps_each_env_with_one(
         obs, reward, *_ = venv.step(np.zeros(32, dtype=np.int64))
     assert obs.shape == (32, 45) and set(np.unique(reward)) <= {-1.0, 0.0, 1.0}
     assert venv.state["rewards"].shape == (32, 2)  # the rewards of the steps in the window are part of the state
+
+
+def _several_balls(fitted: Path, out: Path, slots: int) -> Path:
+    """A copy of the fitted Pong extractor whose ball class holds ``slots`` objects."""
+    shutil.copytree(fitted, out)
+    spec = json.loads((out / "extractor.json").read_text())
+    spec["classes"][2]["slots"] = slots
+    (out / "extractor.json").write_text(json.dumps(spec))
+    return out
+
+
+def test_a_class_of_several_slots_tracks_its_objects_from_frame_to_frame(
+    slot_run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    _, ckpt = slot_run
+    extractor = load_extractor(
+        _several_balls(Path(load_model(ckpt)[1].model_config["extractor_spec"]["path"]), tmp_path / "x", 3)
+    )
+    assert extractor.n_slots == 5 and extractor.slot_class.tolist() == [0, 1, 2, 2, 2] and extractor.tracks
+    what = extractor.centroids.numpy() * extractor.feature_std.numpy() + extractor.feature_mean.numpy()
+
+    def frame(balls: list[tuple[float, float, float]]) -> dict[str, np.ndarray]:
+        """A paddle (class 0) and balls (x, y, area) in crop pixels, as ObjectExtractor.objects gives them."""
+        boxes = np.array([[140.0, 60.0, 4.0, 16.0]] + [[x, y, 2.0, 4.0] for x, y, _ in balls])
+        area = np.array([64.0] + [a for *_, a in balls])
+        z = np.stack([what[0]] + [what[2]] * len(balls)).astype(np.float32)
+        return {"boxes": boxes, "area": area, "z_what": z, "source": np.zeros(len(boxes), np.int64)}
+
+    frames = [
+        frame([(30, 40, 8), (50, 10, 8), (10, 10, 8)]),  # afresh: top to bottom, then left to right
+        frame([(32, 42, 8), (12, 12, 8)]),  # the one at (50, 10) is gone: its slot empties
+        frame([(80, 60, 8), (14, 14, 8), (34, 44, 8)]),  # a new one: the slot that was empty
+        frame([(16, 16, 8), (36, 46, 8), (82, 62, 8), (100, 100, 4)]),  # four: the smallest is left out
+        frame([(18, 18, 8), (36, 90, 8)]),  # one jumped 44 px: a new object, not the one that slot held
+    ]
+    slots = extractor.slots_of(frames)
+    assert slots.shape == (5, 5, 5) and (slots[:, :2, 0] == [1, 0]).all()  # the paddle: class 0's one slot
+
+    def xy(t: int) -> list[tuple[float, float] | None]:
+        """Ball slots of frame t in crop pixels (their boxes' top left), None where empty."""
+        out = []
+        for s in slots[t, 2:]:
+            if s[0] == 0:
+                assert (s == 0).all()
+                out.append(None)
+            else:
+                x, y = (s[1] + 1) * 80 - s[3] * 40, (s[2] + 1) * 105 - s[4] * 52.5 - 34  # the crop starts at row 34
+                out.append((round(float(x), 3), round(float(y), 3)))
+        return out
+
+    assert xy(0) == [(10, 10), (50, 10), (30, 40)]
+    assert xy(1) == [(12, 12), None, (32, 42)]
+    assert xy(2) == [(14, 14), (80, 60), (34, 44)]
+    assert xy(3) == [(16, 16), (82, 62), (36, 46)]
+    assert xy(4) == [(18, 18), (36, 90), None]  # the jump takes the free slot of the ball gone at (82, 62)
+    # chained in pieces as an episode is extracted in chunks: the same slots
+    assert np.array_equal(np.concatenate([slots[:2], extractor.slots_of(frames[2:], slots[1])]), slots)
+    # frames of separate games, each after its own frame before
+    assert np.array_equal(extractor.slots_after(frames[1:3], slots[:2]), slots[1:3])
+
+
+def test_slot_dynamics_over_a_class_of_several_slots_trains_steps_and_twins(
+    slot_run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    data, ckpt = slot_run
+    fitted = Path(load_model(ckpt)[1].model_config["extractor_spec"]["path"])
+    two = _several_balls(fitted, tmp_path / "two", 2)
+    run = train("slot_dynamics", data, tmp_path / "run", [*TINY, f"extractor={two}"], progress=False)
+    model, config = load_model(run)
+    spec = config.model_config["extractor_spec"]
+    assert model.n_slots == 4 and model.tiers == [[0, 1], [2, 3]] and model.vocab.shape == (3, 16, 2)
+    name = cache_name(spec)
+    assert name != cache_name(read_spec(fitted)) and "_s1-1-2_" in name  # its own cache, beside the one-slot one
+    ds = DatasetDir(data)
+    cached = np.load(ds.episodes_dir / "ep_000000" / name)
+    assert cached.shape[1:] == (4, 5) and cached[:, 2, 0].sum() > 0
+    assert np.array_equal(cached[:, :2], np.load(ds.episodes_dir / "ep_000000" / cache_name(read_spec(fitted)))[:, :2])
+    venv = LearnedVectorEnv(run, num_envs=4, device="cpu", obs_type="latent", max_episode_steps=20)
+    venv.reset(seed=0)
+    for _ in range(10):
+        obs, reward, *_ = venv.step(np.zeros(4, dtype=np.int64))
+    assert obs.shape == (4, 3 * 4 * 5) and set(np.unique(reward)) <= {-1.0, 0.0, 1.0}
+    assert LearnedVectorEnv(run, num_envs=2, device="cpu", obs_type="frames").reset(seed=0)[0].shape == (2, 160, 160, 3)
+
+    twin = make_real_twin(run, obs_type="latent")
+    obs, _ = twin.reset(seed=3)
+    for a in [2, 3, 2, 0, 3] * 8:
+        obs, *_ = twin.step(a)
+    assert obs.shape == (60,) and obs.reshape(3, 4, 5)[-1, :2, 0].sum() == 2  # both paddles

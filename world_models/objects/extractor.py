@@ -14,9 +14,16 @@ differ from a background image, exact to the pixel), so that:
 * classes are KMeans clusters of ``z_what`` fitted on the data's own frames (their number chosen by
   the silhouette score unless given), ordered by size (largest first): no labels, no RAM.
 
-Per frame and class the largest object fills that class's slot::
+Each class has one **slot** or (cars, bricks, fists: several objects of one class on screen at once) a
+set of them, as many as the fitted data shows together (``slots`` in the class's spec). Per frame a
+one-slot class's largest object fills its slot; a class with several slots holds its largest objects,
+each **tracked** from frame to frame (matched to the slot that held the nearest object of that class in
+the frame before, within ``track_px``), so an object keeps its slot while it lives; an object that
+appears takes a free slot, one that vanishes leaves its slot empty (``present`` 0)::
 
     slot = [present, x, y, w, h]     centre and size in raw-frame units: x / 80 - 1, y / 105 - 1, w / 80, h / 105
+
+Slots are laid out class by class (largest class first), a class's slots side by side.
 
 A fitted extractor is a directory (``fit_extractor`` writes it, :func:`load_extractor` reads it)::
 
@@ -63,6 +70,14 @@ MIN_SHARE = 0.02
 SPEC_FILE, WEIGHTS_FILE = "extractor.json", "extractor.pt"
 
 
+MAX_SLOTS = 8
+"""Most slots a class gets when fitted (its objects beyond that many, the smallest, are left out)."""
+MULTI_SHARE = 0.02
+"""A class gets ``n`` slots when at least this share of the sampled frames show ``n`` or more of its objects."""
+TRACK_PX = 16.0
+"""Largest centre distance (raw pixels) between an object and the one its slot held the frame before for it
+to keep that slot; written into every extractor fitted from now on."""
+
 SIZE_GATE = 4.0
 """Largest ratio between an object's pixel area and a class's median area for it to be of that class
 (see :meth:`ObjectExtractor.classify`); written into every extractor fitted from now on."""
@@ -83,6 +98,15 @@ def _space_spec(space_dir: Path) -> dict[str, Any]:
         "preprocess": config.preprocess,
         "game": config.game,
     }
+
+
+def slot_classes(spec: dict[str, Any]) -> np.ndarray:
+    """The class of each slot (S,) of an extractor spec: each class's ``slots`` (extractors fitted before
+    classes had sets: one each) side by side, in class order."""
+    counts = [int(c.get("slots", 1)) for c in spec["classes"]]
+    if min(counts, default=1) < 1:
+        raise ExtractorError(f"every class needs at least one slot, got {counts}")
+    return np.repeat(np.arange(len(counts)), counts)
 
 
 class ObjectExtractor(nn.Module):
@@ -106,6 +130,14 @@ class ObjectExtractor(nn.Module):
         classes = spec["classes"]
         dim = int(space["model_config"]["z_what_dim"])
         self.n_classes = len(classes)
+        self.slot_class = slot_classes(spec)
+        """The class of each slot (S,)."""
+        self.class_slots = np.bincount(self.slot_class, minlength=self.n_classes).tolist()
+        self.n_slots = len(self.slot_class)
+        self.slot_start = np.concatenate([[0], np.cumsum(self.class_slots)[:-1]]).astype(int)
+        self.tracks = self.n_slots > self.n_classes
+        """Whether a class has several slots, so a frame's slots depend on the frame before."""
+        self.track_px = float(spec.get("track_px", TRACK_PX))
         self.threshold = float(spec.get("threshold", DEFAULT_THRESHOLD))
         self.size_gate = float(spec.get("size_gate", 0.0))  # extractors fitted before it have none: off
         self.class_areas = np.array([float(c.get("area", 0.0)) for c in classes])
@@ -242,42 +274,62 @@ class ObjectExtractor(nn.Module):
             d = np.where(far, np.inf, d)
         return d.argmin(1), d.min(1)
 
-    def slots_of(self, objects: list[dict[str, np.ndarray]]) -> np.ndarray:
-        """Per frame and class the largest object's slot: (N, C, 5) float32 (absent slots all zero)."""
-        top, _, left, _ = self.crop
-        out = np.zeros((len(objects), self.n_classes, len(SLOT_FIELDS)), dtype=np.float32)
+    def slots_of(self, objects: list[dict[str, np.ndarray]], previous: np.ndarray | None = None) -> np.ndarray:
+        """The slots (N, S, 5) float32 of consecutive frames' objects (absent slots all zero); ``previous``
+        (S, 5): those of the frame before the first (None: the first starts afresh)."""
+        out = np.zeros((len(objects), self.n_slots, len(SLOT_FIELDS)), dtype=np.float32)
         for i, obj in enumerate(objects):
-            cls, _ = self.classify(obj["z_what"], obj["area"])
-            for c in range(self.n_classes):
-                mine = np.nonzero(cls == c)[0]
-                if len(mine) == 0:
-                    continue
-                x, y, w, h = obj["boxes"][mine[np.argmax(obj["area"][mine])]]
-                out[i, c] = (
-                    1.0,
-                    (left + x + w / 2) / UNITS[0] - 1,
-                    (top + y + h / 2) / UNITS[1] - 1,
-                    w / UNITS[0],
-                    h / UNITS[1],
-                )
+            out[i] = self._frame_slots(obj, out[i - 1] if i else previous)
         return out
 
-    def slots(self, crops: np.ndarray) -> np.ndarray:
-        """(N, H, W, 3) uint8 crops -> (N, C, 5) float32 slots ``[present, x, y, w, h]``."""
-        return self.slots_of(self.objects(crops))
+    def slots_after(self, objects: list[dict[str, np.ndarray]], previous: np.ndarray | None) -> np.ndarray:
+        """The slots (N, S, 5) of frames of separate games, each after its own ``previous[i]`` (N, S, 5)
+        (None: every frame afresh)."""
+        out = np.zeros((len(objects), self.n_slots, len(SLOT_FIELDS)), dtype=np.float32)
+        for i, obj in enumerate(objects):
+            out[i] = self._frame_slots(obj, None if previous is None else previous[i])
+        return out
+
+    def _frame_slots(self, obj: dict[str, np.ndarray], previous: np.ndarray | None) -> np.ndarray:
+        """One frame's slots (S, 5) from its objects, a multi-slot class's tracked from ``previous`` (S, 5)."""
+        top, _, left, _ = self.crop
+        out = np.zeros((self.n_slots, len(SLOT_FIELDS)), dtype=np.float32)
+        cls, _ = self.classify(obj["z_what"], obj["area"])
+        for c in range(self.n_classes):
+            mine = np.nonzero(cls == c)[0]
+            if len(mine) == 0:
+                continue
+            k, first = self.class_slots[c], int(self.slot_start[c])
+            mine = mine[np.argsort(-obj["area"][mine], kind="stable")][:k]  # its largest objects
+            x, y, w, h = obj["boxes"][mine].T
+            boxes = np.stack(
+                [np.ones(len(mine)), (left + x + w / 2) / UNITS[0] - 1, (top + y + h / 2) / UNITS[1] - 1,
+                 w / UNITS[0], h / UNITS[1]], axis=1,
+            )  # fmt: skip
+            if k == 1:
+                out[first] = boxes[0]
+                continue
+            where = _track(boxes, None if previous is None else previous[first : first + k], self.track_px)
+            out[first + where] = boxes
+        return out
+
+    def slots(self, crops: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
+        """(N, H, W, 3) uint8 crops of consecutive frames -> (N, S, 5) float32 slots ``[present, x, y, w, h]``
+        (``previous``: see :meth:`slots_of`)."""
+        return self.slots_of(self.objects(crops), previous)
 
     # ------------------------------------------------------------------ drawing
     def render(self, slots: torch.Tensor) -> torch.Tensor:
-        """Draw slots (B, C, 5) as crops (B, 3, H, W) in [0, 1]: each present class's sprite scaled to its
-        box, in class order (the smallest objects last, on top), over the background."""
+        """Draw slots (B, S, 5) as crops (B, 3, H, W) in [0, 1]: each present object its class's sprite scaled
+        to its box, in class order (the smallest objects last, on top), over the background."""
         b = slots.shape[0]
         dev, dtype = slots.device, slots.dtype
         top, _, left, _ = self.crop
         image = (self.background.to(dtype).permute(2, 0, 1) / 255.0).expand(b, -1, -1, -1)  # (B, 3, H, W)
         ys = torch.arange(self.height, device=dev, dtype=dtype) + 0.5 + top  # raw pixel centres
         xs = torch.arange(self.width, device=dev, dtype=dtype) + 0.5 + left
-        for c in range(self.n_classes):
-            s = slots[:, c]
+        for j, c in enumerate(self.slot_class):
+            s = slots[:, j]
             cx, cy = (s[:, 1] + 1) * UNITS[0], (s[:, 2] + 1) * UNITS[1]  # (B,) raw pixels
             w, h = (s[:, 3] * UNITS[0]).clamp(min=0.5), (s[:, 4] * UNITS[1]).clamp(min=0.5)
             u = (xs[None] - cx[:, None]) / (w[:, None] / 2)  # (B, W) in (-1, 1) inside the box
@@ -290,6 +342,33 @@ class ObjectExtractor(nn.Module):
             alpha = drawn[:, 3:] * s[:, 0, None, None, None]  # absent objects draw nothing
             image = alpha * drawn[:, :3] + (1 - alpha) * image
         return image
+
+
+def _track(boxes: np.ndarray, previous: np.ndarray | None, max_px: float) -> np.ndarray:
+    """Which of a class's ``k`` slots each of its objects ``boxes`` (n <= k, 5) takes, given the slots
+    ``previous`` (k, 5) held the frame before (None: none): the nearest earlier objects keep their slots
+    (one to one, centres within ``max_px`` raw pixels); the others take free slots, first those empty the
+    frame before, in order of their place (top to bottom, then left to right)."""
+    from scipy.optimize import linear_sum_assignment
+
+    n, units = len(boxes), np.array(UNITS)
+    k = n if previous is None else len(previous)
+    where = np.full(n, -1)
+    taken = np.zeros(k, bool)
+    if previous is not None and (previous[:, 0] > 0).any():
+        held = np.nonzero(previous[:, 0] > 0)[0]
+        d = np.linalg.norm((boxes[:, None, 1:3] - previous[None, held, 1:3]) * units, axis=-1)  # (n, held)
+        rows, cols = linear_sum_assignment(d)
+        for r, c in zip(rows, cols, strict=True):
+            if d[r, c] <= max_px:
+                where[r], taken[held[c]] = held[c], True
+    empty_before = np.zeros(k, bool) if previous is None else previous[:, 0] <= 0
+    free = [j for j in range(k) if not taken[j] and (previous is None or empty_before[j])]
+    free += [j for j in range(k) if not taken[j] and previous is not None and not empty_before[j]]
+    rest = [i for i in np.lexsort((boxes[:, 1], boxes[:, 2])) if where[i] < 0]  # top to bottom, left to right
+    for i, j in zip(rest, free, strict=False):
+        where[i] = j
+    return where
 
 
 # ---------------------------------------------------------------------- fitting
@@ -347,6 +426,15 @@ def _choose_k(features: np.ndarray, classes: int, max_classes: int, seed: int, l
     return best[1], best[2]
 
 
+def _slot_count(counts: np.ndarray, max_slots: int) -> int:
+    """Slots of a class whose objects per sampled frame are ``counts``: the most objects seen together in at
+    least ``MULTI_SHARE`` of the frames (at least 1, at most ``max_slots``)."""
+    n = 1
+    while n < max_slots and (counts >= n + 1).mean() >= MULTI_SHARE:
+        n += 1
+    return n
+
+
 def _tiers(areas: list[float], ratio: float = 2.0) -> list[list[int]]:
     """Classes (ordered by area, largest first) grouped into tiers of similar size: a class starts a new
     tier when its area is below the tier's first by more than ``ratio``."""
@@ -366,6 +454,7 @@ def fit_extractor(
     classes: int = 0,
     max_classes: int = 8,
     frames: int = 3000,
+    max_slots: int = MAX_SLOTS,
     threshold: float = DEFAULT_THRESHOLD,
     seed: int = 0,
     val_fraction: float = 0.1,
@@ -376,7 +465,8 @@ def fit_extractor(
 
     The background is the per-pixel mode of up to 2,000 sampled frames; the classes are KMeans clusters
     of the ``z_what`` of every object in ``frames`` sampled frames (``classes`` of them, or chosen by the
-    silhouette score up to ``max_classes``), ordered by their median area, largest first.
+    silhouette score up to ``max_classes``), ordered by their median area, largest first. Each class gets as
+    many slots (up to ``max_slots``) as it has objects together in at least ``MULTI_SHARE`` of those frames.
     """
     space_dir = resolve_checkpoint(space)
     space_spec = _space_spec(space_dir)
@@ -399,6 +489,7 @@ def fit_extractor(
         "crop": list(crop),
         "threshold": threshold,
         "size_gate": SIZE_GATE,
+        "track_px": TRACK_PX,
         "classes": [{"centroid": [0.0] * dim}],
         "feature_mean": [0.0] * dim,
         "feature_std": [1.0] * dim,
@@ -431,6 +522,10 @@ def fit_extractor(
                 "frames": int(len(np.unique(frame_of[m]))),
             }
         )
+    per_frame = np.zeros((len(objects), k), dtype=np.int64)  # objects of each class in each sampled frame
+    np.add.at(per_frame, (frame_of, km.labels_), 1)
+    for c in range(k):
+        stats[c]["slots"] = _slot_count(per_frame[:, c], max_slots)
     order = sorted(range(k), key=lambda c: (-stats[c]["area"], stats[c]["mean_x"]))
     spec["classes"] = [stats[c] for c in order]
     spec["feature_mean"], spec["feature_std"] = mean.tolist(), std.tolist()
@@ -443,10 +538,11 @@ def fit_extractor(
     labels = np.array([relabel[int(c)] for c in km.labels_])
     extractor.sprites.copy_(_sprites(crops, objects, labels, background, k))
     log.info(
-        "extractor: %d classes (objects per class %s, median sizes %s px), tiers %s",
+        "extractor: %d classes (objects per class %s, median sizes %s px, slots %s), tiers %s",
         k,
         [s["objects"] for s in spec["classes"]],
         [[round(v, 1) for v in s["size"]] for s in spec["classes"]],
+        [s["slots"] for s in spec["classes"]],
         spec["tiers"],
     )
     return save_extractor(extractor, out)

@@ -33,15 +33,19 @@ def object_moves(vectors: np.ndarray) -> list[np.ndarray]:
     return [moves[both[:, o], o] for o in range(vectors.shape[1])]
 
 
-def move_vocabulary(episodes: list[np.ndarray], k: int) -> list[list[list[float]]]:
+def move_vocabulary(
+    episodes: list[np.ndarray], k: int, groups: list[list[int]] | None = None
+) -> list[list[list[float]]]:
     """Each object's ``k`` most common moves ``[dx, dy]`` (raw pixels) over episodes of vectors (T, O, >=3);
-    an object with fewer distinct moves repeats its most common one (never chosen in training)."""
+    an object with fewer distinct moves repeats its most common one (never chosen in training). With
+    ``groups`` (lists of object columns: the slots of one class) one vocabulary per group, of the moves of
+    all its columns."""
     if not episodes:
         raise ValueError("move_vocabulary needs at least one episode")
     per_episode = [object_moves(v) for v in episodes]  # each: per object (N, 2)
     vocab = []
-    for o in range(episodes[0].shape[1]):
-        allm = np.concatenate([np.zeros((0, 2))] + [moves[o] for moves in per_episode])
+    for group in groups if groups is not None else [[o] for o in range(episodes[0].shape[1])]:
+        allm = np.concatenate([np.zeros((0, 2))] + [moves[o] for moves in per_episode for o in group])
         if len(allm) == 0:
             allm = np.zeros((1, 2))
         values, counts = np.unique(allm, axis=0, return_counts=True)

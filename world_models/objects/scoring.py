@@ -123,7 +123,7 @@ def score_extractor(
         n = int(min(episode.frames.shape[0], left_over))
         for t in range(0, n, 64):
             chunk = np.asarray(episode.frames[t : min(t + 64, n)])[:, top:bottom, left:right]
-            slots.append(extractor.slots(np.ascontiguousarray(chunk)))
+            slots.append(extractor.slots(np.ascontiguousarray(chunk), slots[-1][-1] if t else None))
         ram.append(np.asarray(episode.ram[:n]))
         left_over -= n
         if left_over <= 0:

@@ -45,6 +45,7 @@ from dataset_tools.preprocess import Preprocess
 from dataset_tools.sequences import SequenceBatch
 from world_models.base import ModelConfig, State, StepResult, WorldModel, register, reward_classes, reward_from_logits
 from world_models.objects.extractor import (
+    TRACK_PX,
     ExtractorError,
     ObjectExtractor,
     fit_extractor,
@@ -52,6 +53,7 @@ from world_models.objects.extractor import (
     load_extractor,
     read_spec,
     require_space,
+    slot_classes,
 )
 from world_models.objects.moves import UNITS, draw_presence, gumbel_choice, move_vocabulary, nearest_move, raw_centres
 from world_models.objects.slot_core import SlotCore, gaps_to_others
@@ -164,8 +166,11 @@ written by older code are not read."""
 
 
 def cache_name(spec: dict[str, Any]) -> str:
-    """The per-episode file of an extractor's slots (its weights' digest and the extraction version)."""
-    return f"slots_{spec['digest']}_x{EXTRACTION}.npy"
+    """The per-episode file of an extractor's slots (its weights' digest and the extraction version; with
+    classes of several slots, their numbers and the tracking distance)."""
+    counts = [int(c.get("slots", 1)) for c in spec["classes"]]
+    sets = "" if max(counts, default=1) == 1 else f"_s{'-'.join(map(str, counts))}_t{spec.get('track_px', TRACK_PX):g}"
+    return f"slots_{spec['digest']}_x{EXTRACTION}{sets}.npy"
 
 
 @register
@@ -191,21 +196,25 @@ class SlotDynamics(WorldModel):
             )
         # the digest of the extractor weights loaded (a number), 0 until they are
         self.register_buffer("extractor_loaded", torch.zeros((), dtype=torch.int64))
-        s = self.object_extractor.n_classes
+        n_classes, s = self.object_extractor.n_classes, self.object_extractor.n_slots
         self.n_slots = s
-        self.tiers: list[list[int]] = [list(t) for t in spec["tiers"]]
-        if sorted(sum(self.tiers, [])) != list(range(s)):
-            raise ValueError(f"extractor tiers {self.tiers} do not cover its {s} classes")
+        class_tiers = [list(t) for t in spec["tiers"]]
+        if sorted(sum(class_tiers, [])) != list(range(n_classes)):
+            raise ValueError(f"extractor tiers {class_tiers} do not cover its {n_classes} classes")
+        slot_class = self.object_extractor.slot_class
+        # a class's slots are drawn in its tier (a tier of slots: every slot of its classes)
+        self.tiers: list[list[int]] = [[j for j in range(s) if slot_class[j] in t] for t in class_tiers]
         k = cfg.move_classes
         if k < 1:
             raise ValueError(f"move_classes must be >= 1, got {k}")
-        vocab = torch.tensor(cfg.move_vocab, dtype=torch.float32) if cfg.move_vocab else torch.zeros(s, k, 2)
-        if vocab.shape != (s, k, 2):
+        vocab = torch.tensor(cfg.move_vocab, dtype=torch.float32) if cfg.move_vocab else torch.zeros(n_classes, k, 2)
+        if vocab.shape != (n_classes, k, 2):
             raise ValueError(
-                f"move_vocab must hold {k} [dx, dy] moves per class ({s} classes), got {tuple(vocab.shape)}: "
-                "learned-envs train fills it from the data (SlotDynamics.prepare_data)"
+                f"move_vocab must hold {k} [dx, dy] moves per class ({n_classes} classes), got "
+                f"{tuple(vocab.shape)}: learned-envs train fills it from the data (SlotDynamics.prepare_data)"
             )
-        self.register_buffer("vocab", vocab)  # (S, K, 2) raw pixels
+        self.register_buffer("vocab", vocab)  # (C, K, 2) raw pixels, per class: a class's slots share it
+        self.register_buffer("slot_class", torch.from_numpy(slot_class).long(), persistent=False)  # (S,)
         self.register_buffer("units", torch.tensor(UNITS))
         first, second = torch.triu_indices(s, s, offset=1)
         self.register_buffer("pair_first", first, persistent=False)
@@ -215,7 +224,7 @@ class SlotDynamics(WorldModel):
 
         if cfg.members < 1:
             raise ValueError(f"members must be >= 1, got {cfg.members}")
-        sizes = torch.tensor([c["size"] for c in spec["classes"]], dtype=torch.float32) / self.units  # slot units
+        sizes = torch.tensor([c["size"] for c in spec["classes"]], dtype=torch.float32)[slot_class] / self.units
         self.cores = nn.ModuleList(
             SlotCore(cfg, s, n_actions, self.tiers, sizes, len(first)) for _ in range(cfg.members)
         )
@@ -242,7 +251,9 @@ class SlotDynamics(WorldModel):
             extract_episodes(ds, todo, load_extractor(spec["path"]), name, progress)
         if not cfg.move_vocab:
             slots = [np.load(ds.episodes_dir / f"ep_{ep:06d}" / name, allow_pickle=False) for ep in episodes]
-            cfg.move_vocab = move_vocabulary(slots, cfg.move_classes)
+            slot_class = slot_classes(spec)
+            groups = [np.nonzero(slot_class == c)[0].tolist() for c in range(len(spec["classes"]))]
+            cfg.move_vocab = move_vocabulary(slots, cfg.move_classes, groups)
 
     @classmethod
     def data_options(cls, cfg: SlotDynamicsConfig, preprocess: Preprocess) -> dict[str, Any]:  # type: ignore[override]
@@ -275,14 +286,18 @@ class SlotDynamics(WorldModel):
         """Frames (N, 3, H, W) in [0, 1] -> uint8 crops (N, H, W, 3) for the extractor."""
         return (frames.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
-    def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
-        """Each frame's slots: (N, 3, H, W) in [0, 1] -> (N, S, 5) (the real twin caches them per frame)."""
+    def encode_frames(self, frames: torch.Tensor, previous: torch.Tensor | None = None) -> torch.Tensor:
+        """Each frame's slots: (N, 3, H, W) in [0, 1] -> (N, S, 5) (the real twin caches them per frame).
+        The frames may come from separate games: ``previous`` (N, S, 5) holds the slots of the frame before
+        each (a class with several slots tracks its objects from there); None: each frame afresh."""
         if not bool(self.extractor_loaded):
             raise ValueError("this slot_dynamics model has no extractor weights yet (train it, or load a checkpoint)")
-        out = [
-            self.object_extractor.slots(self._crops(frames[i : i + EXTRACT_BATCH]))
-            for i in range(0, len(frames), EXTRACT_BATCH)
-        ]
+        ex = self.object_extractor
+        before = previous.detach().cpu().numpy() if previous is not None and ex.tracks else None
+        out = []
+        for i in range(0, len(frames), EXTRACT_BATCH):
+            objects = ex.objects(self._crops(frames[i : i + EXTRACT_BATCH]))
+            out.append(ex.slots_after(objects, None if before is None else before[i : i + EXTRACT_BATCH]))
         return torch.from_numpy(np.concatenate(out)).to(frames.device)
 
     def start_encoded(self, slots: torch.Tensor, actions: torch.Tensor) -> State:
@@ -292,14 +307,22 @@ class SlotDynamics(WorldModel):
 
     def start(self, frames: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None) -> State:
         b, k = frames.shape[:2]
-        slots = self.encode_frames(frames.flatten(0, 1)).view(b, k, self.n_slots, SLOT)  # (B*K, ...) -> (B, K, S, 5)
+        if not self.object_extractor.tracks:  # every frame on its own: one batch
+            slots = self.encode_frames(frames.flatten(0, 1)).view(
+                b, k, self.n_slots, SLOT
+            )  # (B*K, ...) -> (B, K, S, 5)
+        else:  # each window's frames in order, each tracked from the one before
+            steps: list[torch.Tensor] = []
+            for t in range(k):
+                steps.append(self.encode_frames(frames[:, t], steps[-1] if steps else None))
+            slots = torch.stack(steps, dim=1)
         return self.start_encoded(slots, actions)
 
     # ------------------------------------------------------------------ the network
     def _move_of(self, tier: list[int], choice: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """The chosen moves (B, n, 2) in raw pixels of ``tier``'s classes: ``choice`` (B, n), ``out`` (B, n, K, 3)."""
         index = choice[..., None, None].expand(-1, -1, 1, 2)  # (B, n, 1, 2)
-        vocab = self.vocab[tier].to(out.dtype).expand(choice.shape[0], -1, -1, -1)  # (B, n, K, 2)
+        vocab = self.vocab[self.slot_class[tier]].to(out.dtype).expand(choice.shape[0], -1, -1, -1)  # (B, n, K, 2)
         return (vocab.gather(2, index) + out[..., 1:].gather(2, index)).squeeze(2)
 
     # ------------------------------------------------------------------ imagination
@@ -400,7 +423,7 @@ class SlotDynamics(WorldModel):
         data = {
             "window": window, "past": acts[:, :-1], "past_rewards": past_rewards, "action": acts[:, -1],
             "target": target, "both": both, "true_move": true_move, "prev_move": prev_move, "weight": weight,
-            "choice": nearest_move(self.vocab, true_move), "rewards": rewards, "terminated": terminated,
+            "choice": nearest_move(self.vocab[self.slot_class], true_move), "rewards": rewards, "terminated": terminated,
         }  # fmt: skip
         total, logs = truth.new_zeros(()), {}
         for m, core in enumerate(self.cores):
@@ -455,9 +478,14 @@ class SlotDynamics(WorldModel):
         with torch.no_grad():
             guess = torch.where(last[..., :1] > 0, last[..., 1:3] + likely_move / self.units, regressed)
             err = ((guess - target[..., 1:3]) * self.units).norm(dim=-1) * target[..., 0]  # (N, S) raw pixels
-            per_slot = err.sum(0) / target[..., 0].sum(0).clamp(min=1.0)
             acc = ((likely_move - true_move).abs().amax(-1) < 0.5).to(err.dtype) * both
-            move_acc = acc.sum(0) / both.sum(0).clamp(min=1.0)
+            n_classes = self.vocab.shape[0]  # per class: the sums over its slots
+
+            def by_class(v: torch.Tensor) -> torch.Tensor:
+                return v.sum(0).new_zeros(n_classes).index_add_(0, self.slot_class, v.sum(0))
+
+            per_class = by_class(err) / by_class(target[..., 0]).clamp(min=1.0)
+            class_acc = by_class(acc) / by_class(both).clamp(min=1.0)
             points = rewards != 0
             hit = (r_logits.argmax(-1) - 1).float() == torch.sign(rewards)
             logs = {
@@ -467,8 +495,8 @@ class SlotDynamics(WorldModel):
                 "term_bce": term_bce.item(),
                 "reward_acc": hit.float().mean().item(),
                 "point_recall": hit[points].float().mean().item() if points.any() else float("nan"),
-                **{f"class{c}_px": per_slot[c].item() for c in range(self.n_slots)},
-                **{f"class{c}_move_acc": move_acc[c].item() for c in range(self.n_slots)},
+                **{f"class{c}_px": per_class[c].item() for c in range(len(per_class))},
+                **{f"class{c}_move_acc": class_acc[c].item() for c in range(len(class_acc))},
             }
         return loss, logs
 
@@ -483,10 +511,10 @@ def extract_episodes(
     with tqdm(total=total, desc="extract objects", unit="frame", disable=not progress) as bar:
         for ep in episodes:
             frames = ds.load(ep, mmap=True).frames
-            out = np.zeros((frames.shape[0], extractor.n_classes, SLOT), dtype=np.float32)
+            out = np.zeros((frames.shape[0], extractor.n_slots, SLOT), dtype=np.float32)
             for t in range(0, frames.shape[0], EXTRACT_BATCH):
                 chunk = np.asarray(frames[t : t + EXTRACT_BATCH])[:, top:bottom, left:right]
-                out[t : t + len(chunk)] = extractor.slots(np.ascontiguousarray(chunk))
+                out[t : t + len(chunk)] = extractor.slots(np.ascontiguousarray(chunk), out[t - 1] if t else None)
                 bar.update(len(chunk))
             target = ds.episodes_dir / f"ep_{ep:06d}" / name
             tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.npy")

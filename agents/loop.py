@@ -125,11 +125,12 @@ class LoopConfig:
 def format_table(rows: list[dict[str, Any]]) -> str:
     """The per-iteration table: real steps used, extractor recall, model and dream figures, real score."""
     frames_only = any("ball_recall" in r for r in rows)
+    ball = any(r.get("ball_recall", float("nan")) == r.get("ball_recall", float("nan")) for r in rows)  # not NaN
     fidelity = any("fidelity" in r for r in rows)
     head = "| iteration | real steps |"
     rule = "|---:|---:|"
     if frames_only:
-        head += " ball recall (near a paddle) |"
+        head += " ball recall (near a paddle) |" if ball else " extractor recall of the RAM's objects, lowest |"
         rule += "---:|"
     head += " model ball px (train log) | point recall (train log) | dream return |"
     rule += "---:|---:|---:|"
@@ -139,8 +140,11 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     lines = [head + " real score |", rule + "---:|"]
     for r in rows:
         line = f"| {r['iteration']} | {r['real_steps']:,} |"
-        if frames_only:
+        if frames_only and ball:
             line += f" {r.get('ball_recall', float('nan')):.4f} ({r.get('ball_recall_near', float('nan')):.4f}) |"
+        elif frames_only:
+            lowest = min(r.get("recall", {}).items(), key=lambda kv: kv[1], default=None)
+            line += f" {lowest[1]:.4f} ({lowest[0]}) |" if lowest else " - |"
         line += f" {r['model_ball_px']:.2f} | {r['model_point_recall']:.2f} | {r['dream_return']:.1f} |"
         if fidelity:
             f = r.get("fidelity")
@@ -218,13 +222,19 @@ def _extractor(cfg: LoopConfig, data: Path, out: Path, i: int, progress: bool) -
     return fitted
 
 
-def _ball_recall(fitted: Path, data: Path, episodes: list[int]) -> dict[str, float]:
-    """Scoring only: the extractor's recall of the ball on ``episodes`` against their RAM."""
+def _recall(fitted: Path, data: Path, episodes: list[int]) -> dict[str, Any]:
+    """Scoring only: the extractor's recall on ``episodes`` of each object the RAM shows (``recall``), and of
+    the ball (``ball_recall``, ``ball_recall_near``: NaN in a game without one)."""
     from world_models.objects import load_extractor
     from world_models.objects.scoring import score_extractor
 
-    ball = score_extractor(load_extractor(fitted), data, episodes)["classes"].get("ball", {})
-    return {"ball_recall": ball.get("recall", float("nan")), "ball_recall_near": ball.get("recall_near", float("nan"))}
+    scores = score_extractor(load_extractor(fitted), data, episodes)["classes"]
+    ball = scores.get("ball", {})
+    return {
+        "ball_recall": ball.get("recall", float("nan")),
+        "ball_recall_near": ball.get("recall_near", float("nan")),
+        "recall": {name: s["recall"] for name, s in scores.items() if s["recall"] == s["recall"]},
+    }
 
 
 def run_loop(cfg: LoopConfig, out: str | Path, progress: bool = True) -> list[dict[str, Any]]:
@@ -277,7 +287,7 @@ def run_loop(cfg: LoopConfig, out: str | Path, progress: bool = True) -> list[di
                 overrides.append(f"extractor={fitted}")
                 extra["extractor"] = str(fitted)
                 if new_episodes:
-                    extra |= _ball_recall(fitted, data, new_episodes)
+                    extra |= _recall(fitted, data, new_episodes)
             if previous_model is not None:
                 overrides.append(f"init_from={previous_model}")
             resume = bool(checkpoint_dirs(model_dir))

@@ -283,6 +283,12 @@ def test_frames_only_loop_reads_the_ram_only_to_score(tmp_path: Path, monkeypatc
     assert (tmp_path / "loop" / "extractor" / "fitted_0" / "extractor.json").exists()
     assert all(0.0 <= r["ball_recall"] <= 1.0 and "fidelity" in r for r in rows)
     assert "ball recall (near a paddle)" in format_table(rows)
+    assert set(rows[0]["recall"]) <= {"player", "enemy", "ball"} and all(
+        0 <= v <= 1 for v in rows[0]["recall"].values()
+    )
+    boxing = [{**r, "ball_recall": float("nan"), "recall": {"player": 0.99, "enemy": 0.95}} for r in rows]
+    table = format_table(boxing)  # a game without a ball: the object the extractor finds least often
+    assert "extractor recall of the RAM's objects, lowest" in table and "| 0.9500 (enemy) |" in table
     assert json.loads((tmp_path / "loop" / "models" / "iter_1" / "run.json").read_text())["model"] == "slot_dynamics"
     assert callers <= {"dataset_tools.collect", "world_models.objects.scoring", "agents.fidelity"}, callers
 

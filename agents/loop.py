@@ -92,6 +92,9 @@ class LoopConfig:
     """With ``frames_only``: ``space_time`` training steps of the extractor."""
     extractor_overrides: list[str] = field(default_factory=lambda: list(SPACE_SCHEDULE))
     """With ``frames_only``: extra settings of the ``space_time`` run (after the game's shipped config)."""
+    extractor_max_classes: int = 8
+    """With ``frames_only``: the most object classes the extractor's fit may choose (by the silhouette score);
+    a game with many kinds of objects (Freeway's cars in nine colours) needs more."""
     extractor_every: int = 0
     """With ``frames_only``: train the extractor again (from the last one, on all data so far) every this
     many iterations; 0: only in iteration 0."""
@@ -218,7 +221,15 @@ def _extractor(cfg: LoopConfig, data: Path, out: Path, i: int, progress: bool) -
     resume = bool(checkpoint_dirs(space))
     checkpoint = train("space_time", data, space, [] if resume else overrides, resume=resume, progress=progress)
     classes = 0 if last == 0 else len(read_spec(out / "extractor" / "fitted_0")["classes"])
-    fit_extractor(checkpoint, data, fitted, classes=classes, seed=cfg.seed, progress=progress)
+    fit_extractor(
+        checkpoint,
+        data,
+        fitted,
+        classes=classes,
+        max_classes=cfg.extractor_max_classes,
+        seed=cfg.seed,
+        progress=progress,
+    )
     return fitted
 
 

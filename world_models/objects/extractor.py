@@ -423,6 +423,12 @@ def _choose_k(features: np.ndarray, classes: int, max_classes: int, seed: int, l
         raise ExtractorError(
             f"{len(features)} objects in the sampled frames: too few to find classes of {least} or more"
         )
+    if best[1] == max_classes:
+        log.warning(
+            "extractor: the silhouette score chose the most classes allowed (%d); a game with more kinds of "
+            "objects needs more (slot_dynamics max_classes=, loop extractor_max_classes=)",
+            max_classes,
+        )
     return best[1], best[2]
 
 

@@ -75,6 +75,10 @@ class SlotDynamicsConfig(ModelConfig):
     first training fits an extractor around it on the dataset's frames (into ``DATA/extractors/``)."""
     classes: int = 0
     """When fitting the extractor: the number of object classes (0: chosen by the silhouette score)."""
+    max_classes: int = 8
+    """When fitting the extractor with ``classes=0``: the most classes the silhouette score may choose from
+    (Freeway's ten cars come in nine colours: with 8 two colours share a class and cars flip between
+    classes; with 14 it chose 11, measured)."""
     fit_frames: int = 3000
     """When fitting the extractor: frames sampled from the training episodes."""
     hidden: int = 256
@@ -152,10 +156,21 @@ def resolve_extractor(cfg: SlotDynamicsConfig, data: Path | None = None, progres
                 f"extractor={path} is a space_time checkpoint: it is fitted on a dataset when training"
             )
         ds = DatasetDir(data)
-        path = ds.root / "extractors" / f"{space.parent.parent.name}_{space.name}_k{cfg.classes}_n{cfg.fit_frames}"
+        most = "" if cfg.max_classes == 8 else f"_m{cfg.max_classes}"
+        path = (
+            ds.root / "extractors" / f"{space.parent.parent.name}_{space.name}_k{cfg.classes}{most}_n{cfg.fit_frames}"
+        )
         if not is_extractor_dir(path):
             log.info("fitting an object extractor around %s on %s into %s", space, data, path)
-            fit_extractor(space, data, path, classes=cfg.classes, frames=cfg.fit_frames, progress=progress)
+            fit_extractor(
+                space,
+                data,
+                path,
+                classes=cfg.classes,
+                max_classes=cfg.max_classes,
+                frames=cfg.fit_frames,
+                progress=progress,
+            )
     cfg.extractor_spec = {**read_spec(path), "path": str(path.resolve())}
     return cfg.extractor_spec
 

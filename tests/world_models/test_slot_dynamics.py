@@ -19,7 +19,7 @@ from dataset_tools.sequences import SequenceDataset
 from learned_envs.env import LearnedEnv, LearnedVectorEnv
 from learned_envs.twin import make_real_twin
 from world_models import load_model
-from world_models.objects import ExtractorError, fit_extractor, load_extractor, read_spec
+from world_models.objects import ExtractorError, ObjectExtractor, fit_extractor, load_extractor, read_spec
 from world_models.objects.scoring import format_scores, score_slots
 from world_models.objects.slot_dynamics import SlotDynamicsConfig, cache_name
 from world_models.space import PONG_CHECKPOINT
@@ -56,6 +56,9 @@ def test_the_fitted_extractor_finds_pong_objects_exactly(slot_run: tuple[Path, P
     sizes = [c["size"] for c in spec["classes"]]
     assert sizes == [[4.0, 16.0], [4.0, 16.0], [2.0, 4.0]] and spec["tiers"] == [[0, 1], [2]]  # found unsupervised
     assert [c["slots"] for c in spec["classes"]] == [1, 1, 1]  # one of each on screen: one slot each
+    assert spec["max_box"] == [80.0, 80.0]  # half the crop: larger components (a flashed frame) are no objects
+    old = {k: v for k, v in read_spec(fitted).items() if k != "max_box"}  # fitted before max_box: the old rule
+    assert ObjectExtractor(old).max_box.tolist() == [40.0, 40.0]  # twice z_scale_max (0.125) of 160 px
     ds = DatasetDir(data)
     slots = np.concatenate(
         [np.load(ds.episodes_dir / f"ep_{e:06d}" / cache_name(spec))[5:] for e in ds.episode_indices()]

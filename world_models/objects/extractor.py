@@ -70,6 +70,11 @@ MIN_SHARE = 0.02
 SPEC_FILE, WEIGHTS_FILE = "extractor.json", "extractor.pt"
 
 
+MAX_BOX_SHARE = 0.5
+"""Share of the crop's width and height a component's box may span (or twice SPACE-Time's ``z_scale_max``, if
+larger) and still be an object; written into every extractor fitted from now on as ``max_box`` (pixels).
+Those fitted before it keep twice ``z_scale_max``, which dropped every boxer of Boxing (47 px of a 141 px
+ring, over the 35 px that ``z_scale_max`` 0.125 allows)."""
 MAX_SLOTS = 8
 """Most slots a class gets when fitted (its objects beyond that many, the smallest, are left out)."""
 MULTI_SHARE = 0.02
@@ -138,6 +143,12 @@ class ObjectExtractor(nn.Module):
         self.tracks = self.n_slots > self.n_classes
         """Whether a class has several slots, so a frame's slots depend on the frame before."""
         self.track_px = float(spec.get("track_px", TRACK_PX))
+        z_scale_max = float(space["model_config"].get("z_scale_max", 0.25))
+        box = spec.get("max_box")
+        self.max_box = (
+            np.array(box, float) if box is not None else 2 * z_scale_max * np.array([self.width, self.height])
+        )
+        """The largest box (w, h) a component may have and be an object (crop pixels)."""
         self.threshold = float(spec.get("threshold", DEFAULT_THRESHOLD))
         self.size_gate = float(spec.get("size_gate", 0.0))  # extractors fitted before it have none: off
         self.class_areas = np.array([float(c.get("area", 0.0)) for c in classes])
@@ -171,12 +182,10 @@ class ObjectExtractor(nn.Module):
         return np.stack([w, h, cx, cy], axis=-1).astype(np.float32)
 
     def _components(self, crop: np.ndarray, background: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The foreground components of one crop that SPACE-Time could draw (no side over twice its largest
-        box, ``z_scale_max``: a frame flashed in other colours is no object, as its motion loss has it),
-        and their id image (renumbered)."""
+        """The foreground components of one crop no larger than ``max_box`` (a frame flashed in other colours
+        is no object), and their id image (renumbered)."""
         comp, ids = foreground_components(crop, background, self.threshold, with_ids=True)
-        limit = 2 * self.space.cfg.z_scale_max * np.array([self.width, self.height])
-        small = (comp[:, 2] <= limit[0]) & (comp[:, 3] <= limit[1])
+        small = (comp[:, 2] <= self.max_box[0]) & (comp[:, 3] <= self.max_box[1])
         if small.all():
             return comp, ids
         lookup = np.zeros(len(comp) + 1, dtype=np.int32)
@@ -496,6 +505,10 @@ def fit_extractor(
         "threshold": threshold,
         "size_gate": SIZE_GATE,
         "track_px": TRACK_PX,
+        "max_box": (
+            max(MAX_BOX_SHARE, 2 * float(space_spec["model_config"].get("z_scale_max", 0.25)))
+            * np.array([crop[3] - crop[2], crop[1] - crop[0]], float)
+        ).tolist(),
         "classes": [{"centroid": [0.0] * dim}],
         "feature_mean": [0.0] * dim,
         "feature_std": [1.0] * dim,

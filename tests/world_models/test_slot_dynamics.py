@@ -17,7 +17,7 @@ from dataset_tools.dataset import DatasetDir
 from dataset_tools.preprocess import Preprocess
 from dataset_tools.sequences import SequenceDataset
 from learned_envs.env import LearnedEnv, LearnedVectorEnv
-from learned_envs.twin import make_real_twin
+from learned_envs.twin import RealTwin, load_twin_model, make_real_twin
 from world_models import load_model
 from world_models.objects import ExtractorError, ObjectExtractor, fit_extractor, load_extractor, read_spec
 from world_models.objects.scoring import format_scores, score_slots
@@ -274,3 +274,14 @@ def test_slot_dynamics_over_a_class_of_several_slots_trains_steps_and_twins(
     for a in [2, 3, 2, 0, 3] * 8:
         obs, *_ = twin.step(a)
     assert obs.shape == (60,) and obs.reshape(3, 4, 5)[-1, :2, 0].sum() == 2  # both paddles
+    # real games side by side (each tracked from its own frame before) see what each sees alone
+    loaded = load_twin_model(run)
+    together = [make_real_twin(run, obs_type="latent", loaded=loaded) for _ in range(2)]
+    alone = [make_real_twin(run, obs_type="latent") for _ in range(2)]
+    for i in range(2):
+        together[i].reset(seed=i)
+        alone[i].reset(seed=i)
+    for t in range(30):
+        actions = [t % 6, (t * 5) % 6]
+        for i, (o, *_) in enumerate(RealTwin.step_many(together, actions)):
+            np.testing.assert_allclose(o, alone[i].step(actions[i])[0], atol=1e-5)

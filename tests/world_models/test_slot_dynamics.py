@@ -285,3 +285,18 @@ def test_slot_dynamics_over_a_class_of_several_slots_trains_steps_and_twins(
         actions = [t % 6, (t * 5) % 6]
         for i, (o, *_) in enumerate(RealTwin.step_many(together, actions)):
             np.testing.assert_allclose(o, alone[i].step(actions[i])[0], atol=1e-5)
+
+
+def test_max_classes_caps_the_classes_a_fit_may_choose(slot_run: tuple[Path, Path], tmp_path: Path, caplog) -> None:
+    data, _ = slot_run
+    with caplog.at_level("WARNING"):
+        run = train(
+            "slot_dynamics",
+            data,
+            tmp_path / "m2",
+            [*TINY, f"extractor={PONG_CHECKPOINT}", "max_classes=2", "steps=1"],
+            progress=False,
+        )
+    spec = load_model(run)[1].model_config["extractor_spec"]
+    assert len(spec["classes"]) == 2 and Path(spec["path"]).name.endswith("_k0_m2_n300")  # beside the default fit
+    assert "chose the most classes allowed (2)" in caplog.text

@@ -3,6 +3,6 @@ collection (:mod:`dataset_tools.policy`), which drives agents without importing 
 
 from __future__ import annotations
 
-from dataset_tools.policy import Agent, RandomAgent
+from dataset_tools.policy import Agent, RandomAgent, random_repeat
 
-__all__ = ["Agent", "RandomAgent"]
+__all__ = ["Agent", "RandomAgent", "random_repeat"]

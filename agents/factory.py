@@ -1,15 +1,16 @@
-"""Build an agent from a command-line spec: ``random``, ``scripted`` or a path to an SB3 ``.zip``."""
+"""Build an agent from a command-line spec: ``random`` (``random:K``: each action held K steps), ``scripted``
+or a path to an SB3 ``.zip``."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from agents.base import Agent, RandomAgent
+from agents.base import Agent, RandomAgent, random_repeat
 from agents.dream_agent import DreamAgent, is_dream_agent
 from agents.sb3 import AgentLoadError, SB3Agent
 from dataset_tools.atari import REGISTRY, game_spec
 
-AGENT_CHOICES = ("random", "scripted", "PATH.zip")
+AGENT_CHOICES = ("random", "random:K", "scripted", "PATH.zip")
 
 
 def make_agent(
@@ -24,8 +25,9 @@ def make_agent(
     (its ``agent.zip`` or directory) or a path to a Stable-Baselines3 zip of an image policy. ``noise`` is
     the probability of a random action instead of the agent's (None: 0.1 scripted, 0 for a dream agent).
     ``trust_pickle`` lets a Stable-Baselines3 ``.zip`` load (its loading runs code the file may hold)."""
-    if spec == "random":
-        return RandomAgent(n_actions, seed=seed)
+    repeat = random_repeat(spec)
+    if repeat is not None:
+        return RandomAgent(n_actions, seed=seed, repeat=repeat)
     if spec == "scripted":
         scripted = game_spec(game).scripted
         if scripted is None:

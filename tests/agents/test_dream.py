@@ -307,3 +307,29 @@ def test_an_iteration_s_episodes_are_known_when_the_loop_resumes_after_collectin
     assert _episodes_after(ds, lengths[0]) == indices[1:]
     assert _episodes_after(ds, lengths[0] - 1) == indices[1:]  # the steps of a partly counted episode are before
     assert _episodes_after(ds, sum(lengths)) == []
+
+
+def test_the_loop_may_hold_its_first_random_actions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``random_repeat=K``: iteration 0 collects with ``random:K`` (each random action held K steps)."""
+    import importlib
+
+    from agents.loop import LoopConfig, run_loop
+
+    module = importlib.import_module("dataset_tools.collect")  # the package's `collect` is the function
+
+    seen = []
+
+    def fake_collect(cfg, progress=True):
+        seen.append(cfg.agent)
+        raise KeyboardInterrupt  # stop the loop here
+
+    monkeypatch.setattr(module, "collect", fake_collect)
+    with pytest.raises(KeyboardInterrupt):
+        run_loop(
+            LoopConfig(game="Freeway", real_steps=100, iterations=1, random_repeat=16), tmp_path / "a", progress=False
+        )
+    with pytest.raises(KeyboardInterrupt):
+        run_loop(LoopConfig(game="Freeway", real_steps=100, iterations=1), tmp_path / "b", progress=False)
+    assert seen == ["random:16", "random"]
+    with pytest.raises(ValueError, match="random_repeat must be >= 1"):
+        run_loop(LoopConfig(random_repeat=0), tmp_path / "c", progress=False)

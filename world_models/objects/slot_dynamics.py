@@ -322,10 +322,8 @@ class SlotDynamics(WorldModel):
 
     def start(self, frames: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None) -> State:
         b, k = frames.shape[:2]
-        if not self.object_extractor.tracks:  # every frame on its own: one batch
-            slots = self.encode_frames(frames.flatten(0, 1)).view(
-                b, k, self.n_slots, SLOT
-            )  # (B*K, ...) -> (B, K, S, 5)
+        if not self.object_extractor.tracks:  # every frame on its own: one batch of B*K, -> (B, K, S, 5)
+            slots = self.encode_frames(frames.flatten(0, 1)).view(b, k, self.n_slots, SLOT)
         else:  # each window's frames in order, each tracked from the one before
             steps: list[torch.Tensor] = []
             for t in range(k):

@@ -43,6 +43,7 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+from scipy.optimize import linear_sum_assignment
 from torch import nn
 from tqdm import tqdm
 
@@ -358,8 +359,6 @@ def _track(boxes: np.ndarray, previous: np.ndarray | None, max_px: float) -> np.
     ``previous`` (k, 5) held the frame before (None: none): the nearest earlier objects keep their slots
     (one to one, centres within ``max_px`` raw pixels); the others take free slots, first those empty the
     frame before, in order of their place (top to bottom, then left to right)."""
-    from scipy.optimize import linear_sum_assignment
-
     n, units = len(boxes), np.array(UNITS)
     k = n if previous is None else len(previous)
     where = np.full(n, -1)

@@ -230,6 +230,8 @@ class SlotDynamics(WorldModel):
             )
         self.register_buffer("vocab", vocab)  # (C, K, 2) raw pixels, per class: a class's slots share it
         self.register_buffer("slot_class", torch.from_numpy(slot_class).long(), persistent=False)  # (S,)
+        for j, tier in enumerate(self.tiers):  # each tier's slots' classes, ready for the step's vocabulary lookup
+            self.register_buffer(f"tier_classes_{j}", torch.from_numpy(slot_class[tier]).long(), persistent=False)
         self.register_buffer("units", torch.tensor(UNITS))
         first, second = torch.triu_indices(s, s, offset=1)
         self.register_buffer("pair_first", first, persistent=False)
@@ -332,10 +334,11 @@ class SlotDynamics(WorldModel):
         return self.start_encoded(slots, actions)
 
     # ------------------------------------------------------------------ the network
-    def _move_of(self, tier: list[int], choice: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        """The chosen moves (B, n, 2) in raw pixels of ``tier``'s classes: ``choice`` (B, n), ``out`` (B, n, K, 3)."""
+    def _move_of(self, j: int, choice: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """The chosen moves (B, n, 2) in raw pixels of tier ``j``'s objects: ``choice`` (B, n), ``out`` (B, n, K, 3)."""
         index = choice[..., None, None].expand(-1, -1, 1, 2)  # (B, n, 1, 2)
-        vocab = self.vocab[self.slot_class[tier]].to(out.dtype).expand(choice.shape[0], -1, -1, -1)  # (B, n, K, 2)
+        classes = getattr(self, f"tier_classes_{j}")
+        vocab = self.vocab[classes].to(out.dtype).expand(choice.shape[0], -1, -1, -1)  # (B, n, K, 2)
         return (vocab.gather(2, index) + out[..., 1:].gather(2, index)).squeeze(2)
 
     # ------------------------------------------------------------------ imagination
@@ -379,7 +382,7 @@ class SlotDynamics(WorldModel):
             earlier = torch.cat(drawn, dim=1) if drawn else None
             out = core.tier_choices(j, hidden, last, earlier, flight)
             choice = gumbel_choice(out[..., 0], self.cfg.move_temperature, generator)
-            move = self._move_of(tier, choice, out) * last[:, tier, :1]  # objects not seen do not move
+            move = self._move_of(j, choice, out) * last[:, tier, :1]  # objects not seen do not move
             drawn.append(move)
             moves[:, tier] = move.to(moves.dtype)
         positions = torch.where(last[..., :1] > 0, last[..., 1:3] + moves / self.units, regressed)
@@ -470,8 +473,8 @@ class SlotDynamics(WorldModel):
             out = core.tier_choices(j, hidden, last, earlier, d["prev_move"])
             ce = F.cross_entropy(out[..., 0].flatten(0, 1), d["choice"][:, tier].flatten(), reduction="none")
             moves_ce[:, tier] = ce.view(-1, len(tier))
-            chosen_move[:, tier] = self._move_of(tier, d["choice"][:, tier], out)
-            likely_move[:, tier] = self._move_of(tier, out[..., 0].detach().argmax(-1), out.detach())
+            chosen_move[:, tier] = self._move_of(j, d["choice"][:, tier], out)
+            likely_move[:, tier] = self._move_of(j, out[..., 0].detach().argmax(-1), out.detach())
         correction_err = (chosen_move - true_move) * both[..., None]  # raw pixels
         place_err = (regressed - target[..., 1:3]) * self.units * appear[..., None]
         size_err = (size - target[..., 3:]) * self.units * target[..., :1]

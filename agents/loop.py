@@ -105,7 +105,7 @@ class LoopConfig:
     random_repeat: int = 1
     """Steps each random action of iteration 0's collection is held (1: a new one every step). Random play
     that never scores gives the model no reward to learn: on Freeway a new action every step crosses the
-    road 0 times in 4 games, each held 16 steps 2-5 times a game (measured)."""
+    road 0 times in 4 games, each held 16 steps 2-5 times a game (``benchmarks/random_repeat.py``)."""
     explore: float = 0.0
     """Share of random actions when the latest agent collects data (it also samples its policy's actions)."""
     eval_episodes: int = 5

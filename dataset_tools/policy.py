@@ -55,7 +55,8 @@ class RandomAgent(Agent):
 
     Held actions explore further (temporally extended random actions, as in Dabney et al.'s ez-greedy):
     measured on Freeway (4 full games each), random play crosses the road 0, 0, 0, 0 times with a new action
-    every step, and 2, 2, 4, 5 times with each held 16 steps, so its data holds rewards to learn from."""
+    every step, and 2, 3, 5, 4 times with each held 16 steps (``benchmarks/random_repeat.py``), so its data
+    holds rewards to learn from."""
 
     name = "random"
     needs_frames = False

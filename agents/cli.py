@@ -69,7 +69,7 @@ def _quickstart(args: argparse.Namespace) -> int:
 
 def _loop(args: argparse.Namespace) -> int:
     _threads()
-    from agents.loop import LoopConfig, format_final, format_table, read_final, run_loop
+    from agents.loop import LoopConfig, format_final, format_table, format_times, read_final, run_loop
 
     cfg = LoopConfig(
         game=args.game,
@@ -84,6 +84,9 @@ def _loop(args: argparse.Namespace) -> int:
     final = read_final(args.out)
     if final:
         print(format_final(final))
+    times = format_times(json.loads((Path(args.out) / "loop.json").read_text()))
+    if times:
+        print(times)
     return 0
 
 

@@ -28,13 +28,18 @@ only to score: each iteration's row gives the extractor's ball recall on the fra
 the iteration's agent.
 
 Every stage leaves its result on disk and is skipped when present, so an interrupted loop run
-again with the same command picks up where it stopped.
+again with the same command picks up where it stopped. The wall time of each stage is saved in
+``OUT/loop.json``'s ``stage_s`` as it ends (a stage interrupted and run again adds up both runs) and
+printed by :func:`format_times`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,6 +172,38 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+class _Stages:
+    """Times the loop's stages into ``state["stage_s"]`` (seconds by stage name) and saves ``state`` as each
+    one ends, also when it is interrupted."""
+
+    def __init__(self, state: dict[str, Any], path: Path) -> None:
+        self.state, self.path = state, path
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        from dataset_tools.dataset import write_json
+
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            times = self.state.setdefault("stage_s", {})
+            times[name] = round(times.get(name, 0.0) + time.perf_counter() - start, 1)
+            write_json(self.path, self.state)
+            log.info("%s: %.1f min", name, times[name] / 60)
+
+
+def format_times(state: dict[str, Any]) -> str:
+    """The wall time of each stage the loop ran (``loop.json``'s ``stage_s``) as a table, and their sum."""
+    times = state.get("stage_s", {})
+    if not times:
+        return ""
+    lines = ["| stage | wall time |", "|---|---:|"]
+    lines += [f"| {name} | {s / 60:.1f} min |" for name, s in times.items()]
+    lines.append(f"| **all** | **{sum(times.values()) / 60:.1f} min** |")
+    return "\n".join(lines)
+
+
 def _collect(cfg: LoopConfig, data: Path, target: int, agent: Path | None, i: int, progress: bool) -> None:
     from agents.factory import make_agent
     from dataset_tools.collect import CollectConfig, collect
@@ -194,7 +231,7 @@ def _collect(cfg: LoopConfig, data: Path, target: int, agent: Path | None, i: in
     )
 
 
-def _extractor(cfg: LoopConfig, data: Path, out: Path, i: int, progress: bool) -> Path:
+def _extractor(cfg: LoopConfig, data: Path, out: Path, i: int, progress: bool, stage: _Stages) -> Path:
     """The fitted extractor of iteration ``i`` (trained and fitted on the data so far when due)."""
     from dataset_tools.dataset import DatasetDir
     from dataset_tools.postprocess import MotionConfig, compute_motion, compute_root
@@ -212,8 +249,9 @@ def _extractor(cfg: LoopConfig, data: Path, out: Path, i: int, progress: bool) -
     space = out / "extractor" / f"space_{last}"
     if not checkpoint_dirs(space):  # SPACE-Time's motion loss needs the hints of every episode
         log.info("iteration %d: background and motion hints of %d frames", i, ds.counts()["steps"])
-        compute_root(ds, seed=cfg.seed)
-        compute_motion(ds, MotionConfig(root=True), workers=cfg.workers, progress=progress)
+        with stage(f"iteration {i}: background and motion hints"):
+            compute_root(ds, seed=cfg.seed)
+            compute_motion(ds, MotionConfig(root=True), workers=cfg.workers, progress=progress)
     shipped = f"atari_{cfg.game.lower()}.yaml"
     try:
         base = read_config_file(config_file(shipped, "space_time"))
@@ -223,17 +261,19 @@ def _extractor(cfg: LoopConfig, data: Path, out: Path, i: int, progress: bool) -
     if last > 0:
         overrides.append(f"init_from={out / 'extractor' / f'space_{last - every}'}")
     resume = bool(checkpoint_dirs(space))
-    checkpoint = train("space_time", data, space, [] if resume else overrides, resume=resume, progress=progress)
+    with stage(f"iteration {i}: SPACE-Time, {cfg.extractor_steps} steps"):
+        checkpoint = train("space_time", data, space, [] if resume else overrides, resume=resume, progress=progress)
     classes = 0 if last == 0 else len(read_spec(out / "extractor" / "fitted_0")["classes"])
-    fit_extractor(
-        checkpoint,
-        data,
-        fitted,
-        classes=classes,
-        max_classes=cfg.extractor_max_classes,
-        seed=cfg.seed,
-        progress=progress,
-    )
+    with stage(f"iteration {i}: fitting the extractor"):
+        fit_extractor(
+            checkpoint,
+            data,
+            fitted,
+            classes=classes,
+            max_classes=cfg.extractor_max_classes,
+            seed=cfg.seed,
+            progress=progress,
+        )
     return fitted
 
 
@@ -271,6 +311,7 @@ def run_loop(cfg: LoopConfig, out: str | Path, progress: bool = True) -> list[di
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / "loop.json"
     state = json.loads(state_path.read_text()) if state_path.exists() else {"config": asdict(cfg), "rows": []}
+    stage = _Stages(state, state_path)
 
     # a loop saved before a setting existed ran it at its default; the final agents' settings may change
     # once the iterations are done (score more seeds of a finished loop)
@@ -291,7 +332,8 @@ def run_loop(cfg: LoopConfig, out: str | Path, progress: bool = True) -> list[di
         if done is None:
             # 1. real data, up to this iteration's share of the budget
             before = max((r["real_steps"] for r in state["rows"] if r["iteration"] < i), default=0)
-            _collect(cfg, data, (i + 1) * cfg.real_steps // cfg.iterations, previous_agent, i, progress)
+            with stage(f"iteration {i}: collecting"):
+                _collect(cfg, data, (i + 1) * cfg.real_steps // cfg.iterations, previous_agent, i, progress)
             new_episodes = _episodes_after(DatasetDir(data), before)  # also right when resumed after collecting
             # 2. the world model, from the previous iteration's weights
             last = i == cfg.iterations - 1
@@ -300,17 +342,19 @@ def run_loop(cfg: LoopConfig, out: str | Path, progress: bool = True) -> list[di
             overrides += cfg.frames_model_overrides if cfg.frames_only else cfg.model_overrides
             extra: dict[str, Any] = {}
             if cfg.frames_only:
-                fitted = _extractor(cfg, data, out, i, progress)
+                fitted = _extractor(cfg, data, out, i, progress, stage)
                 overrides.append(f"extractor={fitted}")
                 extra["extractor"] = str(fitted)
                 if new_episodes:
-                    extra |= _recall(fitted, data, new_episodes)
+                    with stage(f"iteration {i}: extractor recall (scoring only)"):
+                        extra |= _recall(fitted, data, new_episodes)
             if previous_model is not None:
                 overrides.append(f"init_from={previous_model}")
             resume = bool(checkpoint_dirs(model_dir))
-            checkpoint = train(
-                model_name, data, model_dir, [] if resume else overrides, resume=resume, progress=progress
-            )
+            with stage(f"iteration {i}: {model_name}, {steps} steps"):
+                checkpoint = train(
+                    model_name, data, model_dir, [] if resume else overrides, resume=resume, progress=progress
+                )
             # 3. the agent, in the new model's dream
             dream = DreamConfig(
                 env=str(checkpoint),
@@ -320,31 +364,34 @@ def run_loop(cfg: LoopConfig, out: str | Path, progress: bool = True) -> list[di
                 eval_every=0,
                 eval_episodes=1,
             )
-            agent_path = train_in_dream(dream, agent_dir, progress=progress)
+            with stage(f"iteration {i}: agent, {cfg.dream_steps} dream steps"):
+                agent_path = train_in_dream(dream, agent_dir, progress=progress)
             # 4. the real score, and how faithful the dream was for this agent
-            result = evaluate_agent(
-                agent_path,
-                game,
-                cfg.eval_episodes,
-                seed=cfg.seed,
-                progress=progress,
-                out=agent_dir / "real_scores.json",
-            )
+            with stage(f"iteration {i}: {cfg.eval_episodes} real games"):
+                result = evaluate_agent(
+                    agent_path,
+                    game,
+                    cfg.eval_episodes,
+                    seed=cfg.seed,
+                    progress=progress,
+                    out=agent_dir / "real_scores.json",
+                )
             if cfg.fidelity_episodes > 0:
                 from agents.fidelity import FidelityConfig, fidelity
 
-                fid = fidelity(
-                    FidelityConfig(
-                        checkpoint=str(checkpoint),
-                        agent=str(agent_path),
-                        envs=32,
-                        steps=500,
-                        real_episodes=cfg.fidelity_episodes,
-                        seed=cfg.seed,
-                    ),
-                    agent_dir / "fidelity",
-                    progress=progress,
-                )
+                with stage(f"iteration {i}: fidelity"):
+                    fid = fidelity(
+                        FidelityConfig(
+                            checkpoint=str(checkpoint),
+                            agent=str(agent_path),
+                            envs=32,
+                            steps=500,
+                            real_episodes=cfg.fidelity_episodes,
+                            seed=cfg.seed,
+                        ),
+                        agent_dir / "fidelity",
+                        progress=progress,
+                    )
                 extra["fidelity"] = {
                     side: {k: fid[side][k] for k in ("points_lost", "points_won", "returns")}
                     for side in ("dream", "real")
@@ -370,7 +417,7 @@ def run_loop(cfg: LoopConfig, out: str | Path, progress: bool = True) -> list[di
             log.info("\n%s", format_table(state["rows"]))
         previous_agent, previous_model = Path(done["agent"]), Path(done["checkpoint"])
     if cfg.final_episodes > 0:
-        _final_agents(cfg, out, state, progress)
+        _final_agents(cfg, out, state, progress, stage)
     return state["rows"]
 
 
@@ -388,7 +435,7 @@ def _final_training(cfg: LoopConfig) -> dict[str, int]:
     }
 
 
-def _final_agents(cfg: LoopConfig, out: Path, state: dict[str, Any], progress: bool) -> None:
+def _final_agents(cfg: LoopConfig, out: Path, state: dict[str, Any], progress: bool, stage: _Stages) -> None:
     """Train the extra final agents in the last model's dream and score every final agent; each agent's
     result is saved as soon as it exists, so an interrupted run goes on from the next one."""
     from agents.dream import DreamConfig, train_in_dream
@@ -433,15 +480,17 @@ def _final_agents(cfg: LoopConfig, out: Path, state: dict[str, Any], progress: b
                 eval_every=0,
                 eval_episodes=0,
             )
-            agent = train_in_dream(dream, agent_dir, progress=progress)
-        result = evaluate_agent(
-            agent,
-            resolve_game(cfg.game),
-            cfg.final_episodes,
-            seed=FINAL_EPISODE_SEED,
-            progress=progress,
-            out=agent.parent / "final_scores.json",
-        )
+            with stage(f"final agent, seed {seed}: {training['dream_steps']} dream steps"):
+                agent = train_in_dream(dream, agent_dir, progress=progress)
+        with stage(f"final agent, seed {seed}: {cfg.final_episodes} real games"):
+            result = evaluate_agent(
+                agent,
+                resolve_game(cfg.game),
+                cfg.final_episodes,
+                seed=FINAL_EPISODE_SEED,
+                progress=progress,
+                out=agent.parent / "final_scores.json",
+            )
         final.append(
             {
                 "seed": seed,

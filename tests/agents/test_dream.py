@@ -188,6 +188,12 @@ def test_loop_runs_two_iterations_and_resumes(tmp_path: Path, capsys: pytest.Cap
     assert "| 0 | " in table and "| 1 | " in table and "final agent" not in table
     state = json.loads((tmp_path / "loop" / "loop.json").read_text())
     assert [r["real_steps"] for r in state["rows"]] == [200, 400]
+    # every stage's wall time is kept, and printed with their sum
+    times = state["stage_s"]
+    for i, model_steps in ((0, 3), (1, 4)):
+        for stage in ("collecting", f"object_dynamics, {model_steps} steps", "agent, 64 dream steps", "1 real games"):
+            assert times[f"iteration {i}: {stage}"] >= 0.0
+    assert "| **all** | **" in table and "| iteration 1: agent, 64 dream steps |" in table
     steps = [
         json.loads((tmp_path / "loop" / "models" / f"iter_{i}" / "run.json").read_text())["train_config"]["steps"]
         for i in (0, 1)
@@ -207,6 +213,8 @@ def test_loop_runs_two_iterations_and_resumes(tmp_path: Path, capsys: pytest.Cap
     assert cli_main([*args, "final_seeds=2", "final_episodes=1"]) == 0
     final = json.loads((tmp_path / "loop" / "loop.json").read_text())["final"]
     assert [f["seed"] for f in final] == [0, 1] and all(len(f["scores"]) == 1 for f in final)
+    times = json.loads((tmp_path / "loop" / "loop.json").read_text())["stage_s"]
+    assert {"final agent, seed 1: 64 dream steps", "final agent, seed 0: 1 real games"} <= set(times)
     assert final[0]["agent"] == state["rows"][1]["agent"] and (tmp_path / "loop" / "agents" / "final_s1").is_dir()
     assert "| **mean of 2 seeds** |" in capsys.readouterr().out
     # an agent trained before an interruption (its score not saved yet) is scored, not trained again

@@ -73,3 +73,34 @@ def foreground_components(
             ids[lab == i] = k + 1
         return out[keep], ids
     return out[keep]
+
+
+def merge_specks(components: np.ndarray, ids: np.ndarray, max_px: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fold each speck (a component of at most ``max_px`` pixels) into the largest larger component it
+    touches (8-connectivity): a sprite drawn in several colours (Freeway's cars: an 8 x 8 body and four
+    2 x 1 wheels of another colour) is one object. ``components`` and ``ids`` are
+    :func:`foreground_components`' rows and id image; returns them merged (rows still sorted by area,
+    largest first; ids renumbered). A speck that touches no larger component stays its own."""
+    if max_px <= 0 or len(components) == 0 or components[:, 4].min() > max_px:
+        return components, ids
+    comp, ids = components.copy(), ids.copy()
+    h, w = ids.shape
+    into = np.arange(len(comp))  # the row each component ends up in
+    for k in np.nonzero(comp[:, 4] <= max_px)[0]:
+        x, y, cw, ch = (int(v) for v in components[k, :4])
+        window = ids[max(y - 1, 0) : min(y + ch + 1, h), max(x - 1, 0) : min(x + cw + 1, w)]
+        near = [j - 1 for j in np.unique(window) if j > 0 and components[j - 1, 4] > max_px]
+        if not near:
+            continue
+        j = int(into[min(near)])  # rows are sorted by area: the first is the largest
+        x0, y0 = min(comp[j, 0], x), min(comp[j, 1], y)
+        x1, y1 = max(comp[j, 0] + comp[j, 2], x + cw), max(comp[j, 1] + comp[j, 3], y + ch)
+        comp[j] = [x0, y0, x1 - x0, y1 - y0, comp[j, 4] + components[k, 4]]
+        into[k] = j
+    kept = np.nonzero(into == np.arange(len(comp)))[0]
+    kept = kept[np.argsort(-comp[kept, 4], kind="stable")]
+    lookup = np.zeros(len(comp) + 1, dtype=np.int32)
+    new_row = np.empty(len(comp), dtype=np.int64)
+    new_row[kept] = np.arange(len(kept))
+    lookup[1:] = new_row[into] + 1
+    return comp[kept], lookup[ids]

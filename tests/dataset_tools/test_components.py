@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dataset_tools.background import background_images
-from dataset_tools.components import foreground_components, foreground_mask
+from dataset_tools.components import foreground_components, foreground_mask, merge_specks
 from dataset_tools.dataset import DatasetDir
 from dataset_tools.ram_truth import ram_objects
 
@@ -30,6 +30,29 @@ def test_a_ball_over_a_paddle_is_its_own_component() -> None:
     assert not foreground_mask(frame + 5, frame).any()  # below the threshold: background
     with pytest.raises(ValueError, match="shape"):
         foreground_mask(frame, background[:10])
+
+
+def test_specks_join_the_sprite_they_touch() -> None:
+    """A car of Freeway's kind (an 8 x 8 body, four 2 x 1 wheels of another colour) is one component; a ball
+    over a paddle and a speck touching nothing larger stay their own."""
+    background = np.zeros((40, 40, 3), np.uint8)
+    background[:] = FIELD
+    frame = background.copy()
+    frame[11:19, 5:13] = GREEN  # the body
+    for y, x in ((10, 6), (10, 10), (19, 6), (19, 10)):
+        frame[y, x : x + 2] = WHITE  # the wheels
+    frame[20:36, 30:34] = GREEN  # a 4 x 16 paddle
+    frame[24:28, 31:33] = WHITE  # a 2 x 4 ball over it
+    frame[36, 20:22] = WHITE  # a speck alone
+    comp, ids = foreground_components(frame, background, with_ids=True)
+    assert len(comp) == 8
+    merged, merged_ids = merge_specks(comp, ids, 2)
+    assert merged.tolist() == [[5, 10, 8, 10, 72], [30, 20, 4, 16, 56], [31, 24, 2, 4, 8], [20, 36, 2, 1, 2]]
+    for k, (x, y, w, h, area) in enumerate(merged):
+        ys, xs = np.nonzero(merged_ids == k + 1)
+        assert (xs.min(), ys.min(), xs.max() + 1 - x, ys.max() + 1 - y, len(xs)) == (x, y, w, h, area)
+    assert merged_ids.max() == 4
+    assert merge_specks(comp, ids, 0)[0] is comp  # off
 
 
 def test_components_find_the_ram_objects_of_real_pong_frames(pong_dataset: Path) -> None:

@@ -48,7 +48,7 @@ from torch import nn
 from tqdm import tqdm
 
 from dataset_tools.background import background_images
-from dataset_tools.components import DEFAULT_THRESHOLD, foreground_components
+from dataset_tools.components import DEFAULT_THRESHOLD, foreground_components, merge_specks
 from dataset_tools.dataset import DatasetDir
 from dataset_tools.preprocess import RAW_SHAPE, Preprocess
 from world_models.base import build_model
@@ -87,6 +87,13 @@ to keep that slot; written into every extractor fitted from now on."""
 SIZE_GATE = 4.0
 """Largest ratio between an object's pixel area and a class's median area for it to be of that class
 (see :meth:`ObjectExtractor.classify`); written into every extractor fitted from now on."""
+
+SPECK_PX = 2
+"""Components of at most this many pixels that touch a larger one are part of it (``speck_px`` in the spec,
+see :func:`dataset_tools.components.merge_specks`): Freeway's cars are an 8 x 8 body with four 2 x 1 wheels
+of another colour, and without it each wheel was an object (40 a frame), clustered apart from the cars,
+which took the other class together with the chicken. Written into every extractor fitted from now on;
+those fitted before it merge nothing."""
 
 
 class ExtractorError(ValueError):
@@ -152,6 +159,7 @@ class ObjectExtractor(nn.Module):
         """The largest box (w, h) a component may have and be an object (crop pixels)."""
         self.threshold = float(spec.get("threshold", DEFAULT_THRESHOLD))
         self.size_gate = float(spec.get("size_gate", 0.0))  # extractors fitted before it have none: off
+        self.speck_px = int(spec.get("speck_px", 0))  # likewise
         self.class_areas = np.array([float(c.get("area", 0.0)) for c in classes])
         self.register_buffer("background", torch.zeros(self.height, self.width, 3, dtype=torch.uint8))
         self.register_buffer("centroids", torch.tensor([c["centroid"] for c in classes], dtype=torch.float32))
@@ -186,6 +194,7 @@ class ObjectExtractor(nn.Module):
         """The foreground components of one crop no larger than ``max_box`` (a frame flashed in other colours
         is no object), and their id image (renumbered)."""
         comp, ids = foreground_components(crop, background, self.threshold, with_ids=True)
+        comp, ids = merge_specks(comp, ids, self.speck_px)
         small = (comp[:, 2] <= self.max_box[0]) & (comp[:, 3] <= self.max_box[1])
         if small.all():
             return comp, ids
@@ -503,6 +512,7 @@ def fit_extractor(
         "crop": list(crop),
         "threshold": threshold,
         "size_gate": SIZE_GATE,
+        "speck_px": SPECK_PX,
         "track_px": TRACK_PX,
         "max_box": (
             max(MAX_BOX_SHARE, 2 * float(space_spec["model_config"].get("z_scale_max", 0.25)))

@@ -8,6 +8,9 @@ is white, the paddles green and orange) stays its own component, and the box is 
 
     boxes = foreground_components(frame, background)     # (K, 5) int [x, y, w, h, area]
 
+A sprite drawn in several colours falls apart into components of each; :func:`merge_specks` folds the
+specks of a few pixels (Freeway's 2 x 1 car wheels) into the larger component they touch.
+
 ALE frames are noise-free, so any difference larger than ``threshold`` (in any channel) is real.
 """
 

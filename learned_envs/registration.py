@@ -16,12 +16,16 @@ SHIPPED = {
     "LearnedPongObjects-v1": (ASSETS / "LearnedPongObjects-v1", "Pong"),
     "LearnedPongScene-v0": (ASSETS / "LearnedPongScene-v0", "Pong"),
     "LearnedPong-v2": (ASSETS / "LearnedPong-v2", "Pong"),
+    "LearnedFreeway-v0": (ASSETS / "LearnedFreeway-v0", "Freeway"),
 }
 """Ids of the shipped default models -> their checkpoint directories (package data). Default observation
 (``obs_type=None``) of each, the one its agents train on:
 
 * ``LearnedPong-v2``: the objects found in frames, (60,) float32 in [-2, 2] (4 slot frames x 3 classes x
   ``[present, x, y, w, h]``); ``"frames"``: 160 x 160 RGB.
+* ``LearnedFreeway-v0``: frames-only Freeway (the frames-only loop from 33,333 random steps): 14 classes
+  in 19 slots (ten cars, cars cut at the screen's edge, the chicken in two poses), (380,) float32 in [-2, 2]
+  (4 slot frames x 19 slots x ``[present, x, y, w, h]``); ``"frames"``: 180 x 152 RGB (the play field).
 * ``LearnedPongObjects-v1`` / ``-v0``: the objects, (36,) float32 in [-1, 1] (4 frames x player, enemy,
   ball x ``[present, x, y]``); ``"frames"``: 64 x 64 RGB.
 * ``LearnedPongScene-v0``: the SPACE-Time scene slots, (252,) float32 in [-10, 10].

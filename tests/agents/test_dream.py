@@ -242,15 +242,23 @@ def test_loop_runs_two_iterations_and_resumes(tmp_path: Path, capsys: pytest.Cap
     assert (tmp_path / "loop" / "agents" / "final_s1" / "agent.pt").stat().st_mtime_ns == trained
 
 
-@pytest.mark.parametrize("name", ["PongDreamPPO-v0", "PongDreamPPO-v1", "PongDreamPPO-v2"])
-def test_shipped_agent_plays_the_real_game(name: str, capsys: pytest.CaptureFixture) -> None:
+@pytest.mark.parametrize(
+    "name, game, n_actions",
+    [
+        ("PongDreamPPO-v0", "Pong", 6),
+        ("PongDreamPPO-v1", "Pong", 6),
+        ("PongDreamPPO-v2", "Pong", 6),
+        ("FreewayDreamPPO-v0", "Freeway", 3),
+    ],
+)
+def test_shipped_agent_plays_the_real_game(name: str, game: str, n_actions: int, capsys: pytest.CaptureFixture) -> None:
     from agents import make_agent
     from agents.dream_agent import DreamAgent
 
-    assert isinstance(make_agent(name, "Pong", 6), DreamAgent)
-    args = ["evaluate-agent", "--agent", name, "--game", "Pong", "--episodes", "1", "--max-steps", "50"]
+    assert isinstance(make_agent(name, game, n_actions), DreamAgent)
+    args = ["evaluate-agent", "--agent", name, "--game", game, "--episodes", "1", "--max-steps", "50"]
     assert cli_main([*args, "--no-progress"]) == 0
-    assert json.loads(capsys.readouterr().out)["game"] == "Pong"
+    assert json.loads(capsys.readouterr().out)["game"] == game
 
 
 def test_frames_only_loop_reads_the_ram_only_to_score(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -146,6 +146,10 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         rule += "---:|"
     head += " model ball px (train log) | point recall (train log) | dream return |"
     rule += "---:|---:|---:|"
+    collected = any("real_return_100" in r for r in rows)
+    if collected:
+        head += " its real return per 100 steps (next collection) |"
+        rule += "---:|"
     if fidelity:
         head += " points lost / won per 1,000, dream (real) | returns per 1,000, dream (real) |"
         rule += "---:|---:|"
@@ -158,6 +162,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             lowest = min(r.get("recall", {}).items(), key=lambda kv: kv[1], default=None)
             line += f" {lowest[1]:.4f} ({lowest[0]}) |" if lowest else " - |"
         line += f" {r['model_ball_px']:.2f} | {r['model_point_recall']:.2f} | {r['dream_return']:.1f} |"
+        if collected:
+            line += f" {r['real_return_100']:+.2f} |" if "real_return_100" in r else " - |"
         if fidelity:
             f = r.get("fidelity")
             if f:
@@ -335,6 +341,12 @@ def run_loop(cfg: LoopConfig, out: str | Path, progress: bool = True) -> list[di
             with stage(f"iteration {i}: collecting"):
                 _collect(cfg, data, (i + 1) * cfg.real_steps // cfg.iterations, previous_agent, i, progress)
             new_episodes = _episodes_after(DatasetDir(data), before)  # also right when resumed after collecting
+            if i > 0 and new_episodes:
+                # what the previous agent scored in the real game while collecting, beside its dream return:
+                # a dream that credits an agent with much more than this is being exploited
+                prev = next(r for r in state["rows"] if r["iteration"] == i - 1)
+                prev["real_return_100"] = _return_per_100(DatasetDir(data), new_episodes)
+                write_json(state_path, state)
             # 2. the world model, from the previous iteration's weights
             last = i == cfg.iterations - 1
             steps = cfg.final_model_steps if last and cfg.final_model_steps > 0 else cfg.model_steps
@@ -554,6 +566,14 @@ def _episodes_after(ds: Any, steps: int) -> list[int]:
             out.append(episode_index(path))
         total += int(read_meta(path)["length"])
     return out
+
+
+def _return_per_100(ds: Any, episodes: list[int]) -> float:
+    """The real return per 100 steps over ``episodes`` of the dataset ``ds`` (from their saved metadata)."""
+    from dataset_tools.episode import episode_name, read_meta
+
+    metas = [read_meta(ds.episodes_dir / episode_name(e)) for e in episodes]
+    return 100.0 * sum(float(m["episode_return"]) for m in metas) / max(1, sum(int(m["length"]) for m in metas))
 
 
 def _last_class_px(metrics: dict[str, Any]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from agents.algos import ALGOS
@@ -188,6 +189,14 @@ def test_loop_runs_two_iterations_and_resumes(tmp_path: Path, capsys: pytest.Cap
     assert "| 0 | " in table and "| 1 | " in table and "final agent" not in table
     state = json.loads((tmp_path / "loop" / "loop.json").read_text())
     assert [r["real_steps"] for r in state["rows"]] == [200, 400]
+    # iteration 0's agent's real return per 100 steps: from the rewards it collected in iteration 1
+    from agents.loop import _episodes_after
+    from dataset_tools.dataset import DatasetDir
+
+    ds = DatasetDir(tmp_path / "loop" / "data")
+    rewards = np.concatenate([np.asarray(ds.load(e).rewards) for e in _episodes_after(ds, 200)])
+    assert state["rows"][0]["real_return_100"] == pytest.approx(100 * rewards.sum() / len(rewards))
+    assert "real_return_100" not in state["rows"][1] and "its real return per 100 steps" in table
     # every stage's wall time is kept, and printed with their sum
     times = state["stage_s"]
     for i, model_steps in ((0, 3), (1, 4)):
@@ -202,8 +211,6 @@ def test_loop_runs_two_iterations_and_resumes(tmp_path: Path, capsys: pytest.Cap
     before = (tmp_path / "loop" / "loop.json").stat().st_mtime_ns
     assert cli_main(args) == 0  # everything is done: nothing is redone
     assert (tmp_path / "loop" / "loop.json").stat().st_mtime_ns == before
-    from dataset_tools.dataset import DatasetDir
-
     runs = DatasetDir(tmp_path / "loop" / "data").read_manifest()["runs"]
     assert runs[0]["agent"] == "random" and runs[1]["agent"].endswith("iter_0/agent.pt")
     bad = [a if not a.startswith("model_steps") else "model_steps=4" for a in args]

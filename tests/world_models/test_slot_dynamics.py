@@ -287,6 +287,37 @@ def test_slot_dynamics_over_a_class_of_several_slots_trains_steps_and_twins(
             np.testing.assert_allclose(o, alone[i].step(actions[i])[0], atol=1e-5)
 
 
+def test_each_slot_in_a_tier_of_its_own_is_drawn_given_the_earlier_ones(
+    slot_run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """``tier_each_slot``: the paddles (one size tier) are drawn one after the other, the second given where
+    the first went; the contact weighting still follows the extractor's size tiers."""
+    data, ckpt = slot_run
+    fitted = Path(load_model(ckpt)[1].model_config["extractor_spec"]["path"])
+    two = _several_balls(fitted, tmp_path / "two", 2)
+    run = train(
+        "slot_dynamics", data, tmp_path / "run", [*TINY, f"extractor={two}", "tier_each_slot=true"], progress=False
+    )
+    model, config = load_model(run)
+    assert config.model_config["tier_each_slot"] and model.tiers == [[0], [1], [2], [3]]
+    assert model.event_mask.tolist() == [0.0, 0.0, 1.0, 1.0]  # the balls' tier, as without the option
+    core, window = model.cores[0], torch.zeros(1, 3, 4, 5)
+    window[:, :, :2] = torch.tensor([[1.0, 0.8, 0.0, 0.05, 0.15], [1.0, -0.8, 0.1, 0.05, 0.15]])
+    hidden = core.predict(
+        window, torch.zeros(1, 2, dtype=torch.long), torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), model._pairs()
+    )[0]
+    flight = torch.zeros(1, 4, 2)
+    still, moved = (
+        core.tier_choices(1, hidden, window[:, -1], torch.tensor([[[dy, 0.0]]]), flight) for dy in (0.0, 8.0)
+    )
+    assert not torch.allclose(still, moved)  # the second paddle's moves read the first's drawn move
+    venv = LearnedVectorEnv(run, num_envs=4, device="cpu", obs_type="latent", max_episode_steps=20)
+    venv.reset(seed=0)
+    for _ in range(10):
+        obs, reward, *_ = venv.step(np.zeros(4, dtype=np.int64))
+    assert obs.shape == (4, 3 * 4 * 5) and set(np.unique(reward)) <= {-1.0, 0.0, 1.0}
+
+
 def test_max_classes_caps_the_classes_a_fit_may_choose(slot_run: tuple[Path, Path], tmp_path: Path, caplog) -> None:
     data, _ = slot_run
     with caplog.at_level("WARNING"):

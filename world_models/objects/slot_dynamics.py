@@ -129,6 +129,13 @@ class SlotDynamicsConfig(ModelConfig):
     """The later tiers' heads also read how far each of their objects' box overlaps (or misses) each earlier
     object's box, now and after the earlier objects' drawn moves with their own objects flying on as they
     were: the numbers that decide a hit, which the network otherwise composes from positions and sizes."""
+    tier_each_slot: bool = False
+    """Draw every object's move in a tier of its own, one after the other in the extractor's order (largest
+    class first), each given where the earlier objects went (``contact_geometry``), instead of a tier's
+    objects side by side. Objects of one size (Boxing's two boxers) are otherwise drawn independently, and
+    both may step into the same place (measured: under its agent, Boxing's dream showed the boxers' boxes
+    overlapping by more than half in 43% of frames, the real game's collected frames in 15%). Costs one
+    head per object; ``contact_weight`` and ``event_weight`` still follow the extractor's tiers."""
     move_temperature: float = 1.0
     """Temperature of the move draws in imagination (1: as learned)."""
     sample_presence: bool = True
@@ -219,6 +226,9 @@ class SlotDynamics(WorldModel):
         slot_class = self.object_extractor.slot_class
         # a class's slots are drawn in its tier (a tier of slots: every slot of its classes)
         self.tiers: list[list[int]] = [[j for j in range(s) if slot_class[j] in t] for t in class_tiers]
+        events = [c for tier in (self.tiers[1:] or self.tiers) for c in tier]
+        if cfg.tier_each_slot:
+            self.tiers = [[j] for tier in self.tiers for j in tier]
         k = cfg.move_classes
         if k < 1:
             raise ValueError(f"move_classes must be >= 1, got {k}")
@@ -236,7 +246,6 @@ class SlotDynamics(WorldModel):
         first, second = torch.triu_indices(s, s, offset=1)
         self.register_buffer("pair_first", first, persistent=False)
         self.register_buffer("pair_second", second, persistent=False)
-        events = [c for tier in (self.tiers[1:] or self.tiers) for c in tier]
         self.register_buffer("event_mask", torch.tensor([float(c in events) for c in range(s)]), persistent=False)
 
         if cfg.members < 1:

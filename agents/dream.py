@@ -69,6 +69,11 @@ class DreamConfig:
     """Entropy bonus (PPO, A2C)."""
     net_arch: list[int] = field(default_factory=lambda: [128, 128])
     """Hidden layers of the policy and value MLPs (latent observations)."""
+    ensemble: list[str] = field(default_factory=list)
+    """More learned envs (ids or checkpoints, e.g. earlier loop iterations' models, or models trained with
+    other seeds) to train in beside ``env``, the envs split among them
+    (:class:`~learned_envs.env.EnsembleVectorEnv`); all must observe alike. Real evaluation goes through
+    ``env``'s twin."""
 
 
 def train_in_dream(cfg: DreamConfig, out: str | Path, progress: bool = True) -> Path:
@@ -80,7 +85,7 @@ def train_in_dream(cfg: DreamConfig, out: str | Path, progress: bool = True) -> 
     from agents.algos import get_algo
     from agents.evaluate import play_real
     from agents.policy_io import WEIGHTS, policy_spec, save_policy
-    from learned_envs.env import LearnedVectorEnv
+    from learned_envs.env import EnsembleVectorEnv, LearnedVectorEnv
     from learned_envs.registration import resolve_env
     from learned_envs.sb3 import SB3VecEnv
     from world_models.base import pick_device
@@ -89,9 +94,13 @@ def train_in_dream(cfg: DreamConfig, out: str | Path, progress: bool = True) -> 
     out.mkdir(parents=True, exist_ok=True)
     env_id, checkpoint = resolve_env(cfg.env)
     device = pick_device(cfg.device)
-    venv = LearnedVectorEnv(
-        checkpoint, cfg.n_envs, device=str(device), obs_type=cfg.obs_type, max_episode_steps=cfg.max_episode_steps
-    )
+    env_kwargs = {"device": str(device), "obs_type": cfg.obs_type, "max_episode_steps": cfg.max_episode_steps}
+    others = [resolve_env(e)[1] for e in cfg.ensemble]
+    venv: LearnedVectorEnv | EnsembleVectorEnv
+    if others:
+        venv = EnsembleVectorEnv([checkpoint, *others], cfg.n_envs, **env_kwargs)
+    else:
+        venv = LearnedVectorEnv(checkpoint, cfg.n_envs, **env_kwargs)
     env = SB3VecEnv(venv)  # reports episode returns and lengths (rollout/ep_rew_mean) as VecMonitor would
     env.seed(cfg.seed)
     policy = "MlpPolicy" if cfg.obs_type == "latent" else "CnnPolicy"
@@ -115,7 +124,8 @@ def train_in_dream(cfg: DreamConfig, out: str | Path, progress: bool = True) -> 
         "game": venv.config.game,
         "obs_type": cfg.obs_type,
         "config": asdict(cfg),
-        "real_steps_used": (venv.config.dataset or {}).get("steps"),
+        "real_steps_used": _real_steps(venv),
+        "ensemble": [str(c.resolve()) for c in others],
         "evals": [],
     }
     evals_csv = out / "evals.csv"
@@ -203,3 +213,15 @@ def train_in_dream(cfg: DreamConfig, out: str | Path, progress: bool = True) -> 
         evaluate(int(algo.num_timesteps))
         save()
     return out / WEIGHTS
+
+
+def _real_steps(venv: Any) -> int | None:
+    """Real steps behind the dream: its data set's; an ensemble's members over one data directory (a loop's
+    iterations) used the largest of theirs, over several directories the sum."""
+    sets = [(m.config.dataset or {}) for m in getattr(venv, "members", [venv])]
+    steps = [d.get("steps") for d in sets]
+    if any(s is None for s in steps):
+        return None
+    if len({d.get("path") for d in sets}) == 1:
+        return int(max(steps))
+    return int(sum(steps))

@@ -206,6 +206,93 @@ class LearnedVectorEnv(VectorEnv):
         return np.repeat(img, 3, axis=-1) if img.shape[-1] == 1 else img
 
 
+def _observation_key(venv: LearnedVectorEnv) -> tuple[Any, ...]:
+    """What an agent's observation means: frames of one shape, or the latent of one model kind over one
+    object extractor (two dynamics models over the same extractor observe alike; two pixel models do not)."""
+    if venv.obs_type == "frames":
+        return ("frames", venv.single_observation_space.shape)
+    spec = venv.config.model_config.get("extractor_spec") or {}
+    owner = spec.get("digest") or venv.checkpoint  # without an extractor, a latent is its own model's
+    return ("latent", venv.config.model, owner, venv.single_observation_space.shape)
+
+
+class EnsembleVectorEnv(VectorEnv):
+    """The games of several learned envs side by side as one vector env (``learned-envs dream
+    ensemble=...``): ``num_envs`` split as evenly as it goes, the first members taking one more.
+
+    An agent trained in it meets each model's mistakes in only a share of its games, so a state where one
+    model credits it with points the game would not give pays off only where that model runs (ME-TRPO's
+    remedy for model exploitation; ``slot_dynamics members=`` is the same within one checkpoint, drawn
+    step by step, at ``members`` times the training). Every member must observe alike (:func:`_observation_key`).
+    """
+
+    metadata = LearnedVectorEnv.metadata
+
+    def __init__(self, checkpoints: list[str | Path], num_envs: int, **kwargs: Any) -> None:
+        if not checkpoints:
+            raise ValueError("an ensemble needs at least one learned env")
+        if num_envs < len(checkpoints):
+            raise ValueError(f"{len(checkpoints)} learned envs need at least as many envs, got num_envs={num_envs}")
+        counts = [num_envs // len(checkpoints) + (i < num_envs % len(checkpoints)) for i in range(len(checkpoints))]
+        self.members = [LearnedVectorEnv(ck, n, **kwargs) for ck, n in zip(checkpoints, counts, strict=True)]
+        first = self.members[0]
+        for member in self.members[1:]:
+            if member.config.game != first.config.game or member.single_action_space != first.single_action_space:
+                raise ValueError(
+                    f"{member.checkpoint} models {member.config.game}, {first.checkpoint} {first.config.game}"
+                )
+            if _observation_key(member) != _observation_key(first):
+                raise ValueError(
+                    f"{member.checkpoint} and {first.checkpoint} observe differently (another extractor, model "
+                    "kind or observation): an agent cannot train in both"
+                )
+        self.num_envs = num_envs
+        self.bounds = np.cumsum([0, *counts])
+        self.single_action_space = first.single_action_space
+        self.action_space = gym.spaces.MultiDiscrete(np.full(num_envs, self.single_action_space.n))
+        self.single_observation_space = first.single_observation_space
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
+        self.render_mode = first.render_mode
+        self.obs_type, self.config, self.checkpoint = first.obs_type, first.config, first.checkpoint
+        self.action_meanings = first.action_meanings
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        if options and "context_index" in options:
+            raise ValueError("an ensemble draws its start contexts; context_index is for one learned env")
+        obs = [m.reset(seed=None if seed is None else seed + i)[0] for i, m in enumerate(self.members)]
+        return np.concatenate(obs), {}
+
+    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        acts = np.asarray(actions).reshape(-1)
+        if acts.shape != (self.num_envs,):
+            raise ValueError(f"actions must be {self.num_envs} integers, got {np.asarray(actions)!r}")
+        parts = [m.step(acts[a:b]) for m, a, b in zip(self.members, self.bounds[:-1], self.bounds[1:], strict=True)]
+        obs, reward, terminated, truncated = (np.concatenate([p[k] for p in parts]) for k in range(4))
+        infos: dict[str, Any] = {}
+        done = terminated | truncated
+        if done.any():
+            final_obs = np.empty(self.num_envs, dtype=object)
+            for (a, b), part in zip(zip(self.bounds[:-1], self.bounds[1:], strict=True), parts, strict=True):
+                if part[4]:
+                    final_obs[a:b] = part[4]["final_obs"]
+            infos = {
+                "final_obs": final_obs,
+                "_final_obs": done.copy(),
+                "final_info": np.array([{}] * self.num_envs),
+                "_final_info": done.copy(),
+            }
+        return obs, reward, terminated, truncated, infos
+
+    def render(self) -> np.ndarray | None:
+        return self.members[0].render()
+
+    def close(self, **kwargs: Any) -> None:
+        for member in self.members:
+            member.close(**kwargs)
+
+
 class LearnedEnv(gym.Env):
     """One imagined game: a :class:`LearnedVectorEnv` of size 1 behind the single-env API."""
 

@@ -50,6 +50,16 @@ def test_dream_trains_saves_and_scores_on_the_real_game(tiny_object_checkpoint: 
     assert again["scores"] == result["scores"]  # seeded episodes, deterministic policy
 
 
+def test_an_agent_trains_in_an_ensemble_of_dreams(tiny_object_checkpoint: Path, tmp_path: Path) -> None:
+    cfg = _cfg(tiny_object_checkpoint, ensemble=[str(tiny_object_checkpoint)], eval_every=0, eval_episodes=0)
+    path = train_in_dream(cfg, tmp_path / "agent", progress=False)
+    _, meta = load_agent(path)
+    assert meta["ensemble"] == [str(tiny_object_checkpoint.resolve())] and meta["dream_steps"] >= 128
+    assert (
+        meta["real_steps_used"] == json.loads((tiny_object_checkpoint / "config.json").read_text())["dataset"]["steps"]
+    )
+
+
 @pytest.mark.parametrize("algo", sorted(ALGOS))  # a new row of the table is tested here without more
 def test_every_algorithm_trains_in_the_dream_saves_and_loads(
     algo: str, tiny_object_checkpoint: Path, tmp_path: Path

@@ -10,7 +10,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import learned_envs
-from learned_envs.env import LearnedEnv, LearnedVectorEnv
+from learned_envs.env import EnsembleVectorEnv, LearnedEnv, LearnedVectorEnv
 from learned_envs.registration import shipped_checkpoint
 from learned_envs.sb3 import SB3VecEnv
 from learned_envs.twin import make_real_twin
@@ -115,6 +115,39 @@ def test_autoreset_and_truncation(tiny_checkpoint: Path) -> None:
     assert ended.all()  # every env ended by step 4 (terminated earlier, or truncated at 4)
     obs, *_ = venv.step(np.zeros(3, dtype=np.int64))  # continues after the same-step reset
     assert obs.shape == (3, 64, 64, 3)
+
+
+def test_an_ensemble_steps_each_member_on_its_share_of_the_envs(
+    tiny_checkpoint: Path, tiny_object_checkpoint: Path
+) -> None:
+    kw = {"device": "cpu", "obs_type": "latent", "max_episode_steps": 3}
+    mix = EnsembleVectorEnv([tiny_checkpoint, tiny_checkpoint], 5, **kw)
+    assert [m.num_envs for m in mix.members] == [3, 2] and mix.observation_space.shape[0] == 5
+    alone = [LearnedVectorEnv(tiny_checkpoint, n, **kw) for n in (3, 2)]
+    obs, _ = mix.reset(seed=7)
+    expect = np.concatenate([a.reset(seed=7 + i)[0] for i, a in enumerate(alone)])
+    np.testing.assert_allclose(obs, expect, atol=1e-6)  # member i is seeded seed + i
+    ended = np.zeros(5, dtype=bool)
+    for _ in range(3):
+        actions = np.arange(5) % 6
+        obs, reward, term, trunc, info = mix.step(actions)
+        outs = [alone[0].step(actions[:3]), alone[1].step(actions[3:])]  # the same draws, member by member
+        np.testing.assert_allclose(obs, np.concatenate([o[0] for o in outs]), atol=1e-6)
+        np.testing.assert_array_equal(reward, np.concatenate([o[1] for o in outs]))
+        done = term | trunc
+        ended |= done
+        assert obs.shape == (5, mix.single_observation_space.shape[0]) and reward.shape == (5,)
+        if done.any():
+            assert (info["_final_obs"] == done).all()
+            assert all(info["final_obs"][i].shape == obs.shape[1:] for i in np.nonzero(done)[0])
+    assert ended.all()  # truncated at 3 steps in both members
+    sb3 = SB3VecEnv(mix)  # the same-step autoreset SB3 needs
+    sb3.reset()
+    assert len(sb3.step(np.zeros(5, dtype=np.int64))[3]) == 5
+    with pytest.raises(ValueError, match="observe differently"):
+        EnsembleVectorEnv([tiny_checkpoint, tiny_object_checkpoint], 4, device="cpu", obs_type="latent")
+    with pytest.raises(ValueError, match="at least as many envs"):
+        EnsembleVectorEnv([tiny_checkpoint] * 3, 2, device="cpu")
 
 
 def test_sb3_ppo_learns_on_the_adapter(tiny_checkpoint: Path) -> None:

@@ -134,8 +134,9 @@ class SlotDynamicsConfig(ModelConfig):
     class first), each given where the earlier objects went (``contact_geometry``), instead of a tier's
     objects side by side. Objects of one size (Boxing's two boxers) are otherwise drawn independently, and
     both may step into the same place (measured: under its agent, Boxing's dream showed the boxers' boxes
-    overlapping by more than half in 43% of frames, the real game's collected frames in 15%). Costs one
-    head per object; ``contact_weight`` and ``event_weight`` still follow the extractor's tiers."""
+    overlapping by more than half in 43% of frames, the real game's collected frames in 15%). It did not stop
+    that (42% of frames, BENCHMARKS.md's Boxing section) nor make its agents better. Costs one head per
+    object; ``contact_weight`` and ``event_weight`` still follow the extractor's tiers."""
     move_temperature: float = 1.0
     """Temperature of the move draws in imagination (1: as learned)."""
     sample_presence: bool = True

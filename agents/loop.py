@@ -100,6 +100,10 @@ class LoopConfig:
     extractor_max_classes: int = 8
     """With ``frames_only``: the most object classes the extractor's fit may choose (by the silhouette score);
     a game with many kinds of objects (Freeway's cars in nine colours) needs more."""
+    extractor_classes: int = 0
+    """With ``frames_only``: the number of object classes of the extractor's fit (0: chosen by the silhouette
+    score up to ``extractor_max_classes``). Boxing's fit chooses classes of boxer poses, so a boxer that
+    changes pose is one object vanishing and another appearing; 2 asks for one class per boxer."""
     extractor_every: int = 0
     """With ``frames_only``: train the extractor again (from the last one, on all data so far) every this
     many iterations; 0: only in iteration 0."""
@@ -269,7 +273,7 @@ def _extractor(cfg: LoopConfig, data: Path, out: Path, i: int, progress: bool, s
     resume = bool(checkpoint_dirs(space))
     with stage(f"iteration {i}: SPACE-Time, {cfg.extractor_steps} steps"):
         checkpoint = train("space_time", data, space, [] if resume else overrides, resume=resume, progress=progress)
-    classes = 0 if last == 0 else len(read_spec(out / "extractor" / "fitted_0")["classes"])
+    classes = cfg.extractor_classes if last == 0 else len(read_spec(out / "extractor" / "fitted_0")["classes"])
     with stage(f"iteration {i}: fitting the extractor"):
         fit_extractor(
             checkpoint,

@@ -304,6 +304,7 @@ def test_frames_only_loop_reads_the_ram_only_to_score(tmp_path: Path, monkeypatc
         frames_model_overrides=["batch_size=4", "n_past=2", "n_future=2", "hidden=16", "layers=1", "move_classes=8"],
         extractor_steps=2,
         extractor_overrides=["batch_size=2"],
+        extractor_classes=2,
         dream_steps=64,
         n_envs=8,
         eval_episodes=1,
@@ -313,7 +314,8 @@ def test_frames_only_loop_reads_the_ram_only_to_score(tmp_path: Path, monkeypatc
     )
     rows = run_loop(cfg, tmp_path / "loop", progress=False)
     assert [r["real_steps"] for r in rows] == [200, 400]
-    assert (tmp_path / "loop" / "extractor" / "fitted_0" / "extractor.json").exists()
+    spec = json.loads((tmp_path / "loop" / "extractor" / "fitted_0" / "extractor.json").read_text())
+    assert len(spec["classes"]) == 2  # extractor_classes, not the silhouette score's choice
     assert all(0.0 <= r["ball_recall"] <= 1.0 and "fidelity" in r for r in rows)
     assert "ball recall (near a paddle)" in format_table(rows)
     assert set(rows[0]["recall"]) <= {"player", "enemy", "ball"} and all(

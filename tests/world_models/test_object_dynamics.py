@@ -224,3 +224,29 @@ def test_the_decision_band_is_around_both_paddles_columns_and_needs_a_seen_ball(
     ball = torch.stack([torch.ones(9), x_px / 80.0 - 1.0, torch.zeros(9)], dim=-1)
     ball[-1, 0] = 0.0  # not seen
     assert near_a_paddle(ball).tolist() == [1, 1, 0, 0, 0, 1, 1, 1, 0]
+
+
+def test_imagination_draws_the_moves_of_the_whole_move_heads() -> None:
+    """``LearnedPongObjects-v1`` draws its moves computing only the logits and the drawn moves' corrections: with
+    the same random numbers, the same moves as from the whole heads (the paddles', then the ball's given theirs)."""
+    from learned_envs.registration import ASSETS
+    from world_models.objects.moves import draw_choice
+
+    model = load_model(ASSETS / "LearnedPongObjects-v1")[0].eval()
+    assert model.ball_move_head is not None
+    torch.manual_seed(0)
+    b, k = 128, model.cfg.n_past
+    window = torch.rand(b, k, 3, 3) * 1.6 - 0.8
+    window[..., 0] = (torch.rand(b, k, 3) > 0.2).float()
+    past, action = torch.randint(0, model.n_actions, (b, k - 1)), torch.randint(0, model.n_actions, (b,))
+    with torch.no_grad():
+        hidden = model._predict(window, past, action)[0]
+        got = model._draw_moves(hidden, window, torch.Generator().manual_seed(3))
+        g = torch.Generator().manual_seed(3)
+        logits, correction = model._choices(hidden, window)  # the paddles' whole head
+        paddles = draw_choice(logits, model.cfg.move_temperature, g)
+        paddle_moves = model._move_of(paddles, correction, slice(0, 2))
+        ball_out = model._ball_choices(hidden, window, paddle_moves * window[:, -1, :2, :1])
+        ball = draw_choice(ball_out[..., 0], model.cfg.move_temperature, g)
+        ball_move = model._move_of(ball, ball_out[..., 1:], slice(2, 3))
+    assert torch.allclose(got, torch.cat([paddle_moves, ball_move], 1), atol=1e-4)

@@ -318,6 +318,35 @@ def test_each_slot_in_a_tier_of_its_own_is_drawn_given_the_earlier_ones(
     assert obs.shape == (4, 3 * 4 * 5) and set(np.unique(reward)) <= {-1.0, 0.0, 1.0}
 
 
+def test_a_drawn_move_is_the_one_the_whole_move_head_gives(slot_run: tuple[Path, Path]) -> None:
+    """Imagination computes only the move logits and the drawn moves' corrections (``tier_draw``): with the same
+    random numbers it draws the moves, and gets the corrections, of the whole head (``tier_choices``)."""
+    from world_models.objects.moves import draw_choice
+
+    _, ckpt = slot_run
+    model = load_model(ckpt)[0].eval()
+    core, b = model.cores[0], 64
+    torch.manual_seed(0)
+    window = torch.rand(b, model.cfg.n_past, model.n_slots, 5) * 2 - 1
+    window[..., 0] = (window[..., 0] > -0.5).float()
+    window[..., 3:] = window[..., 3:].abs() * 0.2
+    past = torch.randint(0, model.n_actions, (b, model.cfg.n_past - 1))
+    hidden = core.predict(window, past, torch.zeros(b, model.cfg.n_past - 1), past[:, 0], model._pairs())[0]
+    flight, earlier = torch.zeros(b, model.n_slots, 2), None
+    assert len(model.tiers) >= 2  # a plain head and one that reads the earlier tier
+    with torch.no_grad():
+        for j in range(len(model.tiers)):
+            whole = core.tier_choices(j, hidden, window[:, -1], earlier, flight)
+            want = draw_choice(whole[..., 0], model.cfg.move_temperature, torch.Generator().manual_seed(j))
+            choice, correction = core.tier_draw(
+                j, hidden, window[:, -1], earlier, flight, torch.Generator().manual_seed(j)
+            )
+            assert torch.equal(choice, want)
+            index = want[..., None, None].expand(-1, -1, 1, 2)
+            assert torch.allclose(correction, whole[..., 1:].gather(2, index).squeeze(2), atol=1e-5)
+            earlier = torch.cat([earlier, correction], 1) if earlier is not None else correction
+
+
 def test_max_classes_caps_the_classes_a_fit_may_choose(slot_run: tuple[Path, Path], tmp_path: Path, caplog) -> None:
     data, _ = slot_run
     with caplog.at_level("WARNING"):

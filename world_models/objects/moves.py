@@ -62,16 +62,46 @@ def draw_presence(prob: torch.Tensor, sample: bool, generator: torch.Generator |
     return prob > 0.5
 
 
-def gumbel_choice(
+def draw_choice(
     logits: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """A draw from ``softmax(logits / temperature)`` along the last dim (..., K) -> (...) indices.
 
-    Gumbel-max: the argmax of logits plus Gumbel noise (3-4x faster than ``torch.multinomial`` on a
-    CPU, where the draws were a third of a dream step).
+    By the inverse of the cumulative distribution: one uniform number per draw against the running sum of
+    the probabilities (2.7x faster than the Gumbel-max trick, which needs K uniforms and 2K logarithms,
+    and 9x faster than ``torch.multinomial``, measured on a CPU at 768 draws of 128; the draws were a
+    third of a dream step).
     """
-    u = torch.rand(logits.shape, device=logits.device, generator=generator).clamp_(min=1e-20)
-    return (logits.float() / temperature - torch.log(-torch.log(u))).argmax(-1)
+    scaled = logits.float() / temperature
+    # (..., K) running sums; clamped so exp makes no subnormal numbers (10x slower on x86): moves below
+    # e^-80 of the likeliest keep e^-80 (never drawn in practice: 1e-35)
+    total = (scaled - scaled.amax(-1, keepdim=True)).clamp_(min=-80.0).exp_().cumsum_(-1)
+    u = torch.rand((*total.shape[:-1], 1), device=total.device, generator=generator).mul_(total[..., -1:])
+    # the first move whose running sum exceeds u (a move of probability 0 is never drawn)
+    return torch.searchsorted(total, u, right=True).squeeze(-1).clamp_(max=total.shape[-1] - 1)
+
+
+def draw_from_head(
+    head: torch.nn.Linear,
+    x: torch.Tensor,
+    n: int,
+    k: int,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Imagination's move draw from a move head: ``head`` maps ``x`` (B, H) to [logit, dx, dy] for each of ``n``
+    objects' ``k`` moves (its outputs laid out (n, k, 3)). Returns the drawn moves (B, n) and their corrections
+    (B, n, 2): the same numbers as drawing from the whole output, computing only the logits and the drawn
+    moves' corrections (a third of the head's products at 128 moves; the heads were most of a dream step)."""
+    w = head.weight.view(n, k, 3, -1)
+    b = head.bias.view(n, k, 3) if head.bias is not None else torch.zeros(n, k, 3, dtype=w.dtype, device=w.device)
+    logits = torch.nn.functional.linear(x, w[:, :, 0].reshape(n * k, -1), b[:, :, 0].reshape(n * k))
+    choice = draw_choice(logits.view(-1, n, k), temperature, generator)  # (B, n)
+    rows = torch.arange(n, device=x.device)[None, :]
+    # the drawn moves' rows (B, n, 2, H); a product and a sum, 4x faster here than a batched matrix product
+    picked = w.reshape(n * k, 3, -1).index_select(0, (rows * k + choice).flatten())[:, 1:].view(*choice.shape, 2, -1)
+    correction = (picked * x[:, None, None, :].to(picked.dtype)).sum(-1) + b[:, :, 1:][rows, choice]
+    return choice, correction
 
 
 def nearest_move(vocab: torch.Tensor, moves: torch.Tensor) -> torch.Tensor:

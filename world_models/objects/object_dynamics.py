@@ -37,8 +37,8 @@ from dataset_tools.sequences import SequenceBatch
 from world_models.base import ModelConfig, State, StepResult, WorldModel, register, reward_classes, reward_from_logits
 from world_models.blocks import mlp
 from world_models.objects.moves import (  # object_moves: re-exported for its users
+    draw_from_head,
     draw_presence,
-    gumbel_choice,
     move_vocabulary,
     nearest_move,
     object_moves,  # noqa: F401
@@ -299,12 +299,18 @@ class ObjectDynamics(WorldModel):
         """With ``joint_moves``: the ball's [logit, dx, dy] per move (B, 1, K, 3) given the paddles' moves
         ``paddle_moves`` (B, 2, 2) in raw pixels."""
         assert self.ball_move_head is not None
+        out = self.ball_move_head(self._ball_input(hidden, window, paddle_moves))
+        return out.view(hidden.shape[0], 1, -1, 3)
+
+    def _ball_input(self, hidden: torch.Tensor, window: torch.Tensor, paddle_moves: torch.Tensor) -> torch.Tensor:
+        """What the ball's move head reads: the trunk's ``hidden`` state, the paddles' moves (B, 2, 2) in raw
+        pixels and the ball's offset from the moved paddles."""
         pixels = torch.tensor(PIXELS, device=hidden.device, dtype=hidden.dtype)
         last = window[:, -1]  # (B, 3, 3)
         moved = last[:, :2, 1:] + paddle_moves / pixels  # (B, 2, 2) where the paddles went
         offset = (last[:, 2:3, 1:] - moved) * 4.0 * last[:, 2:3, :1] * last[:, :2, :1]  # 0 unless both seen
         extra = torch.cat([paddle_moves.flatten(1) / 8.0, offset.flatten(1)], dim=1).to(hidden.dtype)
-        return self.ball_move_head(torch.cat([hidden, extra], dim=1)).view(hidden.shape[0], 1, -1, 3)
+        return torch.cat([hidden, extra], dim=1)
 
     def _move_of(self, choice: torch.Tensor, correction: torch.Tensor, objects: slice) -> torch.Tensor:
         """The chosen moves (B, n, 2) in raw pixels of ``objects``: ``choice`` (B, n), ``correction`` (B, n, K, 2)."""
@@ -314,20 +320,25 @@ class ObjectDynamics(WorldModel):
 
     def _draw_moves(
         self, hidden: torch.Tensor, window: torch.Tensor, generator: torch.Generator | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Imagination: each object's drawn move (B, 3) and the corrections (B, 3, K, 2); with
-        ``joint_moves`` the paddles' first, then the ball's given theirs."""
-
-        def draw(logits: torch.Tensor) -> torch.Tensor:  # (B, n, K) -> (B, n)
-            return gumbel_choice(logits, self.cfg.move_temperature, generator)
-
-        logits, correction = self._choices(hidden, window)
-        choice = draw(logits)
+    ) -> torch.Tensor:
+        """Imagination: each object's drawn move (B, 3, 2) in raw pixels, its correction included; with
+        ``joint_moves`` the paddles' first, then the ball's given theirs. Only the logits and the drawn moves'
+        corrections are computed (:func:`draw_from_head`)."""
+        assert self.move_head is not None
+        k, temperature = self.cfg.move_classes, self.cfg.move_temperature
+        n_first = N_OBJ - 1 if self.ball_move_head is not None else N_OBJ
+        choice, correction = draw_from_head(self.move_head, hidden, n_first, k, temperature, generator)
+        rows = torch.arange(N_OBJ, device=hidden.device)[None, :]
+        move = self.vocab[rows[:, :n_first], choice].to(correction.dtype) + correction  # (B, n_first, 2)
         if self.ball_move_head is None:
-            return choice, correction
-        paddle_moves = self._move_of(choice, correction, slice(0, 2)) * window[:, -1, :2, :1]  # seen paddles only
-        ball = self._ball_choices(hidden, window, paddle_moves)  # (B, 1, K, 3)
-        return torch.cat([choice, draw(ball[..., 0])], dim=1), torch.cat([correction, ball[..., 1:]], dim=1)
+            return move
+        paddle_moves = move * window[:, -1, :2, :1]  # seen paddles only
+        x = self.ball_move_head[:-1](self._ball_input(hidden, window, paddle_moves))
+        last = self.ball_move_head[-1]
+        assert isinstance(last, nn.Linear)
+        ball, ball_correction = draw_from_head(last, x, 1, k, temperature, generator)
+        ball_move = self.vocab[2:3][rows[:, :1], ball].to(correction.dtype) + ball_correction  # (B, 1, 2)
+        return torch.cat([move, ball_move], dim=1)
 
     def _chosen(
         self, window: torch.Tensor, regressed: torch.Tensor, choice: torch.Tensor, correction: torch.Tensor
@@ -335,8 +346,12 @@ class ObjectDynamics(WorldModel):
         """Next positions (B, 3, 2): objects seen in the last frame of ``window`` (B, K, 3, 3) make
         their chosen move ``choice`` (B, 3) plus its correction (B, 3, K, 2); the others (appearing
         objects) take the ``regressed`` positions (B, 3, 2)."""
-        move = self._move_of(choice, correction, slice(0, N_OBJ))  # (B, 3, 2) raw pixels
-        pixels = torch.tensor(PIXELS, device=window.device, dtype=correction.dtype)
+        return self._placed(window, regressed, self._move_of(choice, correction, slice(0, N_OBJ)))
+
+    def _placed(self, window: torch.Tensor, regressed: torch.Tensor, move: torch.Tensor) -> torch.Tensor:
+        """Next positions (B, 3, 2): objects seen in the last frame of ``window`` make their ``move`` (B, 3, 2)
+        in raw pixels; the others (appearing objects) take the ``regressed`` positions (B, 3, 2)."""
+        pixels = torch.tensor(PIXELS, device=window.device, dtype=move.dtype)
         moved = window[:, -1, :, 1:] + move / pixels
         return torch.where(window[:, -1, :, :1] > 0, moved, regressed)
 
@@ -367,8 +382,8 @@ class ObjectDynamics(WorldModel):
         hidden, logits, positions, last_move, mode_logits, flip_logits = self._predict(window, past, actions)
         b = window.shape[0]
         if self.move_head is not None:
-            choice, correction = self._draw_moves(hidden, window, generator)
-            logits, positions = logits[:, 0], self._chosen(window, positions[:, 0], choice, correction)
+            move = self._draw_moves(hidden, window, generator)
+            logits, positions = logits[:, 0], self._placed(window, positions[:, 0], move)
         else:
             flip = None
             if flip_logits is not None:

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from world_models.blocks import mlp
-from world_models.objects.moves import UNITS
+from world_models.objects.moves import UNITS, draw_from_head
 
 
 class SlotCore(nn.Module):
@@ -83,24 +83,48 @@ class SlotCore(nn.Module):
         """Tier ``j``'s [logit, dx, dy] per move (B, n_j, K, 3), given the last frame (B, S, 5), the earlier
         tiers' moves ``earlier`` (B, n_before, 2) in raw pixels (zero for objects not seen) and every object's
         last move ``flight`` (B, S, 2) in slot units (zero unless seen in both of the last two frames)."""
-        tier = self.tiers[j]
+        out = self.move_heads[j](self._tier_input(j, hidden, last, earlier, flight))
+        return out.view(hidden.shape[0], len(self.tiers[j]), self.cfg.move_classes, 3)
+
+    def tier_draw(
+        self,
+        j: int,
+        hidden: torch.Tensor,
+        last: torch.Tensor,
+        earlier: torch.Tensor | None,
+        flight: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Imagination: tier ``j``'s drawn moves (B, n_j) and their corrections (B, n_j, 2) in raw pixels, drawn
+        from :meth:`tier_choices`' logits (at ``move_temperature``) without computing the other moves' corrections."""
+        x = self._tier_input(j, hidden, last, earlier, flight)
+        head = self.move_heads[j]
+        if isinstance(head, nn.Sequential):
+            x, head = head[:-1](x), head[-1]
+        assert isinstance(head, nn.Linear)
+        return draw_from_head(head, x, len(self.tiers[j]), self.cfg.move_classes, self.cfg.move_temperature, generator)
+
+    def _tier_input(
+        self, j: int, hidden: torch.Tensor, last: torch.Tensor, earlier: torch.Tensor | None, flight: torch.Tensor
+    ) -> torch.Tensor:
+        """What tier ``j``'s move head reads (see :meth:`tier_choices`): the trunk's ``hidden`` state, and after
+        the first tier where the earlier tiers went."""
         if j == 0 or earlier is None:
-            out = self.move_heads[j](hidden)
-        else:
-            units = torch.tensor(UNITS, device=last.device, dtype=last.dtype)
-            before = [c for t in self.tiers[:j] for c in t]
-            moved = last[:, before, 1:3] + earlier / units  # (B, n_before, 2) where the earlier objects went
-            seen = last[:, tier, None, :1] * last[:, None, before, :1]  # (B, n_j, n_before, 1)
-            offset = (last[:, tier, None, 1:3] - moved[:, None]) * 4.0 * seen  # (B, n_j, n_before, 2)
-            parts = [earlier.flatten(1) / 8.0, offset.flatten(1)]
-            if self.cfg.contact_geometry:
-                ahead, after = last[:, tier].clone(), last[:, before].clone()
-                ahead[..., 1:3] = ahead[..., 1:3] + flight[:, tier]  # this tier flying on as it was
-                after[..., 1:3] = moved
-                now, then = overlaps(last[:, tier], last[:, before]), overlaps(ahead, after)  # (B, n_j, n_before, 2)
-                parts.append(((torch.cat([now, then], dim=-1) / 8.0).clamp(-4.0, 4.0) * seen).flatten(1))
-            out = self.move_heads[j](torch.cat([hidden, torch.cat(parts, dim=1).to(hidden.dtype)], dim=1))
-        return out.view(hidden.shape[0], len(tier), self.cfg.move_classes, 3)
+            return hidden
+        tier = self.tiers[j]
+        units = torch.tensor(UNITS, device=last.device, dtype=last.dtype)
+        before = [c for t in self.tiers[:j] for c in t]
+        moved = last[:, before, 1:3] + earlier / units  # (B, n_before, 2) where the earlier objects went
+        seen = last[:, tier, None, :1] * last[:, None, before, :1]  # (B, n_j, n_before, 1)
+        offset = (last[:, tier, None, 1:3] - moved[:, None]) * 4.0 * seen  # (B, n_j, n_before, 2)
+        parts = [earlier.flatten(1) / 8.0, offset.flatten(1)]
+        if self.cfg.contact_geometry:
+            ahead, after = last[:, tier].clone(), last[:, before].clone()
+            ahead[..., 1:3] = ahead[..., 1:3] + flight[:, tier]  # this tier flying on as it was
+            after[..., 1:3] = moved
+            now, then = overlaps(last[:, tier], last[:, before]), overlaps(ahead, after)  # (B, n_j, n_before, 2)
+            parts.append(((torch.cat([now, then], dim=-1) / 8.0).clamp(-4.0, 4.0) * seen).flatten(1))
+        return torch.cat([hidden, torch.cat(parts, dim=1).to(hidden.dtype)], dim=1)
 
     def heads(
         self, hidden: torch.Tensor, prob: torch.Tensor, positions: torch.Tensor

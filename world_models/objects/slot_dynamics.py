@@ -55,7 +55,7 @@ from world_models.objects.extractor import (
     require_space,
     slot_classes,
 )
-from world_models.objects.moves import UNITS, draw_presence, gumbel_choice, move_vocabulary, nearest_move, raw_centres
+from world_models.objects.moves import UNITS, draw_presence, move_vocabulary, nearest_move, raw_centres
 from world_models.objects.slot_core import SlotCore, gaps_to_others
 
 log = logging.getLogger(__name__)
@@ -390,9 +390,10 @@ class SlotDynamics(WorldModel):
         drawn: list[torch.Tensor] = []
         for j, tier in enumerate(self.tiers):
             earlier = torch.cat(drawn, dim=1) if drawn else None
-            out = core.tier_choices(j, hidden, last, earlier, flight)
-            choice = gumbel_choice(out[..., 0], self.cfg.move_temperature, generator)
-            move = self._move_of(j, choice, out) * last[:, tier, :1]  # objects not seen do not move
+            choice, correction = core.tier_draw(j, hidden, last, earlier, flight, generator)
+            vocab = self.vocab[getattr(self, f"tier_classes_{j}")]  # (n, K, 2)
+            chosen = vocab[torch.arange(len(tier), device=choice.device)[None, :], choice].to(correction.dtype)
+            move = (chosen + correction) * last[:, tier, :1]  # objects not seen do not move
             drawn.append(move)
             moves[:, tier] = move.to(moves.dtype)
         positions = torch.where(last[..., :1] > 0, last[..., 1:3] + moves / self.units, regressed)

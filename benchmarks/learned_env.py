@@ -5,6 +5,10 @@
 For each (obs_type, num_envs) it times ``LearnedVectorEnv.step`` with random actions (env steps/s
 = batched steps/s x num_envs) and divides by a real ALE Pong loop's steps/s (one process, random
 actions) timed in the same round; the median ratio over rounds is reported.
+
+``--profile`` adds where a step's time goes, per (obs_type, num_envs): torch's profiler over
+``--profile-steps`` steps, its operators grouped into the models' matrix products, the move and
+presence draws, and the rest (the other tensor operations, Python and the env's bookkeeping).
 """
 
 from __future__ import annotations
@@ -47,6 +51,41 @@ def learned_rate(venv: LearnedVectorEnv, seconds: float) -> float:
     return n * venv.num_envs / (time.perf_counter() - t0)
 
 
+GROUPS = {
+    "matrix products": ("aten::addmm", "aten::mm", "aten::bmm", "aten::matmul", "aten::linear"),
+    "draws": (
+        "aten::uniform_",
+        "aten::exponential_",
+        "aten::multinomial",
+        "aten::searchsorted",
+        "aten::cumsum",
+        "aten::cumsum_",
+        "aten::exp_",
+        "aten::argmax",
+        "aten::log",
+    ),
+}
+
+
+def where_time_goes(venv: LearnedVectorEnv, steps: int) -> dict[str, float]:
+    """Milliseconds per step: each group of :data:`GROUPS` (operators' own time), the rest, and the total."""
+    from torch.profiler import ProfilerActivity, profile
+
+    rng = np.random.default_rng(1)
+    venv.reset(seed=1)
+    venv.step(rng.integers(0, venv.single_action_space.n, venv.num_envs))
+    t0 = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            venv.step(rng.integers(0, venv.single_action_space.n, venv.num_envs))
+    total = (time.perf_counter() - t0) / steps * 1e3
+    own = {e.key: e.self_cpu_time_total / 1e3 / steps for e in prof.key_averages()}  # ms per step
+    out = {g: sum(own.get(op, 0.0) for op in ops) for g, ops in GROUPS.items()}
+    out["the rest"] = total - sum(out.values())
+    out["total"] = total
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default="learned_envs/assets/LearnedPong-v0")
@@ -58,6 +97,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
     p.add_argument("--precision", default="float32", choices=("float32", "bfloat16"))
+    p.add_argument("--profile", action="store_true", help="also print where a step's time goes")
+    p.add_argument("--profile-steps", type=int, default=100)
     args = p.parse_args()
     sizes = [int(s) for s in args.envs.split(",")]
     if not set(args.obs.split(",")) <= {"latent", "frames"}:
@@ -86,6 +127,13 @@ def main() -> None:
     print(f"{'obs':<8}{'envs':>6}{'env steps/s':>14}{'x real':>9}")
     for (obs, n), values in rates.items():
         print(f"{obs:<8}{n:>6}{statistics.median(values):>14.0f}{statistics.median(ratios[(obs, n)]):>9.2f}")
+    if args.profile:
+        print(f"\nwhere a step's time goes (ms per step, {args.profile_steps} steps under torch's profiler)")
+        names = [*GROUPS, "the rest", "total"]
+        print(f"{'obs':<8}{'envs':>6}" + "".join(f"{g:>18}" for g in names))
+        for (obs, n), venv in venvs.items():
+            ms = where_time_goes(venv, args.profile_steps)
+            print(f"{obs:<8}{n:>6}" + "".join(f"{ms[g]:>12.3f} ({ms[g] / ms['total']:>3.0%})" for g in names))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
 
 For each (obs_type, num_envs) it times ``LearnedVectorEnv.step`` with random actions (env steps/s
 = batched steps/s x num_envs) and divides by a real ALE Pong loop's steps/s (one process, random
-actions) timed in the same round; the median ratio over rounds is reported.
+actions) timed in the same round; the median ratio over rounds is reported. ``--device cuda`` sweeps
+256 to 65,536 envs unless ``--envs`` says otherwise.
 
 ``--profile`` adds where a step's time goes, per (obs_type, num_envs): torch's profiler over
 ``--profile-steps`` steps, its operators grouped into the models' matrix products, the move and
@@ -91,7 +92,10 @@ def main() -> None:
     p.add_argument("--checkpoint", default="learned_envs/assets/LearnedPong-v0")
     p.add_argument("--device", default="auto")
     p.add_argument(
-        "--envs", default="1,16,64,256", help="numbers of envs, comma-separated (a scaling table: 1,4,16,...)"
+        "--envs",
+        default=None,
+        help="numbers of envs, comma-separated (a scaling table: 1,4,16,...; default 1,16,64,256 on the CPU, "
+        "256,1024,4096,16384,65536 on CUDA)",
     )
     p.add_argument("--obs", default="latent,frames", help="observation types, comma-separated")
     p.add_argument("--repeats", type=int, default=3)
@@ -100,7 +104,10 @@ def main() -> None:
     p.add_argument("--profile", action="store_true", help="also print where a step's time goes")
     p.add_argument("--profile-steps", type=int, default=100)
     args = p.parse_args()
-    sizes = [int(s) for s in args.envs.split(",")]
+    from world_models.base import pick_device
+
+    cuda = pick_device(args.device).type == "cuda"
+    sizes = [int(s) for s in (args.envs or ("256,1024,4096,16384,65536" if cuda else "1,16,64,256")).split(",")]
     if not set(args.obs.split(",")) <= {"latent", "frames"}:
         p.error(f"--obs takes latent and/or frames, got {args.obs}")
     venvs = {

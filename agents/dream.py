@@ -69,6 +69,10 @@ class DreamConfig:
     """Entropy bonus (PPO, A2C)."""
     net_arch: list[int] = field(default_factory=lambda: [128, 128])
     """Hidden layers of the policy and value MLPs (latent observations)."""
+    model_settings: list[str] = field(default_factory=list)
+    """Imagination settings of the learned env's model, ``key=value`` (e.g. ``move_temperature=0.8``, or
+    ``reward_disagreement=1`` for a ``slot_dynamics`` ensemble): fields that change how a trained model
+    imagines, not its weights (the model's ``imagination_settings``); set on every ensemble member."""
     ensemble: list[str] = field(default_factory=list)
     """More learned envs (ids or checkpoints, e.g. earlier loop iterations' models, or models trained with
     other seeds) to train in beside ``env``, the envs split among them
@@ -94,7 +98,12 @@ def train_in_dream(cfg: DreamConfig, out: str | Path, progress: bool = True) -> 
     out.mkdir(parents=True, exist_ok=True)
     env_id, checkpoint = resolve_env(cfg.env)
     device = pick_device(cfg.device)
-    env_kwargs = {"device": str(device), "obs_type": cfg.obs_type, "max_episode_steps": cfg.max_episode_steps}
+    env_kwargs = {
+        "device": str(device),
+        "obs_type": cfg.obs_type,
+        "max_episode_steps": cfg.max_episode_steps,
+        "settings": list(cfg.model_settings),
+    }
     others = [resolve_env(e)[1] for e in cfg.ensemble]
     venv: LearnedVectorEnv | EnsembleVectorEnv
     if others:

@@ -151,6 +151,9 @@ class WorldModel(Model):
     feature_bound: ClassVar[float] = 10.0
     """:meth:`features` lie in ``[-feature_bound, feature_bound]`` (learned envs clip them there, so the
     latent observation space has finite bounds that hold); object models set their coordinates' range."""
+    imagination_settings: ClassVar[tuple[str, ...]] = ()
+    """Config fields that only change how the model imagines (no weights depend on them): a learned env may
+    set them on a trained checkpoint (``LearnedVectorEnv(settings=...)``, ``dream model_settings=``)."""
 
     # ------------------------------------------------------------------ imagination
     @abstractmethod

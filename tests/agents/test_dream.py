@@ -111,9 +111,11 @@ def test_cli_and_bad_input(tiny_object_checkpoint: Path, tmp_path: Path, capsys:
             "eval_max_steps=20",
             "device=cpu",
             "net_arch=16",
+            "model_settings=move_temperature=0.5",
         ]
     )
     assert code == 0 and (out / "agent.pt").exists() and not (out / "agent.zip").exists()
+    assert json.loads((out / "agent.json").read_text())["config"]["model_settings"] == ["move_temperature=0.5"]
     capsys.readouterr()
     assert (
         cli_main(["evaluate-agent", "--agent", str(out), "--episodes", "1", "--max-steps", "20", "--no-progress"]) == 0
@@ -127,6 +129,9 @@ def test_cli_and_bad_input(tiny_object_checkpoint: Path, tmp_path: Path, capsys:
     assert "neither a registered learned env" in capsys.readouterr().err
     assert cli_main(["dream", "--env", str(tiny_object_checkpoint), "--out", str(tmp_path / "y"), "bogus=1"]) == 2
     assert "unknown config key 'bogus'" in capsys.readouterr().err
+    bad = ["dream", "--env", str(tiny_object_checkpoint), "--out", str(tmp_path / "z"), "model_settings=hidden=8"]
+    assert cli_main(bad) == 2
+    assert "'hidden' is not an imagination setting of object_dynamics" in capsys.readouterr().err
 
 
 def test_quickstart_writes_the_report(

@@ -185,6 +185,19 @@ def test_an_ensemble_trains_each_member_and_steps_each_env_with_one(
         obs, reward, *_ = venv.step(np.zeros(32, dtype=np.int64))
     assert obs.shape == (32, 45) and set(np.unique(reward)) <= {-1.0, 0.0, 1.0}
     assert venv.state["rewards"].shape == (32, 2)  # the rewards of the steps in the window are part of the state
+    # MOPO's penalty: every member on every env, the reward less the spread of their expected rewards
+    venv = LearnedVectorEnv(run, num_envs=32, device="cpu", obs_type="latent", settings={"reward_disagreement": 2.0})
+    assert venv.model.cfg.reward_disagreement == 2.0 and all(c.cfg is venv.model.cfg for c in venv.model.cores)
+    venv.reset(seed=0)
+    penalised = []
+    for _ in range(5):
+        obs, reward, *_ = venv.step(np.zeros(32, dtype=np.int64))
+        signs = venv.state["rewards"][:, -1].numpy()  # the state keeps the drawn member's reward sign
+        assert set(np.unique(signs)) <= {-1.0, 0.0, 1.0} and (reward <= signs + 1e-6).all()
+        penalised.append(signs - reward)
+    assert np.max(penalised) > 0  # untrained members disagree
+    with pytest.raises(ValueError, match="'hidden' is not an imagination setting of slot_dynamics"):
+        LearnedVectorEnv(run, num_envs=2, device="cpu", settings=["hidden=8"])
 
 
 def _several_balls(fitted: Path, out: Path, slots: int) -> Path:

@@ -162,6 +162,7 @@ class ObjectDynamics(WorldModel):
     default_obs = "latent"
     feature_bound = 1.0  # positions in [-1, 1], presence in {0, 1}
     needs_frames: ClassVar[bool] = False
+    imagination_settings: ClassVar[tuple[str, ...]] = ("move_temperature", "sample_presence")
 
     def __init__(self, cfg: ObjectDynamicsConfig, frame_shape: tuple[int, int, int], n_actions: int) -> None:
         super().__init__(cfg, frame_shape, n_actions)

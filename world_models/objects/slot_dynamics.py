@@ -137,6 +137,12 @@ class SlotDynamicsConfig(ModelConfig):
     overlapping by more than half in 43% of frames, the real game's collected frames in 15%). It did not stop
     that (42% of frames, BENCHMARKS.md's Boxing section) nor make its agents better. Costs one head per
     object; ``contact_weight`` and ``event_weight`` still follow the extractor's tiers."""
+    reward_disagreement: float = 0.0
+    """In imagination with ``members`` > 1: each step's reward minus this times the spread (standard deviation)
+    of the members' expected rewards for that step (MOPO's penalty), so an agent gains nothing from states
+    where the members disagree about a point. Every member then runs on every env (``members`` times the
+    compute); the next state is still the drawn member's. 0: off. An imagination setting: a learned env or
+    ``dream model_settings=`` may change it on a trained checkpoint."""
     move_temperature: float = 1.0
     """Temperature of the move draws in imagination (1: as learned)."""
     sample_presence: bool = True
@@ -205,6 +211,12 @@ class SlotDynamics(WorldModel):
     default_obs = "latent"
     feature_bound = 2.0  # presence, positions in [-1, 1], sizes in [0, 2] (the frame is 2 x 2 units)
     needs_frames: ClassVar[bool] = False  # training reads the cached slots
+    imagination_settings: ClassVar[tuple[str, ...]] = (
+        "reward_disagreement",
+        "move_temperature",
+        "sample_presence",
+        "snap",
+    )
 
     def __init__(self, cfg: SlotDynamicsConfig, frame_shape: tuple[int, int, int], n_actions: int) -> None:
         super().__init__(cfg, frame_shape, n_actions)
@@ -354,8 +366,17 @@ class SlotDynamics(WorldModel):
     # ------------------------------------------------------------------ imagination
     def step(self, state: State, actions: torch.Tensor, generator: torch.Generator | None = None) -> StepResult:
         window, past, rewards = state["window"], state["actions"], state["rewards"]
+        penalty = None
         if len(self.cores) == 1:
             new, r_logits, t_logit = self._transition(self.cores[0], window, past, rewards, actions, generator)
+        elif self.cfg.reward_disagreement > 0:  # every member on every env: their spread, and the drawn one's step
+            member = torch.randint(len(self.cores), (window.shape[0],), device=window.device, generator=generator)
+            outs = [self._transition(core, window, past, rewards, actions, generator) for core in self.cores]
+            rows = torch.arange(window.shape[0], device=window.device)
+            new, r_logits, t_logit = (torch.stack([o[i] for o in outs])[member, rows] for i in range(3))
+            signs = torch.tensor([-1.0, 0.0, 1.0], device=window.device)
+            expected = torch.stack([torch.softmax(o[1].float(), -1) @ signs for o in outs])  # (M, B)
+            penalty = self.cfg.reward_disagreement * expected.std(0, unbiased=False)
         else:  # each env's step from one member drawn for it
             member = torch.randint(len(self.cores), (window.shape[0],), device=window.device, generator=generator)
             new = torch.zeros_like(window[:, -1])
@@ -370,7 +391,9 @@ class SlotDynamics(WorldModel):
         window = torch.cat([window[:, 1:], new[:, None]], dim=1)
         past = torch.cat([past[:, 1:], actions[:, None].to(past.dtype)], dim=1)
         reward = reward_from_logits(r_logits)
-        rewards = torch.cat([rewards[:, 1:], reward[:, None].to(rewards.dtype)], dim=1)
+        rewards = torch.cat([rewards[:, 1:], reward[:, None].to(rewards.dtype)], dim=1)  # the signs, unpenalised
+        if penalty is not None:
+            reward = reward - penalty.to(reward.dtype)
         return StepResult({"window": window, "actions": past, "rewards": rewards}, reward, torch.sigmoid(t_logit))
 
     def _transition(

@@ -60,7 +60,14 @@ def _quickstart(args: argparse.Namespace) -> int:
     from agents.report import quickstart
 
     report = quickstart(
-        args.out, args.env, args.steps, args.episodes, args.seed, progress=args.progress, checks=args.checks
+        args.out,
+        args.env,
+        args.steps,
+        args.episodes,
+        args.seed,
+        progress=args.progress,
+        checks=args.checks,
+        n_envs=args.n_envs,
     )
     print(report.read_text())
     print(f"report: {report}")
@@ -256,9 +263,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--out", type=Path, default=Path("report"), help="report directory (default report/)")
     q.add_argument("--env", default="LearnedPong-v2", help="learned-env id or checkpoint path (default LearnedPong-v2)")
     q.add_argument("--steps", type=int, default=4_000_000, help="dream steps (default 4,000,000)")
+    q.add_argument("--n-envs", type=int, default=256, help="parallel dream envs (default 256)")
     q.add_argument("--episodes", type=int, default=5, help="real episodes scored (default 5)")
     q.add_argument(
-        "--checks", type=int, default=3, help="one-game real evaluations during training, the curve (default 3)"
+        "--checks",
+        type=int,
+        default=0,
+        help="one-game real evaluations during training (default 0: the curve is the dream return)",
     )
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--no-progress", dest="progress", action="store_false")

@@ -54,6 +54,9 @@ class DreamConfig:
     """Real episodes per evaluation (full games of Pong: 21 points); 0: no real evaluation at all."""
     eval_max_steps: int = 0
     """Cut real evaluation episodes after this many steps (0: full episodes, the protocol)."""
+    eval_at_end: bool = True
+    """Score the agent once more when training ends, unless a check just did (the quick start scores its
+    own games then, so it turns this off)."""
     n_steps: int = 0
     """PPO / A2C: rollout length per env between updates (0: 8,192 dream steps per rollout over the envs,
     128 at 64 envs; :func:`learned_envs.sb3.ppo_settings`)."""
@@ -136,6 +139,7 @@ def train_in_dream(cfg: DreamConfig, out: str | Path, progress: bool = True) -> 
         "real_steps_used": _real_steps(venv),
         "ensemble": [str(c.resolve()) for c in others],
         "evals": [],
+        "dream_curve": [],
     }
     evals_csv = out / "evals.csv"
     evals_csv.unlink(missing_ok=True)  # a new run in the same directory starts a new history
@@ -185,13 +189,21 @@ def train_in_dream(cfg: DreamConfig, out: str | Path, progress: bool = True) -> 
 
         def _on_step(self) -> bool:
             self.bar.update(min(self.num_timesteps, self.bar.total) - self.bar.n)
-            # checks at eval_every, 2 * eval_every, ... up to cfg.steps; SB3 runs whole rollouts, so a run
-            # shorter than one rollout goes on past cfg.steps, where a check every callback was all waste
-            if self.next_eval is not None and self.num_timesteps >= self.next_eval and self.next_eval <= cfg.steps:
+            # checks at eval_every, 2 * eval_every, ... up to cfg.steps (before it without eval_at_end); SB3
+            # runs whole rollouts, so a run shorter than one rollout goes on past cfg.steps, where a check
+            # every callback was all waste
+            due = self.next_eval is not None and self.num_timesteps >= self.next_eval
+            if due and (self.next_eval < cfg.steps or (self.next_eval == cfg.steps and cfg.eval_at_end)):
                 self.next_eval += cfg.eval_every
                 save()
                 evaluate(self.num_timesteps)
             return True
+
+        def _on_rollout_end(self) -> None:
+            # the dream return as training goes, free where a real check costs a game
+            if algo.ep_info_buffer:
+                mean = float(np.mean([ep["r"] for ep in algo.ep_info_buffer]))
+                meta["dream_curve"].append([int(self.num_timesteps), round(mean, 4)])
 
         def _on_training_end(self) -> None:
             self.bar.close()
@@ -216,8 +228,10 @@ def train_in_dream(cfg: DreamConfig, out: str | Path, progress: bool = True) -> 
         raise
     save()
     rollout = getattr(algo, "n_steps", 1) * cfg.n_envs
-    if cfg.eval_episodes > 0 and (
-        not meta["evals"] or algo.num_timesteps - meta["evals"][-1]["dream_steps"] >= rollout
+    if (
+        cfg.eval_episodes > 0
+        and cfg.eval_at_end
+        and (not meta["evals"] or algo.num_timesteps - meta["evals"][-1]["dream_steps"] >= rollout)
     ):
         evaluate(int(algo.num_timesteps))
         save()

@@ -5,7 +5,7 @@
     report/agent/         the agent (agent.pt, agent.json, evals.csv, tb/) from learned-envs dream
     report/scores.json    real-game scores (Atari 100k protocol)
     report/dream_vs_real.gif   the agent in the real game (left) and the dream driven by the same actions
-    report/learning_curve.png  real score during training
+    report/learning_curve.png  the dream return during training and the real score
     report/REPORT.md      the scores, the curve, the time per stage, the machine and library versions
 """
 
@@ -73,30 +73,38 @@ def _machine() -> list[str]:
     ]
 
 
-def _curve_png(evals: list[dict[str, Any]], final: dict[str, Any], dream_steps: int, out: Path) -> Path:
-    """The real score during training (and the final evaluation) against dream steps."""
+def _curve_png(meta: dict[str, Any], final: dict[str, Any], out: Path) -> Path:
+    """The dream return as training went (free: SB3's last 100 dream episodes at each rollout's end), the
+    real score of any checks during training, and the final real score, against dream steps."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 3))
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    evals = meta["evals"]
     if evals:
-        ax.plot([e["dream_steps"] for e in evals], [e["real_mean"] for e in evals], "o-", label="during training")
+        ax.plot([e["dream_steps"] for e in evals], [e["real_mean"] for e in evals], "o-", label="real, during training")
     ax.errorbar(
-        [dream_steps],
+        [meta["dream_steps"]],
         [final["mean"]],
         yerr=[final["std"]],
         fmt="s",
         color="C1",
         capsize=3,
-        label=f"final ({final['episodes']} games)",
+        label=f"real, final ({_games(final['episodes'])})",
     )
-    ax.axhline(-20.7, color="grey", linestyle=":", label="random play")
+    ax.axhline(-20.7, color="grey", linestyle=":", label="real, random play")
     ax.set(xlabel="dream steps", ylabel="real score", ylim=(-21.5, 21.5))
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    handles, labels = ax.get_legend_handles_labels()
+    curve = meta.get("dream_curve") or []
+    if curve:
+        dream = ax.twinx()
+        (line,) = dream.plot(*zip(*curve, strict=True), color="C2", linewidth=1)
+        dream.set_ylabel(f"dream return ({meta['config']['max_episode_steps']}-step episodes)", color="C2")
+        handles, labels = [*handles, line], [*labels, "dream return"]
+    ax.legend(handles, labels, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)  # off the lines
+    fig.savefig(out, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return out
 
@@ -112,16 +120,24 @@ def quickstart(
     episodes: int = 5,
     seed: int = 0,
     progress: bool = True,
-    checks: int = 3,
+    checks: int = 0,
+    n_envs: int = 256,
 ) -> Path:
-    """Train PPO in the dream of ``env`` for ``steps``, score it on ``episodes`` real games; returns REPORT.md.
-    ``checks`` one-game real evaluations during training draw the learning curve (0: none)."""
+    """Train PPO in the dream of ``env`` for ``steps`` with ``n_envs`` envs, score it on ``episodes`` real
+    games; returns REPORT.md. The learning curve is the dream return as training goes, and ``checks``
+    one-game real evaluations spread over training (each costs a real game: about half a minute)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     env_id, checkpoint = resolve_env(env)
     checks = max(0, checks)
     cfg = DreamConfig(
-        env=env, steps=steps, seed=seed, eval_every=steps // checks if checks else 0, eval_episodes=1 if checks else 0
+        env=env,
+        steps=steps,
+        n_envs=n_envs,
+        seed=seed,
+        eval_every=-(-steps // (checks + 1)) if checks else 0,  # the final games below are the last point
+        eval_episodes=1 if checks else 0,
+        eval_at_end=False,
     )
     t0 = time.perf_counter()
     agent = train_in_dream(cfg, out / "agent", progress=progress)
@@ -133,8 +149,10 @@ def quickstart(
     gif = dream_vs_real_gif(agent, out / "dream_vs_real.gif", seed=seed)
     gif_s = time.perf_counter() - t2
     meta = json.loads((out / "agent" / "agent.json").read_text())
-    curve = _curve_png(meta["evals"], result, meta["dream_steps"], out / "learning_curve.png")
+    curve = _curve_png(meta, result, out / "learning_curve.png")
     check_s = sum(e.get("eval_s", 0.0) for e in meta["evals"])
+    n = len(meta["evals"])
+    checks_note = f" ({n} one-game check{'s' if n != 1 else ''}: {check_s:.0f} s)" if n else ""
     agent_rel = agent.relative_to(out)
     where = f"`{env_id}` (shipped)" if env_id else f"`{_relative(checkpoint)}`"
     rows = [f"| {e['dream_steps']:,} | {e['real_mean']:+.0f} | {e['wall_s']:.0f} |" for e in meta["evals"]]
@@ -147,7 +165,9 @@ def quickstart(
                 f"**Real score: {result['mean']:.1f} +- {result['std']:.1f}** over {_games(episodes)} (per game: "
                 f"{', '.join(f'{s:+.0f}' for s in result['scores'])}); random play scores about -20.7.",
                 "",
-                f"- dream: {where}, {cfg.n_envs} envs, {cfg.algo.upper()}, {meta['dream_steps']:,} dream steps",
+                f"- dream: {where}, {cfg.n_envs} envs, {cfg.algo.upper()}, {meta['dream_steps']:,} dream steps; "
+                f"dream return at the end {meta.get('dream_return', float('nan')):+.2f} per "
+                f"{cfg.max_episode_steps}-step dream episode",
                 f"- real data behind the world model: {meta.get('real_steps_used') or 'unknown'} agent steps",
                 f"- real game: {result['game']}, {_games(episodes)} (Atari 100k protocol: sticky actions 0.25, "
                 f"frameskip 4, deterministic policy), seeds {seed}..{seed + episodes - 1}",
@@ -155,7 +175,7 @@ def quickstart(
                 "",
                 "| stage | wall time |",
                 "|---|---:|",
-                f"| training in the dream ({len(meta['evals'])} one-game checks: {check_s:.0f} s) | {train_s:.0f} s |",
+                f"| training in the dream{checks_note} | {train_s:.0f} s |",
                 f"| scoring on the real game | {eval_s:.0f} s |",
                 f"| GIF | {gif_s:.0f} s |",
                 f"| **total** | **{train_s + eval_s + gif_s:.0f} s** |",
@@ -173,7 +193,7 @@ def quickstart(
                     if rows
                     else []
                 ),
-                f"![real score against dream steps]({curve.name})",
+                f"![dream return and real score against dream steps]({curve.name})",
                 "",
                 f"![the agent in the real game (left) and the dream driven by the same actions (right)]({gif.name})",
                 "",

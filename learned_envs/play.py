@@ -98,8 +98,33 @@ def write_video(out: str | Path, video: list[np.ndarray], fps: int = 15) -> Path
     if out.suffix == ".mp4":
         iio.imwrite(out, np.stack(video), fps=fps, codec="libx264")
     else:
-        iio.imwrite(out, np.stack(video), duration=1000 / fps, loop=0)
+        _write_gif(out, video, fps)
     return out
+
+
+def _write_gif(out: Path, video: list[np.ndarray], fps: int) -> None:
+    """Every frame mapped to one palette: the video's own colours where it has at most 256 (an Atari
+    video, upscaled, has a few dozen; looked for on every other pixel), else Pillow's fast octree over a
+    sample of frames. Pillow's default for RGB frames, median cut frame by frame, took 8.6 of the quick
+    start's 18 s GIF."""
+    from PIL import Image
+
+    colours: set[int] = set()
+    for frame in video:
+        f = frame[::2, ::2].astype(np.uint32)
+        colours.update(np.unique((f[..., 0] << 16) | (f[..., 1] << 8) | f[..., 2]).tolist())
+        if len(colours) > 256:
+            break
+    none = Image.Dither.NONE
+    if len(colours) <= 256:
+        rgb = [((c >> 16) & 255, (c >> 8) & 255, c & 255) for c in sorted(colours)]
+        palette = Image.new("P", (1, 1))
+        palette.putpalette([v for c in rgb + rgb[-1:] * (256 - len(rgb)) for v in c])
+    else:
+        sample = np.concatenate(video[:: max(1, len(video) // 10)], axis=0)
+        palette = Image.fromarray(sample).quantize(256, method=Image.Quantize.FASTOCTREE, dither=none)
+    frames = [Image.fromarray(np.ascontiguousarray(f)).quantize(palette=palette, dither=none) for f in video]
+    frames[0].save(out, save_all=True, append_images=frames[1:], duration=1000 / fps, loop=0)
 
 
 @torch.no_grad()

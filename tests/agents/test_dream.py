@@ -140,18 +140,24 @@ def test_quickstart_writes_the_report(
     from agents.report import quickstart
 
     monkeypatch.chdir(tmp_path)
-    report = quickstart("report", env=str(tiny_object_checkpoint), steps=64, episodes=1, progress=False, checks=1)
+    report = quickstart(
+        "report", env=str(tiny_object_checkpoint), steps=64, episodes=1, progress=False, checks=1, n_envs=8
+    )
     text = report.read_text()
     assert "Real score:" in text and "dream_vs_real.gif" in text and "over 1 full game (" in text
-    assert "| 64 |" in text and "learning_curve.png" in text and "torch on" in text and "| **total** |" in text
+    assert "| 32 |" in text and "8 envs" in text and "dream return at the end" in text
+    assert "learning_curve.png" in text and "torch on" in text and "| **total** |" in text
     assert str(tmp_path) not in text and "--agent report/agent/agent.pt" in text  # relative paths
     assert (tmp_path / "report" / "learning_curve.png").stat().st_size > 0
     scores = json.loads((tmp_path / "report" / "scores.json").read_text())
     assert len(scores["scores"]) == 1 and -21 <= scores["mean"] <= 21
     assert (tmp_path / "report" / "dream_vs_real.gif").stat().st_size > 0
-    # one check at 64 dream steps, not one per 64 steps of the whole rollout (8,192 steps) PPO runs
-    evals = json.loads((tmp_path / "report" / "agent" / "agent.json").read_text())["evals"]
-    assert [e["dream_steps"] for e in evals] == [64]
+    # one check half way, not one per 32 steps of the whole rollout (8,192 steps) PPO runs, and none at the
+    # end, where the report's own games score the agent
+    meta = json.loads((tmp_path / "report" / "agent" / "agent.json").read_text())
+    assert [e["dream_steps"] for e in meta["evals"]] == [32]
+    # the dream return at each rollout's end: one rollout of 1,024 steps per env, 100-step dream episodes
+    assert [step for step, _ in meta["dream_curve"]] == [8_192]
 
 
 def test_dream_agent_collects_real_data(tiny_object_checkpoint: Path, tmp_path: Path) -> None:

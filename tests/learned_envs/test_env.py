@@ -275,6 +275,28 @@ def test_play_writes_a_side_by_side_gif(tiny_checkpoint: Path, tmp_path: Path) -
     assert main(["play", "--checkpoint", str(tmp_path / "none"), "--out", str(out)]) == 2
 
 
+def test_a_gif_keeps_every_frame_and_the_colours_of_an_atari_video(tmp_path: Path) -> None:
+    import imageio.v3 as iio
+
+    from learned_envs.play import write_video
+
+    rng = np.random.default_rng(0)
+
+    def video(n_colours: int) -> list[np.ndarray]:
+        colours = rng.integers(0, 256, (n_colours, 3), dtype=np.uint8)
+        frames = [colours[rng.integers(0, n_colours, (15, 10))].repeat(2, 0).repeat(2, 1) for _ in range(25)]
+        frames[7][:4, :4] = (1, 2, 3)  # a colour in one frame only
+        return frames  # every frame differs, and each is upscaled x2, as play's are (x3)
+
+    few = video(60)  # more colours than Pong's, fewer than a palette's 256: kept exactly
+    back = iio.imread(write_video(tmp_path / "few.gif", few))
+    assert back.shape == (25, 30, 20, 3)
+    np.testing.assert_array_equal(back, np.stack(few))
+    many = video(1000)  # more than a GIF holds: near, frame for frame
+    back = iio.imread(write_video(tmp_path / "many.gif", many))
+    assert back.shape == (25, 30, 20, 3) and np.abs(back.astype(int) - np.stack(many)).mean() < 12
+
+
 def test_every_command_takes_a_registered_id(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     import imageio.v3 as iio
 

@@ -4,6 +4,11 @@
 ``tests/test_shipped_outputs.py`` recomputes them and compares. The stored file was written by the code
 before ``world_models`` was grouped by role (2026-12-03), so the test shows the move changed no output.
 Ids shipped after it (``LearnedFreeway-v0``) were added when they shipped.
+
+The object dreams' entries were written again at 91012af, whose move draws use the inverse CDF instead of
+Gumbel-max: the same distribution (``tests/world_models/test_moves.py``), other draws from the same seed.
+``certain`` holds what those dreams give with their draws made certain (``CERTAIN``: the likeliest move,
+presence thresholded), written by the code before that change (f9ed035): the rest of a step is unchanged.
 """
 
 from __future__ import annotations
@@ -43,6 +48,25 @@ def env_fingerprint(env_id: str) -> dict[str, Any]:
     }
 
 
+CERTAIN = {"move_temperature": 1e-4, "sample_presence": False}
+"""Imagination settings that make an object dream's draws certain: its steps depend on no random numbers."""
+
+
+def certain_fingerprint(env_id: str) -> list[float]:
+    """Sums of |observation| over 6 steps of 4 envs of the object dream ``env_id`` with ``CERTAIN`` draws."""
+    from learned_envs.env import LearnedVectorEnv
+    from learned_envs.registration import shipped_checkpoint
+
+    torch.manual_seed(0)
+    venv = LearnedVectorEnv(shipped_checkpoint(env_id), 4, settings=dict(CERTAIN))
+    venv.reset(seed=0)
+    sums = []
+    for t in range(6):
+        obs, *_ = venv.step(np.array([t % 3, (t + 1) % 3, 2, 1]) % venv.single_action_space.n)
+        sums.append(round(float(np.abs(obs).sum()), 3))
+    return sums
+
+
 def agent_fingerprint(name: str) -> dict[str, Any]:
     from agents.evaluate import load_agent
 
@@ -58,10 +82,16 @@ def agent_fingerprint(name: str) -> dict[str, Any]:
 
 def fingerprints() -> dict[str, Any]:
     from agents.evaluate import SHIPPED_AGENTS
-    from learned_envs.registration import SHIPPED
+    from learned_envs.env import LearnedVectorEnv
+    from learned_envs.registration import SHIPPED, shipped_checkpoint
+
+    def object_dream(env_id: str) -> bool:  # its draws can be made certain
+        model = LearnedVectorEnv(shipped_checkpoint(env_id), 1).model
+        return set(CERTAIN) <= set(type(model).imagination_settings)
 
     return {
         "envs": {env_id: env_fingerprint(env_id) for env_id in sorted(SHIPPED)},
+        "certain": {env_id: certain_fingerprint(env_id) for env_id in sorted(SHIPPED) if object_dream(env_id)},
         "agents": {name: agent_fingerprint(name) for name in sorted(SHIPPED_AGENTS)},
     }
 

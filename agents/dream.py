@@ -201,19 +201,22 @@ def train_in_dream(cfg: DreamConfig, out: str | Path, progress: bool = True) -> 
 
         def _on_rollout_end(self) -> None:
             # the dream return as training goes, free where a real check costs a game
-            if algo.ep_info_buffer:
-                mean = float(np.mean([ep["r"] for ep in algo.ep_info_buffer]))
+            if (mean := dream_return()) is not None:
                 meta["dream_curve"].append([int(self.num_timesteps), round(mean, 4)])
 
         def _on_training_end(self) -> None:
             self.bar.close()
 
+    def dream_return() -> float | None:
+        """Mean return of the last (up to 100) finished dream episodes; None before the first ends."""
+        return float(np.mean([ep["r"] for ep in algo.ep_info_buffer])) if algo.ep_info_buffer else None
+
     def save() -> None:
         save_policy(spec.name, algo.policy, out)  # a kill mid-save leaves the previous weights whole
         meta["policy"] = policy_spec(spec.name, algo.policy)
         meta["dream_steps"] = int(algo.num_timesteps)
-        if algo.ep_info_buffer:  # returns of the last (up to 100) finished dream episodes
-            meta["dream_return"] = float(np.mean([ep["r"] for ep in algo.ep_info_buffer]))
+        if (mean := dream_return()) is not None:
+            meta["dream_return"] = mean
         meta["train_wall_s"] = round(time.perf_counter() - start, 1)
         write_json(out / "agent.json", meta)
 

@@ -318,6 +318,7 @@ def test_frames_only_loop_reads_the_ram_only_to_score(tmp_path: Path, monkeypatc
         extractor_classes=2,
         dream_steps=64,
         n_envs=8,
+        dream_episode_steps=7,
         eval_episodes=1,
         fidelity_episodes=1,
         explore=0.2,
@@ -336,6 +337,9 @@ def test_frames_only_loop_reads_the_ram_only_to_score(tmp_path: Path, monkeypatc
     table = format_table(boxing)  # a game without a ball: the object the extractor finds least often
     assert "extractor recall of the RAM's objects, lowest" in table and "| 0.9500 (enemy) |" in table
     assert json.loads((tmp_path / "loop" / "models" / "iter_1" / "run.json").read_text())["model"] == "slot_dynamics"
+    for i in (0, 1):  # the agents' dream episodes are cut where the loop says
+        meta = json.loads((tmp_path / "loop" / "agents" / f"iter_{i}" / "agent.json").read_text())
+        assert meta["config"]["max_episode_steps"] == 7
     assert callers <= {"dataset_tools.collect", "world_models.objects.scoring", "agents.fidelity"}, callers
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,10 +40,11 @@ class DreamConfig:
     """Parallel dream envs (one batched model step)."""
     obs_type: Literal["latent", "frames"] = "latent"
     """``latent`` (the model's features; MlpPolicy) or ``frames`` (CnnPolicy)."""
-    max_episode_steps: int = 100
+    max_episode_steps: int = 0
     """Truncate dream episodes after this many steps; short rollouts from real starts (as SimPLe's
     50-step ones) keep the model's drift small (on LearnedPongObjects-v0, 1,000-step episodes gave
-    agents that lost 21-0 on the real game, 100-step ones -16 to -18)."""
+    agents that lost 21-0 on the real game, 100-step ones -16 to -18). 0: the env's own, 100 but for the
+    ids of :data:`learned_envs.registration.DREAM_EPISODE_STEPS` (``LearnedBoxing-v0``: 30)."""
     seed: int = 0
     """Seeds SB3, the dream's resets and the real evaluation episodes."""
     device: str = "auto"
@@ -93,13 +94,15 @@ def train_in_dream(cfg: DreamConfig, out: str | Path, progress: bool = True) -> 
     from agents.evaluate import play_real
     from agents.policy_io import WEIGHTS, policy_spec, save_policy
     from learned_envs.env import EnsembleVectorEnv, LearnedVectorEnv
-    from learned_envs.registration import resolve_env
+    from learned_envs.registration import dream_episode_steps, resolve_env
     from learned_envs.sb3 import SB3VecEnv
     from world_models.base import pick_device
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     env_id, checkpoint = resolve_env(cfg.env)
+    if cfg.max_episode_steps <= 0:
+        cfg = replace(cfg, max_episode_steps=dream_episode_steps(env_id))
     device = pick_device(cfg.device)
     env_kwargs = {
         "device": str(device),

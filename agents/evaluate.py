@@ -82,7 +82,7 @@ def play_real(
 
 SHIPPED_AGENTS = {
     name: Path(__file__).resolve().parent / "assets" / name
-    for name in ("PongDreamPPO-v0", "PongDreamPPO-v1", "PongDreamPPO-v2", "FreewayDreamPPO-v0")
+    for name in ("PongDreamPPO-v0", "PongDreamPPO-v1", "PongDreamPPO-v2", "FreewayDreamPPO-v0", "BoxingDreamPPO-v0")
 }
 """Agents shipped with the package (trained only in a shipped dream; see their model cards)."""
 

@@ -167,7 +167,7 @@ def quickstart(
                 "",
                 f"- dream: {where}, {cfg.n_envs} envs, {cfg.algo.upper()}, {meta['dream_steps']:,} dream steps; "
                 f"dream return at the end {meta.get('dream_return', float('nan')):+.2f} per "
-                f"{cfg.max_episode_steps}-step dream episode",
+                f"{meta['config']['max_episode_steps']}-step dream episode",
                 f"- real data behind the world model: {meta.get('real_steps_used') or 'unknown'} agent steps",
                 f"- real game: {result['game']}, {_games(episodes)} (Atari 100k protocol: sticky actions 0.25, "
                 f"frameskip 4, deterministic policy), seeds {seed}..{seed + episodes - 1}",

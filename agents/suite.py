@@ -16,7 +16,7 @@ from typing import Any
 
 from agents.evaluate import SHIPPED_AGENTS, evaluate_agent
 
-DEFAULT_AGENTS = ("PongDreamPPO-v2", "FreewayDreamPPO-v0")
+DEFAULT_AGENTS = ("PongDreamPPO-v2", "FreewayDreamPPO-v0", "BoxingDreamPPO-v0")
 """The newest shipped dream agent of each game (what ``suite`` scores without ``--agents``)."""
 
 

@@ -17,6 +17,7 @@ SHIPPED = {
     "LearnedPongScene-v0": (ASSETS / "LearnedPongScene-v0", "Pong"),
     "LearnedPong-v2": (ASSETS / "LearnedPong-v2", "Pong"),
     "LearnedFreeway-v0": (ASSETS / "LearnedFreeway-v0", "Freeway"),
+    "LearnedBoxing-v0": (ASSETS / "LearnedBoxing-v0", "Boxing"),
 }
 """Ids of the shipped default models -> their checkpoint directories (package data). Default observation
 (``obs_type=None``) of each, the one its agents train on:
@@ -26,11 +27,25 @@ SHIPPED = {
 * ``LearnedFreeway-v0``: frames-only Freeway (the frames-only loop from 33,333 random steps): 14 classes
   in 19 slots (ten cars, cars cut at the screen's edge, the chicken in two poses), (380,) float32 in [-2, 2]
   (4 slot frames x 19 slots x ``[present, x, y, w, h]``); ``"frames"``: 180 x 152 RGB (the play field).
+* ``LearnedBoxing-v0``: frames-only Boxing (the frames-only loop from 33,333 random steps): one class per
+  boxer, 3 slots, (60,) float32 in [-2, 2] (4 slot frames x 3 slots x ``[present, x, y, w, h]``);
+  ``"frames"``: 141 x 96 RGB (the ring).
 * ``LearnedPongObjects-v1`` / ``-v0``: the objects, (36,) float32 in [-1, 1] (4 frames x player, enemy,
   ball x ``[present, x, y]``); ``"frames"``: 64 x 64 RGB.
 * ``LearnedPongScene-v0``: the SPACE-Time scene slots, (252,) float32 in [-10, 10].
 * ``LearnedPong-v1`` / ``-v0`` (pixel models): frames, 64 x 64 RGB; ``"latent"``: the model's state.
 """
+
+
+DREAM_EPISODE_STEPS = {"LearnedBoxing-v0": 30}
+"""Shipped ids whose agents train on dream episodes of other than 100 steps (what ``learned-envs dream`` cuts
+them at unless told): Boxing's agents lost to the real game's boxer after 100-step dream episodes (-7.4 over 3
+seeds) and beat it after 30-step ones (BENCHMARKS.md, "Boxing with short dream episodes")."""
+
+
+def dream_episode_steps(env_id: str | None) -> int:
+    """The dream episode length agents of ``env_id`` train on (:data:`DREAM_EPISODE_STEPS`, else 100)."""
+    return DREAM_EPISODE_STEPS.get(env_id or "", 100)
 
 
 def shipped_checkpoint(env_id: str) -> Path:

@@ -60,6 +60,16 @@ def test_an_agent_trains_in_an_ensemble_of_dreams(tiny_object_checkpoint: Path, 
     )
 
 
+def test_a_dream_cuts_its_episodes_where_its_env_says(tiny_object_checkpoint: Path, tmp_path: Path) -> None:
+    """Unless told, agents of LearnedBoxing-v0 train on 30-step dream episodes (its agents lose with 100),
+    every other env's on 100; a length asked for is kept."""
+    cases = (("LearnedBoxing-v0", 0, 30), (str(tiny_object_checkpoint), 0, 100), ("LearnedBoxing-v0", 7, 7))
+    for i, (env, asked, cut) in enumerate(cases):
+        cfg = _cfg(tiny_object_checkpoint, env=env, max_episode_steps=asked, steps=64, eval_every=0, eval_episodes=0)
+        _, meta = load_agent(train_in_dream(cfg, tmp_path / str(i), progress=False))
+        assert meta["config"]["max_episode_steps"] == cut, env
+
+
 @pytest.mark.parametrize("algo", sorted(ALGOS))  # a new row of the table is tested here without more
 def test_every_algorithm_trains_in_the_dream_saves_and_loads(
     algo: str, tiny_object_checkpoint: Path, tmp_path: Path
@@ -277,6 +287,7 @@ def test_loop_runs_two_iterations_and_resumes(tmp_path: Path, capsys: pytest.Cap
         ("PongDreamPPO-v1", "Pong", 6),
         ("PongDreamPPO-v2", "Pong", 6),
         ("FreewayDreamPPO-v0", "Freeway", 3),
+        ("BoxingDreamPPO-v0", "Boxing", 18),
     ],
 )
 def test_shipped_agent_plays_the_real_game(name: str, game: str, n_actions: int, capsys: pytest.CaptureFixture) -> None:

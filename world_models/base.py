@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple, TypeVar
@@ -217,11 +218,40 @@ def pick_device(name: str | torch.device = "auto") -> torch.device:
     return torch.device(name)
 
 
+def cpus_busy(seconds: float = 0.5, read: Callable[[], list[int]] | None = None) -> float | None:
+    """How many CPUs other work keeps busy now: the share of all CPUs' time that was not idle over ``seconds``,
+    times the CPU count, from Linux's ``/proc/stat`` (``read`` returns its ``cpu`` line's counters; a test
+    passes its own). None where there is no ``/proc/stat``."""
+    import os
+    import time
+
+    def from_proc() -> list[int]:
+        with open("/proc/stat") as f:
+            return [int(v) for v in f.readline().split()[1:]]
+
+    read = read or from_proc
+    try:
+        first = read()
+        time.sleep(seconds)
+        second = read()
+    except (OSError, ValueError):
+        return None
+    delta = [b - a for a, b in zip(first, second, strict=False)]
+    total = sum(delta[:8])  # user nice system idle iowait irq softirq steal (guest time is within user)
+    if total <= 0:
+        return 0.0
+    idle = delta[3] + (delta[4] if len(delta) > 4 else 0)
+    return (os.cpu_count() or 1) * (total - idle) / total
+
+
 def pick_threads(env: dict[str, str] | None = None) -> tuple[int, str]:
     """Set torch's CPU threads for a long job and say why: the user's ``OMP_NUM_THREADS`` if set, else the
-    CPUs not busy with other work (the 1-minute load average), at least 1. torch's default (every core)
-    makes its threads wait on each other when another process holds a core: on the shared 2-core machine
-    here training steps ran 5-50x slower. Returns (threads, a line saying how they were chosen)."""
+    CPUs not busy with other work (measured over half a second, :func:`cpus_busy`; where it cannot be, the
+    1-minute load average), at least 1. torch's default (every core) makes its threads wait on each other
+    when another process holds a core: on the shared 2-core machine here training steps ran 5-50x slower.
+    The load average lags by a minute: right after a test run ended it still counted it, and the quick start
+    ran on 1 thread of the idle machine (8.0 min; 5.6 on 2 threads in an earlier idle run). Returns (threads,
+    a line saying how they were chosen)."""
     import os
 
     env = os.environ if env is None else env
@@ -230,9 +260,13 @@ def pick_threads(env: dict[str, str] | None = None) -> tuple[int, str]:
     if asked.isdigit() and int(asked) > 0:
         threads, why = int(asked), f"OMP_NUM_THREADS={asked}"
     else:
-        busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        busy = cpus_busy()
+        how = "now"
+        if busy is None:
+            busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+            how = "load average"
         threads = max(1, min(cpus, round(cpus - busy)))
-        why = f"{cpus} CPU(s), {busy:.1f} busy with other work; set OMP_NUM_THREADS to choose"
+        why = f"{cpus} CPU(s), {busy:.1f} busy with other work ({how}); set OMP_NUM_THREADS to choose"
     torch.set_num_threads(threads)
     return threads, f"torch uses {threads} CPU thread(s) ({why})"
 

@@ -128,16 +128,32 @@ def test_the_typed_checkpoint_config_reads_and_writes_the_files_as_they_are(name
 def test_long_jobs_pick_their_threads_from_the_free_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
-    from world_models.base import pick_threads
+    import world_models.base
+    from world_models.base import cpus_busy, pick_threads
 
     before = torch.get_num_threads()
     try:
         assert pick_threads({"OMP_NUM_THREADS": "1"}) == (1, "torch uses 1 CPU thread(s) (OMP_NUM_THREADS=1)")
         monkeypatch.setattr(os, "cpu_count", lambda: 2)
-        monkeypatch.setattr(os, "getloadavg", lambda: (1.2, 0.0, 0.0))  # one core busy elsewhere
+        monkeypatch.setattr(world_models.base, "cpus_busy", lambda: 1.2)  # one core busy elsewhere now
+        monkeypatch.setattr(os, "getloadavg", lambda: (0.1, 0.0, 0.0))  # the lagging load average says idle
         threads, line = pick_threads({})
-        assert threads == 1 == torch.get_num_threads() and "1.2 busy" in line
-        monkeypatch.setattr(os, "getloadavg", lambda: (0.1, 0.0, 0.0))
+        assert threads == 1 == torch.get_num_threads() and "1.2 busy with other work (now)" in line
+        monkeypatch.setattr(world_models.base, "cpus_busy", lambda: 0.1)
+        monkeypatch.setattr(os, "getloadavg", lambda: (1.9, 0.0, 0.0))  # work that has just ended
         assert pick_threads({})[0] == 2
+        monkeypatch.setattr(world_models.base, "cpus_busy", lambda: None)  # no /proc/stat: the load average
+        threads, line = pick_threads({})
+        assert threads == 1 and "(load average)" in line
     finally:
         torch.set_num_threads(before)
+    # /proc/stat's counters (user nice system idle iowait ...): of 200 ticks over 2 CPUs, 100 not idle
+    snapshots = iter([[100, 0, 20, 500, 10, 0, 0, 0], [170, 0, 50, 580, 30, 0, 0, 0]])
+    assert cpus_busy(0.0, lambda: next(snapshots)) == pytest.approx(1.0)
+    assert cpus_busy(0.0, lambda: [1, 2, 3]) is not None  # a short line is not an error
+    assert 0.0 <= (cpus_busy(0.05) or 0.0) <= 2.0  # the machine's own, where it has /proc/stat
+
+    def unreadable() -> list[int]:
+        raise OSError("no /proc/stat")
+
+    assert cpus_busy(0.0, unreadable) is None

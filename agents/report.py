@@ -73,7 +73,14 @@ def _machine() -> list[str]:
     ]
 
 
-def _curve_png(meta: dict[str, Any], final: dict[str, Any], out: Path) -> Path:
+def _random_score(game: str) -> float | None:
+    """Random play's real score on ``game`` (its Atari 100k anchor in the game registry), or None."""
+    from dataset_tools.atari import game_spec
+
+    return dict(game_spec(game).anchors).get("random")
+
+
+def _curve_png(meta: dict[str, Any], final: dict[str, Any], random_play: float | None, out: Path) -> Path:
     """The dream return as training went (free: SB3's last 100 dream episodes at each rollout's end), the
     real score of any checks during training, and the final real score, against dream steps."""
     import matplotlib
@@ -94,8 +101,9 @@ def _curve_png(meta: dict[str, Any], final: dict[str, Any], out: Path) -> Path:
         capsize=3,
         label=f"real, final ({_games(final['episodes'])})",
     )
-    ax.axhline(-20.7, color="grey", linestyle=":", label="real, random play")
-    ax.set(xlabel="dream steps", ylabel="real score", ylim=(-21.5, 21.5))
+    if random_play is not None:
+        ax.axhline(random_play, color="grey", linestyle=":", label="real, random play")
+    ax.set(xlabel="dream steps", ylabel="real score")
     handles, labels = ax.get_legend_handles_labels()
     curve = meta.get("dream_curve") or []
     if curve:
@@ -149,7 +157,9 @@ def quickstart(
     gif = dream_vs_real_gif(agent, out / "dream_vs_real.gif", seed=seed)
     gif_s = time.perf_counter() - t2
     meta = json.loads((out / "agent" / "agent.json").read_text())
-    curve = _curve_png(meta, result, out / "learning_curve.png")
+    random_play = _random_score(result["game"])
+    random_note = f"; random play scores about {random_play:+.1f}" if random_play is not None else ""
+    curve = _curve_png(meta, result, random_play, out / "learning_curve.png")
     check_s = sum(e.get("eval_s", 0.0) for e in meta["evals"])
     n = len(meta["evals"])
     checks_note = f" ({n} one-game check{'s' if n != 1 else ''}: {check_s:.0f} s)" if n else ""
@@ -163,7 +173,7 @@ def quickstart(
                 "# learned-envs quickstart report",
                 "",
                 f"**Real score: {result['mean']:.1f} +- {result['std']:.1f}** over {_games(episodes)} (per game: "
-                f"{', '.join(f'{s:+.0f}' for s in result['scores'])}); random play scores about -20.7.",
+                f"{', '.join(f'{s:+.0f}' for s in result['scores'])}){random_note}.",
                 "",
                 f"- dream: {where}, {cfg.n_envs} envs, {cfg.algo.upper()}, {meta['dream_steps']:,} dream steps; "
                 f"dream return at the end {meta.get('dream_return', float('nan')):+.2f} per "

@@ -155,6 +155,7 @@ def test_quickstart_writes_the_report(
     )
     text = report.read_text()
     assert "Real score:" in text and "dream_vs_real.gif" in text and "over 1 full game (" in text
+    assert "random play scores about -20.7." in text  # Pong's anchor, from the game registry
     assert "| 32 |" in text and "8 envs" in text and "dream return at the end" in text
     assert "learning_curve.png" in text and "torch on" in text and "| **total** |" in text
     assert str(tmp_path) not in text and "--agent report/agent/agent.pt" in text  # relative paths

@@ -60,6 +60,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "world_models.evaluation.eval_cli",
         "one table of several trained models on the same held-out episodes",
     ),
+    "closed-loop": (
+        "world_models.evaluation.eval_cli",
+        "Pong dreams on their own output: valid frames over 1,000 steps, serves' directions, reward recall",
+    ),
     "plot": ("world_models.evaluation.eval_cli", "plot recon / kl of every train_log.csv under a runs directory"),
     "play": ("agents.cli", "GIF / MP4 of the dream next to the real game, same actions"),
     "dream": ("agents.cli", "train an SB3 agent inside a learned env, scored on the real game"),

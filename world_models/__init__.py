@@ -29,6 +29,7 @@ from world_models.pixel import (  # noqa: E402,F401  isort: skip
     epva,
     frame_transformer,
     rnn_deconv,
+    rssm,
     savp,
     svg,
 )

@@ -36,7 +36,16 @@ from world_models.evaluation.evaluate import (
     frame_metrics,
 )
 from world_models.evaluation.plot import plot_runs
-from world_models.objects.pong_objects import centre_errors, find_objects, ram_centres
+from world_models.objects.pong_objects import (
+    FIELD,
+    PLAYER,
+    PLAYER_X,
+    _columns,
+    centre_errors,
+    find_objects,
+    ram_centres,
+    scene_check,
+)
 from world_models.pixel.rnn_deconv import RNNDeconvConfig
 
 
@@ -141,6 +150,34 @@ def test_pong_objects_match_ram_on_real_frames(pong_dataset: Path, grayscale: bo
     assert not np.isnan(paddle).any() and np.median(paddle) <= 2.0
     if not grayscale:
         assert paddle.max() <= 2.0 and false_balls == 0
+
+
+def test_the_scene_check_passes_real_frames_and_fails_stripes_extra_balls_and_grey(pong_dataset: Path) -> None:
+    ds = DatasetDir(pong_dataset)
+    pre = ds.preprocess()
+    frames = torch.from_numpy(
+        np.concatenate([to_tensor_layout(pre(np.asarray(ds.load(i).frames[1:]))) for i in ds.episode_indices()])
+    )  # (N, C, H, W) in [0, 1]; frame 0 of an episode has the reset colours
+    real = scene_check(frames, pre)
+    assert len(frames) > 400 and real["valid"].mean() >= 0.99
+    assert np.median(real["balls"][real["balls"] > 0.5]) == pytest.approx(1.0, abs=0.1)
+    bands = _columns(PLAYER_X, (34, 194, 0, 160), 64)
+    stripe = frames[:50].clone()
+    player, field = (torch.tensor(c, dtype=torch.float32).view(1, 3, 1, 1) for c in (PLAYER, FIELD))
+    stripe[:, :, 4:60][:, :, :, bands] = player  # a full-height paddle
+    assert not scene_check(stripe, pre)["valid"].any()
+    two = frames[:50].clone()
+    two[:, :, 30:32, 30:31] = 1.0  # a second (and third) ball on the field
+    two[:, :, 40:42, 50:51] = 1.0
+    assert not scene_check(two, pre)["one_ball"].any()
+    assert not scene_check(torch.full_like(frames[:5], 0.5), pre)["valid"].any()  # grey: not Pong at all
+    hidden = frames[:50].clone()
+    hidden[:, :, :, ~bands] = field  # no enemy (hidden), no ball
+    check = scene_check(hidden, pre)
+    assert check["valid"].all() and (check["balls"] == 0).all()
+    gone = frames[:50].clone()
+    gone[:, :, :, bands] = field  # the player's paddle is never hidden
+    assert not scene_check(gone, pre)["player"].any()
 
 
 def test_frame_metrics_and_copy_last_on_a_hand_made_sequence() -> None:

@@ -27,6 +27,7 @@ from world_models.pixel.asset_spatial_rnn import AssetSpatialRNNConfig
 from world_models.pixel.epva import EPVAConfig
 from world_models.pixel.frame_transformer import FrameTransformerConfig
 from world_models.pixel.rnn_deconv import RNNDeconvConfig
+from world_models.pixel.rssm import RSSMConfig
 from world_models.pixel.savp import SAVPConfig
 from world_models.pixel.svg import SVGConfig
 from world_models.space import PONG_CHECKPOINT
@@ -35,6 +36,7 @@ ASSETS = Path(__file__).resolve().parents[2] / "learned_envs" / "assets"
 
 SMALL_PIXEL = {
     "rnn_deconv": RNNDeconvConfig(n_past=2, n_future=3, hidden=32, nf=8, action_dim=8),
+    "rssm": RSSMConfig(n_past=2, n_future=3, deter=32, stoch=4, classes=4, hidden=32, embed=32, nf=8),
     "svg_lp": SVGConfig(n_past=2, n_future=3, g_dim=32, z_dim=4, rnn_size=32, nf=8, action_dim=8),
     "svg_fp": SVGConfig(n_past=2, n_future=3, g_dim=32, z_dim=4, rnn_size=32, nf=8, action_dim=8, prior="fixed"),
     "savp": SAVPConfig(

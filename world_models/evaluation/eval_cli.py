@@ -137,6 +137,32 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _closed_loop(args: argparse.Namespace) -> int:
+    from world_models.evaluation.closed_loop import ClosedLoopConfig, closed_loop, markdown
+
+    cfg = ClosedLoopConfig(
+        checkpoint=str(args.checkpoint),
+        data=str(args.data),
+        envs=args.envs,
+        steps=args.steps,
+        every=args.every,
+        samples=args.samples,
+        horizon=args.horizon,
+        max_serves=args.max_serves,
+        seed=args.seed,
+        device=args.device,
+    )
+    try:
+        result = closed_loop(cfg, args.out)
+    except (ValueError, *_ERRORS) as err:
+        print(f"learned-envs: error: {err}", file=sys.stderr)
+        return 2
+    print(markdown(result))
+    out = Path(args.out)
+    print(f"wrote {out / 'closed_loop.json'}, {out / 'closed_loop.md'}, {out / 'closed_loop.png'}")
+    return 0
+
+
 def _plot(args: argparse.Namespace) -> int:
     from world_models.evaluation.plot import plot_runs
 
@@ -192,6 +218,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--reuse", action="store_true", help="reuse a model's metrics.json made with the same settings")
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
     c.set_defaults(func=_compare)
+    cl = sub.add_parser("closed-loop")
+    cl.add_argument("--checkpoint", required=True, type=Path, help="learned-env id, checkpoint or run directory (Pong)")
+    cl.add_argument("--data", required=True, type=Path, help="Pong dataset: its held-out episodes give serves, points")
+    cl.add_argument("--out", required=True, type=Path, help="directory for closed_loop.json/.md/.png")
+    cl.add_argument("--envs", type=int, default=32, help="dreams (and real games) of random actions (default 32)")
+    cl.add_argument("--steps", type=int, default=1000, help="steps of each (default 1000)")
+    cl.add_argument("--every", type=int, default=100, help="scene check every this many steps (default 100)")
+    cl.add_argument("--samples", type=int, default=8, help="dreams per held-out serve (default 8)")
+    cl.add_argument("--horizon", type=int, default=10, help="open-loop steps per reward window (default 10)")
+    cl.add_argument("--max-serves", type=int, default=40, help="most held-out serves (default 40)")
+    cl.add_argument("--seed", type=int, default=0)
+    cl.add_argument("--device", default="cpu", help="cpu, cuda, auto ... (default cpu)")
+    cl.set_defaults(func=_closed_loop)
     p = sub.add_parser("plot")
     p.add_argument("runs_dir", type=Path)
     p.add_argument("--out", type=Path, default=None, help="PNG to write (default RUNS_DIR/losses.png)")

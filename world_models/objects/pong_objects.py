@@ -151,13 +151,10 @@ def _paddle(b: np.ndarray, band: np.ndarray, rows: np.ndarray, ys: np.ndarray, x
     return out
 
 
-def find_objects(frames: np.ndarray | torch.Tensor, preprocess: Preprocess) -> dict[str, np.ndarray]:
-    """Ball and paddle centres in preprocessed Pong frames.
-
-    ``frames`` (N, C, H, W) float in [0, 1], RGB or grayscale, made with ``preprocess``. Returns
-    ``{"player" | "enemy" | "ball": (N, 3) float32 [found, x, y]}`` with ``(x, y)`` the centre in
-    raw 210 x 160 pixels (0 where not found).
-    """
+def _maps(frames: np.ndarray | torch.Tensor, preprocess: Preprocess) -> dict:
+    """What :func:`find_objects` and :func:`scene_check` read in ``frames`` (N, C, H, W): the ball-colour map
+    ``a`` (N, H, W, zero outside the field rows), the paddle maps ``b``, the paddles' column bands, the field
+    rows, the rows' and columns' raw centres, whether each frame reads as Pong, a whole ball's mass."""
     if isinstance(frames, torch.Tensor):
         frames = frames.detach().float().cpu().numpy()
     frames = np.asarray(frames, dtype=np.float64)
@@ -185,12 +182,67 @@ def find_objects(frames: np.ndarray | torch.Tensor, preprocess: Preprocess) -> d
         a_e, b_e = _unmix(diff, ENEMY)
         a = np.where(right[None, None, :], a_p, a_e)
         b = {"player": b_p, "enemy": b_e}
-    a = a * rows[None, :, None]
-    out = {name: _paddle(b[name], bands[name], rows, ys, xs) for name in bands}
     sy, sx = (box[1] - box[0]) / h, (box[3] - box[2]) / w
-    out["ball"] = _ball(a, ys, xs, full_mass=min(BALL_AREA / (sx * sy), 9.0))
+    return {
+        "a": a * rows[None, :, None],
+        "b": b,
+        "bands": bands,
+        "rows": rows,
+        "ys": ys,
+        "xs": xs,
+        "pong": pong,
+        "ball_mass": min(BALL_AREA / (sx * sy), 9.0),
+        "pixel_area": sx * sy,
+    }
+
+
+def find_objects(frames: np.ndarray | torch.Tensor, preprocess: Preprocess) -> dict[str, np.ndarray]:
+    """Ball and paddle centres in preprocessed Pong frames.
+
+    ``frames`` (N, C, H, W) float in [0, 1], RGB or grayscale, made with ``preprocess``. Returns
+    ``{"player" | "enemy" | "ball": (N, 3) float32 [found, x, y]}`` with ``(x, y)`` the centre in
+    raw 210 x 160 pixels (0 where not found).
+    """
+    m = _maps(frames, preprocess)
+    out = {name: _paddle(m["b"][name], m["bands"][name], m["rows"], m["ys"], m["xs"]) for name in m["bands"]}
+    out["ball"] = _ball(m["a"], m["ys"], m["xs"], full_mass=m["ball_mass"])
     for found in out.values():
-        found[~pong] = 0.0
+        found[~m["pong"]] = 0.0
+    return out
+
+
+PADDLE_AREA = 64.0
+"""Raw pixels of a 4 x 16 paddle."""
+EXTRA_MASS = 0.6
+"""A valid scene (:func:`scene_check`) holds at most ``1 + EXTRA_MASS`` times a whole paddle's colour in each
+paddle band and a whole ball's colour in the field: room for blur, not for a second ball or a stripe."""
+FAINT = 0.1
+"""Colour fractions below this are left out of :func:`scene_check`'s sums (a faint haze is not an object)."""
+
+
+def scene_check(frames: np.ndarray | torch.Tensor, preprocess: Preprocess) -> dict[str, np.ndarray]:
+    """Is each preprocessed frame (N, C, H, W) in [0, 1] a valid Pong scene? It reads as Pong (the field's
+    colour), the player's paddle is found in its columns (:func:`find_objects`), the enemy's is found there or
+    wholly hidden (the real game hides it above or below the field in about 5% of frames, never the
+    player's), neither is larger than one paddle (its band's paddle colour, summed, at most ``1 + EXTRA_MASS``
+    paddles: a full-height stripe is about ten), and there is at most one ball (the field's ball colour,
+    summed, at most ``1 + EXTRA_MASS`` balls: two balls or an X are not one). Returns ``{"valid", "pong",
+    "player", "enemy", "one_ball": (N,) bool, "balls": (N,) float}``, ``balls`` the field's ball colour in
+    whole balls."""
+    m = _maps(frames, preprocess)
+    out = {"pong": m["pong"].copy()}
+    paddle_mass = PADDLE_AREA / m["pixel_area"]
+    for name, band in m["bands"].items():
+        found = _paddle(m["b"][name], band, m["rows"], m["ys"], m["xs"])[:, 0] > 0
+        b = np.clip(m["b"][name][:, :, band], 0.0, 1.0) * m["rows"][None, :, None]
+        mass = np.where(b >= FAINT, b, 0.0).sum(axis=(1, 2)) / paddle_mass
+        there = found | (name == "enemy") & (mass < FAINT)
+        out[name] = there & (mass <= 1.0 + EXTRA_MASS)
+    a = np.clip(m["a"], 0.0, 1.0)
+    balls = np.where(a >= FAINT, a, 0.0).sum(axis=(1, 2)) / m["ball_mass"]
+    out["balls"] = balls
+    out["one_ball"] = balls <= 1.0 + EXTRA_MASS
+    out["valid"] = out["pong"] & out["player"] & out["enemy"] & out["one_ball"]
     return out
 
 

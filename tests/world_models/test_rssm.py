@@ -1,0 +1,113 @@
+"""``rssm``, the latent-recurrent pixel model, and ``learned-envs closed-loop``, which grades Pong dreams on
+their own output (valid scenes over long dreams, serves' directions, the reward head's recall and precision)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dataset_tools.dataset import DatasetDir
+from dataset_tools.sequences import SequenceDataset
+from world_models import build_model
+from world_models.evaluation.closed_loop import ClosedLoopConfig, _direction, closed_loop
+from world_models.pixel.rssm import RSSMConfig
+
+SMALL = RSSMConfig(n_past=2, n_future=4, deter=32, stoch=4, classes=4, hidden=32, embed=32, nf=8)
+
+
+def _batch(pong_dataset: Path, cfg: RSSMConfig = SMALL, size: int = 4):
+    seqs = SequenceDataset(pong_dataset, seq_len=cfg.n_past + cfg.n_future, split="train")
+    return next(iter(seqs.loader(size, seed=0)))
+
+
+def test_rssm_learns_a_real_batch(pong_dataset: Path) -> None:
+    torch.manual_seed(0)
+    model = build_model("rssm", SMALL, (3, 64, 64), 6)
+    batch = _batch(pong_dataset)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(40):
+        loss, logs = model.loss(batch)
+        first = first if first is not None else logs["recon"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert {"recon", "kl", "prior_entropy", "reward_ce", "term_bce"} <= set(logs)
+    assert logs["recon"] < 0.5 * first
+
+
+def test_a_latent_step_decodes_nothing_and_draws_reproducibly(pong_dataset: Path) -> None:
+    torch.manual_seed(0)
+    model = build_model("rssm", SMALL, (3, 64, 64), 6).eval()
+    batch = _batch(pong_dataset)
+    frames, actions = batch.frames[:, :2], batch.actions[:, :1]
+    calls = []
+    model.decoder.register_forward_hook(lambda *_: calls.append(1))
+
+    def run(seed: int, steps: int = 5) -> torch.Tensor:
+        with torch.no_grad():
+            state = model.start(frames, actions, generator=torch.Generator().manual_seed(0))
+            gen = torch.Generator().manual_seed(seed)
+            for _ in range(steps):
+                state = model.step(state, torch.zeros(4, dtype=torch.int64), generator=gen).state
+        return model.features(state)
+
+    a, b, c = run(0), run(0), run(1)
+    assert not calls  # start and step never draw a frame
+    assert torch.equal(a, b) and not torch.equal(a, c)  # the prior draws; the same seed draws the same
+    model.decode({"h": a[:, :32], "z": a[:, 32:]})
+    assert calls
+    z = a[:, 32:].view(4, 4, 4)
+    assert torch.equal(z.sum(-1), torch.ones(4, 4)) and set(z.unique().tolist()) == {0.0, 1.0}  # one-hot
+    cold = dataclasses.replace(SMALL, temperature=0.0)
+    model.cfg = cold
+    assert torch.equal(run(0), run(1))  # temperature 0: the prior's most likely classes, whatever the seed
+
+
+@pytest.mark.parametrize("free_nats", [0.0, 1e6])
+def test_free_bits_stop_the_prior_being_pulled_below_them(pong_dataset: Path, free_nats: float) -> None:
+    torch.manual_seed(0)
+    model = build_model("rssm", dataclasses.replace(SMALL, free_nats=free_nats), (3, 64, 64), 6)
+    loss, _ = model.loss(_batch(pong_dataset))
+    loss.backward()
+    prior_grad = sum(float(p.grad.abs().sum()) for p in model.prior.parameters() if p.grad is not None)
+    assert (prior_grad > 0) == (free_nats == 0.0)  # the prior is trained by the KL alone
+
+
+def test_a_serve_direction_is_the_first_move_of_a_found_ball() -> None:
+    track = np.array([[0, 0, 0], [1, 80, 100], [0, 0, 0], [1, 84, 97], [1, 88, 97.2]], dtype=np.float32)
+    assert _direction(track) == (1, 0)  # steps 3 -> 4: right, and under half a pixel in y
+    assert _direction(np.array([[1, 80, 100], [1, 76, 104]], dtype=np.float32)) == (-1, 1)
+    assert _direction(np.array([[1, 80, 100], [0, 0, 0]], dtype=np.float32)) is None
+
+
+def test_closed_loop_grades_a_trained_rssm(pong_dataset: Path, tmp_path: Path) -> None:
+    from world_models.training import train
+
+    overrides = ["steps=3", "batch_size=4", "n_past=2", "n_future=3", "deter=32", "stoch=4", "classes=4"]
+    overrides += ["hidden=32", "embed=32", "nf=8", "image_every=0", "val_fraction=0.34"]
+    checkpoint = train("rssm", pong_dataset, tmp_path / "run", overrides, progress=False)
+    cfg = ClosedLoopConfig(str(checkpoint), str(pong_dataset), envs=3, steps=20, every=10, samples=2, horizon=5)
+    result = closed_loop(cfg, tmp_path / "cl")
+    assert [r["step"] for r in result["dreams"]["per_step"]] == [10, 20]
+    assert all(r["valid"] == 1.0 for r in result["real"]["per_step"])  # the real game's frames are valid scenes
+    assert 0.0 <= result["min_valid"] <= 1.0
+    ds = DatasetDir(pong_dataset)
+    held = ds.split(0.34)[1]
+    rewards = [np.asarray(ds.load(i).rewards) for i in held]
+    covered = sum(len(r) - (len(r) - 1) % 5 - 1 for r in rewards)  # windows of 5 from the first transition
+    counted = sum(int(np.count_nonzero(r[: len(r) - (len(r) - 1) % 5 - 1])) for r in rewards)
+    head = result["reward_head"]
+    assert head["transitions"] == covered and head["points"] == counted
+    assert result["serves"]["n"] >= 1 and set(result["serves"]["serves"][0]) >= {"real", "directions", "found"}
+    saved = json.loads((tmp_path / "cl" / "closed_loop.json").read_text())
+    assert saved["reward_head"] == head
+    assert "valid frames (dream)" in (tmp_path / "cl" / "closed_loop.md").read_text()
+    import imageio.v3 as iio
+
+    assert iio.imread(tmp_path / "cl" / "closed_loop.png").shape == (3 * 64 * 2, 2 * 64 * 2, 3)

@@ -1,0 +1,354 @@
+"""``learned-envs closed-loop``: does a Pong dream stay a game when it runs on its own output?
+
+Open-loop scores (``evaluate``) feed the model real frames' context and grade ten steps. A learned env runs
+for hundreds of steps on what the model itself drew; this grades that (the pixel-dreams issue's protocol):
+
+1. **Long dreams.** ``envs`` dreams start from the checkpoint's real contexts and run ``steps`` steps with
+   uniformly random actions. At every ``every``-th step the decoded frames go through the Pong scene check
+   (:func:`world_models.objects.pong_objects.scene_check`: the player's paddle, the enemy's or none, at most
+   one ball, nothing larger than it should be). Points won and lost per 1,000 steps (the reward head) and
+   terminations (probability above one half) are counted; the real game is played the same way (random
+   actions, the checkpoint's env settings) for the same figures and the same scene check of its frames.
+2. **Serves.** At each held-out serve (the ball, by the RAM, absent from the last context frame and in play at
+   the next), ``samples`` dreams run with the real actions; the ball's first move found in each sample's
+   decoded frames gives its direction (left or right, up or down). A stochastic latent that carries the
+   game's choice sends the samples of one serve in more than one direction.
+3. **Reward head.** Windows of the held-out episodes, one after the other, roll out open loop with the real
+   actions: recall and precision of the points' sign over every held-out transition.
+
+The RAM is read only to score (where the ball is at serves). Outputs: ``closed_loop.json``, ``closed_loop.md``
+and ``closed_loop.png`` (the first dreams' frames at every ``every``-th step).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dataset_tools.atari import game_spec
+from dataset_tools.dataset import DatasetDir
+from dataset_tools.preprocess import Preprocess, to_tensor_layout
+from world_models.base import WorldModel, pick_device
+from world_models.checkpoint import CheckpointError, load_context, load_model
+from world_models.objects.pong_objects import find_objects, ram_centres, scene_check
+
+log = logging.getLogger(__name__)
+
+SERVE_STEPS = 12
+"""Steps each serve's samples run (the ball's first move is found well within them)."""
+SHOWN = 8
+"""Dreams whose frames ``closed_loop.png`` shows."""
+
+
+@dataclass
+class ClosedLoopConfig:
+    checkpoint: str
+    """A learned-env id, checkpoint or run directory (a Pong world model)."""
+    data: str
+    """A Pong dataset with the checkpoint's settings; its held-out episodes give the serves and rewards."""
+    envs: int = 32
+    steps: int = 1000
+    every: int = 100
+    samples: int = 8
+    """Dreams per held-out serve."""
+    horizon: int = 10
+    """Open-loop steps per reward window."""
+    max_serves: int = 40
+    seed: int = 0
+    device: str = "cpu"
+    val_fraction: float | None = None
+    """Held-out share of episodes (default: the checkpoint's training setting)."""
+
+
+def _held_out(data: Path, preprocess: Preprocess, val_fraction: float) -> list[dict[str, np.ndarray]]:
+    ds = DatasetDir(data)
+    _, val = ds.split(val_fraction)
+    if not val:
+        raise CheckpointError(f"{data}: no held-out episodes (val_fraction={val_fraction})")
+    episodes = []
+    for index in val:
+        ep = ds.load(index)
+        episodes.append(
+            {
+                "frames": to_tensor_layout(preprocess(np.asarray(ep.frames))),  # (T+1, C, H, W) in [0, 1]
+                "actions": np.array(ep.actions, dtype=np.int64),
+                "rewards": np.sign(np.asarray(ep.rewards, dtype=np.float32)),
+                "ram": np.array(ep.ram),
+            }
+        )
+    return episodes
+
+
+@torch.no_grad()
+def long_dreams(
+    model: WorldModel,
+    frames: torch.Tensor,
+    actions: torch.Tensor,
+    preprocess: Preprocess,
+    steps: int,
+    every: int,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Dreams from real contexts ``frames`` (B, P, C, H, W), ``actions`` (B, P-1), random actions for ``steps``
+    steps: the scene check's shares at every ``every``-th step, points and terminations per 1,000 steps, and
+    the first :data:`SHOWN` dreams' frames there (K, SHOWN, C, H, W)."""
+    gen = torch.Generator(device=frames.device).manual_seed(seed)
+    state = model.start(frames, actions, generator=gen)
+    b = frames.shape[0]
+    won = lost = ends = 0.0
+    rows, shown = [], []
+    for t in range(1, steps + 1):
+        a = torch.randint(model.n_actions, (b,), generator=gen, device=frames.device)
+        state, reward, term = model.step(state, a, generator=gen)
+        won += float((reward > 0).sum())
+        lost += float((reward < 0).sum())
+        ends += float((term > 0.5).sum())
+        if t % every == 0:
+            drawn = model.decode(state).float().clamp(0, 1)
+            check = scene_check(drawn, preprocess)
+            rows.append({"step": t, **{k: float(np.mean(check[k])) for k in ("valid", "player", "enemy", "one_ball")}})
+            shown.append(drawn[:SHOWN].cpu())
+    per = 1000.0 / (b * steps)
+    return {
+        "per_step": rows,
+        "won_per_1000": won * per,
+        "lost_per_1000": lost * per,
+        "ends_per_1000": ends * per,
+        "frames": torch.stack(shown) if shown else None,
+    }
+
+
+def real_random_play(
+    env: dict[str, Any], preprocess: Preprocess, envs: int, steps: int, every: int, seed: int = 0
+) -> dict[str, Any]:
+    """The real game (``env``: a checkpoint's env settings) under the protocol of :func:`long_dreams`: ``envs``
+    games of uniformly random actions for ``steps`` steps each (a finished game starts again), the scene check
+    of its preprocessed frames at every ``every``-th step, points and game ends per 1,000 steps."""
+    from dataset_tools.games import EnvSettings, make_env
+
+    settings = EnvSettings.from_dict({**env, "max_episode_steps": None})
+    rng = np.random.default_rng(seed)
+    won = lost = ends = 0.0
+    checks: dict[int, list[np.ndarray]] = {}
+    for i in range(envs):
+        game = make_env(settings)
+        game.reset(seed=seed + i)
+        for t in range(1, steps + 1):
+            raw, reward, terminated, truncated, _ = game.step(int(rng.integers(game.action_space.n)))
+            won += float(reward > 0)
+            lost += float(reward < 0)
+            if terminated or truncated:
+                ends += 1
+                game.reset(seed=seed + i + 1000 * t)
+            if t % every == 0:
+                checks.setdefault(t, []).append(preprocess(raw))
+        game.close()
+    rows = []
+    for t, frames in sorted(checks.items()):
+        check = scene_check(torch.from_numpy(to_tensor_layout(np.stack(frames))), preprocess)
+        rows.append({"step": t, **{k: float(np.mean(check[k])) for k in ("valid", "player", "enemy", "one_ball")}})
+    per = 1000.0 / (envs * steps)
+    return {"per_step": rows, "won_per_1000": won * per, "lost_per_1000": lost * per, "ends_per_1000": ends * per}
+
+
+def _direction(track: np.ndarray) -> tuple[int, int] | None:
+    """(K, 3) [found, x, y] of the ball over steps -> the sign of its first move (x, y) between two steps where
+    it is found, None if it never is twice in a row (a move under half a pixel counts as 0)."""
+    for k in range(len(track) - 1):
+        if track[k, 0] > 0 and track[k + 1, 0] > 0:
+            dx, dy = track[k + 1, 1] - track[k, 1], track[k + 1, 2] - track[k, 2]
+            return int(np.sign(dx) * (abs(dx) >= 0.5)), int(np.sign(dy) * (abs(dy) >= 0.5))
+    return None
+
+
+@torch.no_grad()
+def serves(
+    model: WorldModel,
+    episodes: list[dict[str, np.ndarray]],
+    preprocess: Preprocess,
+    samples: int,
+    max_serves: int,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """At each held-out serve (the ball absent from the RAM at the last context frame, in play at the next),
+    ``samples`` dreams with the real actions: the directions of the ball's first move in each, against the
+    real serve's."""
+    p = model.cfg.n_past
+    found = []
+    for ep in episodes:
+        seen = ram_centres(ep["ram"])["ball"]  # (T+1, 3) [visible, x, y]
+        for s in range(p - 1, len(seen) - SERVE_STEPS - 1):
+            if seen[s, 0] == 0 and seen[s + 1, 0] > 0:
+                found.append((ep, s, seen[s + 1 : s + 1 + SERVE_STEPS]))
+    pick = np.unique(np.linspace(0, len(found) - 1, min(max_serves, len(found))).round().astype(int)) if found else []
+    gen = torch.Generator().manual_seed(seed)
+    rows = []
+    for i in pick:
+        ep, s, real_track = found[i]
+        frames = torch.from_numpy(ep["frames"][s - p + 1 : s + 1]).unsqueeze(0).repeat(samples, 1, 1, 1, 1)
+        ctx = torch.from_numpy(ep["actions"][s - p + 1 : s]).unsqueeze(0).repeat(samples, 1)
+        future = torch.from_numpy(ep["actions"][s : s + SERVE_STEPS])
+        state = model.start(frames, ctx, generator=gen)
+        tracks = []
+        for k in range(SERVE_STEPS):
+            state, _, _ = model.step(state, future[k].repeat(samples), generator=gen)
+            tracks.append(find_objects(model.decode(state).float().clamp(0, 1), preprocess)["ball"])  # (S, 3)
+        per_sample = np.stack(tracks, 1)  # (S, K, 3)
+        dirs = [_direction(per_sample[j]) for j in range(samples)]
+        seen_dirs = sorted({d for d in dirs if d is not None})
+        rows.append(
+            {
+                "episode_step": s,
+                "real": _direction(real_track),
+                "directions": [list(d) for d in seen_dirs],
+                "found": sum(d is not None for d in dirs) / samples,
+                "agree": sum(d == _direction(real_track) for d in dirs if d is not None) / samples,
+            }
+        )
+    real = [r["real"] for r in rows if r["real"] is not None]
+    return {
+        "serves": rows,
+        "n": len(rows),
+        "more_than_one_direction": float(np.mean([len(r["directions"]) > 1 for r in rows])) if rows else float("nan"),
+        "mean_directions": float(np.mean([len(r["directions"]) for r in rows])) if rows else float("nan"),
+        "ball_found": float(np.mean([r["found"] for r in rows])) if rows else float("nan"),
+        "agree_with_real": float(np.mean([r["agree"] for r in rows])) if rows else float("nan"),
+        "real_directions": {str(list(d)): real.count(d) for d in sorted(set(real))},
+    }
+
+
+@torch.no_grad()
+def reward_head(
+    model: WorldModel, episodes: list[dict[str, np.ndarray]], horizon: int, seed: int = 0, batch: int = 64
+) -> dict[str, float]:
+    """Recall and precision of the points' sign on the held-out episodes: windows one after the other (each
+    transition predicted once, 1 to ``horizon`` steps after a real context), open loop with the real actions."""
+    p = model.cfg.n_past
+    starts = [(ep, s) for ep in episodes for s in range(p - 1, len(ep["actions"]) - horizon + 1, horizon)]
+    gen = torch.Generator().manual_seed(seed)
+    true, pred = [], []
+    for i in range(0, len(starts), batch):
+        chunk = starts[i : i + batch]
+        frames = torch.from_numpy(np.stack([ep["frames"][s - p + 1 : s + 1] for ep, s in chunk]))
+        ctx = torch.from_numpy(np.stack([ep["actions"][s - p + 1 : s] for ep, s in chunk]).reshape(len(chunk), p - 1))
+        future = torch.from_numpy(np.stack([ep["actions"][s : s + horizon] for ep, s in chunk]))
+        state = model.start(frames, ctx, generator=gen)
+        for k in range(horizon):
+            state, reward, _ = model.step(state, future[:, k], generator=gen)
+            pred.append(reward.float().cpu().numpy())
+            true.append(np.array([ep["rewards"][s + k] for ep, s in chunk]))
+    t, q = np.concatenate(true), np.concatenate(pred)
+    points, called = t != 0, q != 0
+    hit = points & (q == t)
+    return {
+        "points": int(points.sum()),
+        "called": int(called.sum()),
+        "recall": float(hit.sum() / max(points.sum(), 1)),
+        "precision": float(hit.sum() / called.sum()) if called.any() else float("nan"),
+        "transitions": int(len(t)),
+    }
+
+
+def closed_loop(cfg: ClosedLoopConfig, out: str | Path) -> dict[str, Any]:
+    """Run the three measurements of the module docstring; write ``out``/closed_loop.json, .md and .png."""
+    if min(cfg.envs, cfg.steps, cfg.every, cfg.samples, cfg.horizon, cfg.max_serves) < 1:
+        raise ValueError("envs, steps, every, samples, horizon and max_serves must be at least 1")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = pick_device(cfg.device)
+    model, config = load_model(cfg.checkpoint, device)
+    if not isinstance(model, WorldModel) or not game_spec(config.game).paddle_rally:
+        raise CheckpointError(
+            f"{cfg.checkpoint}: closed-loop needs a Pong world model, got {config.model} on {config.game}"
+        )
+    model.eval()
+    preprocess = Preprocess.from_dict(config.preprocess)
+    val_fraction = cfg.val_fraction
+    if val_fraction is None:
+        val_fraction = float((config.train_config or {}).get("val_fraction", 0.1))
+    ctx = load_context(cfg.checkpoint)
+    pick = np.arange(cfg.envs) % len(ctx["frames"])
+    frames = torch.from_numpy(to_tensor_layout(ctx["frames"][pick])).to(device)  # (B, P, C, H, W)
+    actions = torch.from_numpy(ctx["actions"][pick]).long().to(device)
+    t0 = time.perf_counter()
+    dreams = long_dreams(model, frames, actions, preprocess, cfg.steps, cfg.every, cfg.seed)
+    dream_s = time.perf_counter() - t0
+    real = real_random_play(config.env, preprocess, cfg.envs, cfg.steps, cfg.every, cfg.seed)
+    episodes = _held_out(Path(cfg.data), preprocess, val_fraction)
+    serve = serves(model, episodes, preprocess, cfg.samples, cfg.max_serves, cfg.seed)
+    rewards = reward_head(model, episodes, cfg.horizon, cfg.seed)
+    shown = dreams.pop("frames")
+    result = {
+        "config": asdict(cfg),
+        "model": config.model,
+        "step": config.step,
+        "dreams": dreams,
+        "dream_s": dream_s,
+        "real": real,
+        "serves": serve,
+        "reward_head": rewards,
+        "min_valid": min((r["valid"] for r in dreams["per_step"]), default=float("nan")),
+    }
+    (out / "closed_loop.json").write_text(json.dumps(result, indent=1))
+    (out / "closed_loop.md").write_text(markdown(result))
+    if shown is not None:
+        _strip(shown, out / "closed_loop.png")
+    return result
+
+
+def _strip(frames: torch.Tensor, path: Path) -> None:
+    """(K, N, C, H, W) -> one PNG: a row per dream, a column per checked step, 2x enlarged."""
+    import imageio.v3 as iio
+
+    k, n, c, h, w = frames.shape
+    img = (frames.permute(1, 3, 0, 4, 2).reshape(n * h, k * w, c).numpy() * 255).round().astype(np.uint8)
+    if c == 1:
+        img = np.repeat(img, 3, axis=2)
+    iio.imwrite(path, img.repeat(2, axis=0).repeat(2, axis=1))
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The closed-loop figures as a markdown report."""
+    d, r, s, w = result["dreams"], result["real"], result["serves"], result["reward_head"]
+    cfg = result["config"]
+    real_at = {row["step"]: row for row in r["per_step"]}
+    lines = [
+        f"# Closed loop: `{cfg['checkpoint']}` ({result['model']}, step {result['step']})",
+        "",
+        f"{cfg['envs']} dreams x {cfg['steps']} steps of random actions from real contexts ({result['dream_s']:.0f} s), "
+        f"against {cfg['envs']} real games of random actions:",
+        "",
+        "| step | valid frames (dream) | player | enemy | one ball | valid frames (real) |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in d["per_step"]:
+        real_valid = real_at.get(row["step"], {}).get("valid", float("nan"))
+        lines.append(
+            f"| {row['step']} | {row['valid']:.2f} | {row['player']:.2f} | {row['enemy']:.2f} | {row['one_ball']:.2f} "
+            f"| {real_valid:.2f} |"
+        )
+    lines += [
+        "",
+        "| per 1,000 steps | dream | real |",
+        "|---|---:|---:|",
+        f"| points won | {d['won_per_1000']:.1f} | {r['won_per_1000']:.1f} |",
+        f"| points lost | {d['lost_per_1000']:.1f} | {r['lost_per_1000']:.1f} |",
+        f"| episode ends | {d['ends_per_1000']:.2f} | {r['ends_per_1000']:.2f} |",
+        "",
+        f"Serves ({s['n']} held out, {cfg['samples']} samples each): samples go in more than one direction at "
+        f"{s['more_than_one_direction']:.2f} of them ({s['mean_directions']:.2f} directions on average); the ball "
+        f"is found moving in {s['ball_found']:.2f} of the samples, {s['agree_with_real']:.2f} go the real serve's "
+        f"way; the real serves' directions (x, y): {s['real_directions']}.",
+        "",
+        f"Reward head ({w['transitions']} held-out transitions, open loop 1-{cfg['horizon']} steps): recall "
+        f"{w['recall']:.2f} of {w['points']} points, precision {w['precision']:.2f} of {w['called']} called.",
+        "",
+    ]
+    return "\n".join(lines)

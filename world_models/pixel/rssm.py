@@ -1,0 +1,203 @@
+"""``rssm``: a latent-recurrent pixel model, a recurrent state-space model in the DreamerV3 manner.
+
+The state is a deterministic part ``h`` (a GRU) and a stochastic part ``z`` (``stoch`` categorical
+variables of ``classes`` classes each, one-hot)::
+
+    h_t = GRU(h_{t-1}, MLP([z_{t-1}, one_hot(a_{t-1})]))     the sequence model
+    z_t ~ p(z_t | h_t)                                         the prior (imagination draws here)
+    z_t ~ q(z_t | h_t, enc(x_t))                               the posterior (real frames)
+    x_t = dec(h_t, z_t); reward and termination of the move into t from (h_t, z_t)
+
+Imagination steps ``h`` and draws ``z`` from the prior: no frame is encoded or decoded, and ``decode``
+draws a frame only when asked. Real context frames go through the posterior (``start``).
+
+Training (Hafner et al. 2023, DreamerV3): the posterior filters the whole window; the loss is the squared
+error of the decoded frames summed over their pixels (pixels that changed since the previous true frame
+weigh ``1 + change_weight``, so Pong's one-pixel ball counts), the reward-sign and termination heads, and
+KL balancing with free bits: ``dyn * max(free, KL(sg(q) || p)) + rep * max(free, KL(q || sg(p)))``, which
+trains the prior towards the posterior five times harder than the other way round and stops pushing
+below ``free`` nats, so the posterior keeps what the frames say instead of collapsing onto the prior.
+The categorical draws pass gradients straight through and mix 1% of uniform into every distribution
+(``unimix``), so no class has probability 0 and the KL stays finite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dataset_tools.sequences import SequenceBatch
+from world_models.base import ModelConfig, State, StepResult, WorldModel, register, reward_from_logits
+from world_models.losses import head_losses, recon_loss
+from world_models.pixel.rnn_deconv import ConvEncoder, DeconvDecoder
+
+
+@dataclass
+class RSSMConfig(ModelConfig):
+    n_past: int = 4
+    """Real context frames the posterior filters before imagination starts."""
+    n_future: int = 12
+    """Further frames per training window (window = ``n_past + n_future`` frames, all filtered)."""
+    deter: int = 256
+    """Size of the deterministic state ``h`` (the GRU)."""
+    stoch: int = 16
+    """Categorical variables of ``z``."""
+    classes: int = 16
+    """Classes of each categorical variable."""
+    hidden: int = 256
+    """Width of the MLPs (sequence-model input, prior, posterior, heads)."""
+    embed: int = 512
+    """Size of the frame encoding the posterior reads."""
+    nf: int = 16
+    """Channels of the first conv layer of the encoder (and last of the decoder); doubles per level."""
+    change_weight: float = 20.0
+    """Extra weight of pixels that changed since the previous true frame (0: plain squared error)."""
+    kl_dyn: float = 0.5
+    """Weight of KL(sg(q) || p): trains the prior."""
+    kl_rep: float = 0.1
+    """Weight of KL(q || sg(p)): keeps the posterior predictable."""
+    free_nats: float = 1.0
+    """Free bits: each KL term is not pushed below this many nats per step."""
+    unimix: float = 0.01
+    """Share of the uniform distribution mixed into every categorical."""
+    temperature: float = 1.0
+    """Temperature of the prior's draws in imagination (an imagination setting: 0 takes the most likely
+    class of each variable)."""
+
+
+def _mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(d_in, hidden), nn.LayerNorm(hidden), nn.SiLU(), nn.Linear(hidden, d_out))
+
+
+@register
+class RSSM(WorldModel):
+    name = "rssm"
+    Config = RSSMConfig
+    stochastic = True
+    feature_bound = 1.0  # h from a GRU lies in [-1, 1], z is one-hot
+    imagination_settings = ("temperature",)
+
+    def __init__(self, cfg: RSSMConfig, frame_shape: tuple[int, int, int], n_actions: int) -> None:
+        super().__init__(cfg, frame_shape, n_actions)
+        c, h, w = frame_shape
+        if h != w:
+            raise ValueError(f"rssm needs square frames, got {h} x {w}")
+        if cfg.stoch < 1 or cfg.classes < 2:
+            raise ValueError(f"rssm needs stoch >= 1 and classes >= 2, got {cfg.stoch} and {cfg.classes}")
+        self.cfg: RSSMConfig = cfg
+        z_dim = cfg.stoch * cfg.classes
+        self.encoder = ConvEncoder(c, h, cfg.nf, cfg.embed)
+        self.decoder = DeconvDecoder(cfg.deter + z_dim, c, h, cfg.nf)
+        self.img_in = nn.Sequential(nn.Linear(z_dim + n_actions, cfg.hidden), nn.LayerNorm(cfg.hidden), nn.SiLU())
+        self.gru = nn.GRUCell(cfg.hidden, cfg.deter)
+        self.prior = _mlp(cfg.deter, cfg.hidden, z_dim)
+        self.posterior = _mlp(cfg.deter + cfg.embed, cfg.hidden, z_dim)
+        self.reward_head = _mlp(cfg.deter + z_dim, cfg.hidden, 3)
+        self.term_head = _mlp(cfg.deter + z_dim, cfg.hidden, 1)
+
+    # ------------------------------------------------------------------ pieces
+    def _probs(self, logits: torch.Tensor) -> torch.Tensor:
+        """(B, stoch * classes) logits -> (B, stoch, classes) probabilities with ``unimix`` of uniform."""
+        probs = logits.view(logits.shape[0], self.cfg.stoch, self.cfg.classes).float().softmax(-1)
+        return (1.0 - self.cfg.unimix) * probs + self.cfg.unimix / self.cfg.classes
+
+    def _draw(
+        self, probs: torch.Tensor, generator: torch.Generator | None = None, temperature: float = 1.0
+    ) -> torch.Tensor:
+        """One class per variable of (B, S, K) ``probs``, one-hot (B, S*K), with straight-through gradients.
+        The draw inverts the cumulative distribution of one uniform number per variable."""
+        if temperature <= 0:
+            index = probs.argmax(-1)
+        else:
+            p = probs if temperature == 1.0 else (probs.log() / temperature).softmax(-1)
+            u = torch.rand(p.shape[:-1], generator=generator, device=p.device, dtype=p.dtype)
+            index = (p.cumsum(-1) < u.unsqueeze(-1)).sum(-1).clamp(max=self.cfg.classes - 1)
+        one_hot = F.one_hot(index, self.cfg.classes).to(probs.dtype)
+        if probs.requires_grad:  # training: the gradient of the probabilities, the value of the draw
+            one_hot = one_hot + probs - probs.detach()
+        return one_hot.flatten(1)
+
+    def _next_h(self, h: torch.Tensor, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        a = F.one_hot(actions.long(), self.n_actions).to(z.dtype)
+        return self.gru(self.img_in(torch.cat([z, a], -1)), h)
+
+    def _posterior_z(
+        self, h: torch.Tensor, embed: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        probs = self._probs(self.posterior(torch.cat([h, embed], -1)))
+        return self._draw(probs, generator), probs
+
+    def _filter(
+        self, frames: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+        """The posterior over ``frames`` (B, T, C, H, W) with ``actions`` (B, T-1): per frame h, z, and the
+        posterior's and prior's probabilities (the prior's of frame 0 is that of the empty history)."""
+        b, t = frames.shape[:2]
+        embeds = self.encoder(frames.flatten(0, 1)).view(b, t, -1)  # (B*T, C, H, W) -> (B, T, embed)
+        h = embeds.new_zeros(b, self.cfg.deter)
+        hs, zs, posts, priors = [], [], [], []
+        z = None
+        for i in range(t):
+            if i > 0:
+                h = self._next_h(h, z, actions[:, i - 1])  # type: ignore[arg-type]
+            priors.append(self._probs(self.prior(h)))
+            z, post = self._posterior_z(h, embeds[:, i], generator)
+            hs.append(h)
+            zs.append(z)
+            posts.append(post)
+        return hs, zs, posts, priors
+
+    # ------------------------------------------------------------------ imagination
+    def start(self, frames: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None) -> State:
+        hs, zs, _, _ = self._filter(frames, actions, generator)
+        return {"h": hs[-1], "z": zs[-1]}
+
+    def step(self, state: State, actions: torch.Tensor, generator: torch.Generator | None = None) -> StepResult:
+        h = self._next_h(state["h"], state["z"], actions)
+        z = self._draw(self._probs(self.prior(h)), generator, self.cfg.temperature)
+        feat = torch.cat([h, z], -1)
+        reward = reward_from_logits(self.reward_head(feat))
+        term = torch.sigmoid(self.term_head(feat).squeeze(-1))
+        return StepResult({"h": h, "z": z}, reward, term)
+
+    def decode(self, state: State) -> torch.Tensor:
+        return self.decoder(torch.cat([state["h"], state["z"]], -1))
+
+    def features(self, state: State) -> torch.Tensor:
+        return torch.cat([state["h"], state["z"]], -1)
+
+    @property
+    def feature_dim(self) -> int:
+        return self.cfg.deter + self.cfg.stoch * self.cfg.classes
+
+    # ------------------------------------------------------------------ training
+    def loss(self, batch: SequenceBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        frames, actions = batch.frames, batch.actions  # (B, T, C, H, W), (B, T-1)
+        hs, zs, posts, priors = self._filter(frames, actions)
+        feats = torch.stack([torch.cat([h, z], -1) for h, z in zip(hs, zs, strict=True)], 1)  # (B, T, deter + S*K)
+        pred = self.decoder(feats.flatten(0, 1)).view(frames.shape)
+        previous = torch.cat([frames[:, :1], frames[:, :-1]], 1)  # frame 0 has no previous: no change weight
+        pixels = frames[0, 0].numel()
+        recon = recon_loss(pred, frames, previous, self.cfg.change_weight) * pixels  # per frame, summed over pixels
+        q = torch.stack(posts, 1)  # (B, T, S, K)
+        p = torch.stack(priors, 1)
+        dyn = (q.detach() * (q.detach().log() - p.log())).sum((-2, -1))  # (B, T) nats
+        rep = (q * (q.log() - p.detach().log())).sum((-2, -1))
+        kl_loss = (
+            self.cfg.kl_dyn * dyn.clamp(min=self.cfg.free_nats).mean()
+            + self.cfg.kl_rep * rep.clamp(min=self.cfg.free_nats).mean()
+        )
+        reward_ce, term_bce, logs = head_losses(
+            self.reward_head(feats[:, 1:]), self.term_head(feats[:, 1:]).squeeze(-1), batch.rewards, batch.terminated
+        )
+        loss = recon + kl_loss + self.cfg.reward_weight * reward_ce + self.cfg.termination_weight * term_bce
+        with torch.no_grad():
+            logs["recon"] = torch.mean((pred - frames) ** 2).item()
+            logs["kl"] = dyn.mean().item()
+            prior_entropy = -(p * p.log()).sum((-2, -1)).mean().item()
+            logs["prior_entropy"] = prior_entropy
+        logs["weighted_recon"] = recon.item() / pixels
+        return loss, logs

@@ -2,8 +2,9 @@
 
 Frames go through the checkpoint's preprocessing; for latent observations the world model runs
 as a filter on the real frames: every step it starts from the last ``n_past`` real frames and the
-actions between them, and its features are the observation. A policy trained in the dream then
-runs unchanged on the real game.
+actions between them, and its features are the observation. Models with a posterior that takes one
+real frame at a time (``observe_step``: ``rssm``) filter the whole game instead, as their dreams run
+on from where they start. A policy trained in the dream then runs unchanged on the real game.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ class Observer:
         self._encoded: deque[torch.Tensor] | None = None
         if obs_type == "latent" and hasattr(model, "encode_frames") and hasattr(model, "start_encoded"):
             self._encoded = deque(maxlen=self.n_past)
+        # models whose posterior takes one real frame at a time carry their state through the whole game
+        self._filters = obs_type == "latent" and hasattr(model, "observe_step")
         c, h, w = config.frame_shape
         if obs_type == "frames":
             self.observation_space = gym.spaces.Box(0, 255, (h, w, c), np.uint8)
@@ -75,7 +78,17 @@ class Observer:
         self._actions.append(int(action))
         if self._encoded is not None:
             self._encoded.append(self._encode(self._frames[-1], self._encoded[-1]))
+        if self._filters and self.last_state is not None:
+            return self._filter_step(int(action))
         return self.observe()
+
+    @torch.no_grad()
+    def _filter_step(self, action: int) -> np.ndarray:
+        device = next(self.model.parameters()).device
+        frame = torch.from_numpy(self._frames[-1]).to(device).permute(2, 0, 1).float().unsqueeze(0) / 255.0
+        actions = torch.tensor([action], dtype=torch.int64, device=device)
+        self.last_state = self.model.observe_step(self.last_state, actions, frame)  # type: ignore[attr-defined]
+        return self.model.observation(self.last_state)[0].cpu().numpy()
 
     @torch.no_grad()
     def _encode(self, frame: np.ndarray, previous: torch.Tensor | None = None) -> torch.Tensor:

@@ -86,12 +86,40 @@ def test_a_serve_direction_is_the_first_move_of_a_found_ball() -> None:
     assert _direction(np.array([[1, 80, 100], [0, 0, 0]], dtype=np.float32)) is None
 
 
-def test_closed_loop_grades_a_trained_rssm(pong_dataset: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def tiny_rssm(pong_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny rssm trained for 3 steps on the Pong fixture, its last episode held out (machinery, not quality)."""
     from world_models.training import train
 
     overrides = ["steps=3", "batch_size=4", "n_past=2", "n_future=3", "deter=32", "stoch=4", "classes=4"]
     overrides += ["hidden=32", "embed=32", "nf=8", "image_every=0", "val_fraction=0.34"]
-    checkpoint = train("rssm", pong_dataset, tmp_path / "run", overrides, progress=False)
+    return train("rssm", pong_dataset, tmp_path_factory.mktemp("rssm"), overrides, progress=False)
+
+
+def test_the_real_twin_filters_the_whole_game(tiny_rssm: Path, pong_dataset: Path) -> None:
+    from dataset_tools.preprocess import to_tensor_layout
+    from learned_envs.twin import make_real_twin
+    from world_models import load_model
+
+    twin = make_real_twin(tiny_rssm, obs_type="latent")
+    torch.manual_seed(3)
+    obs, _ = twin.reset(seed=0)
+    frames, actions = [twin.last_raw_frame] * 2, [0]  # the context repeats the first frame
+    for a in (2, 3, 3, 0, 1):
+        obs, *_ = twin.step(a)
+        frames.append(twin.last_raw_frame)
+        actions.append(a)
+    twin.close()
+    model, _ = load_model(tiny_rssm, "cpu")
+    seen = torch.from_numpy(to_tensor_layout(twin.preprocess(np.stack(frames))))[None]  # (1, T, C, H, W)
+    torch.manual_seed(3)  # the same posterior draws, in the same order
+    with torch.no_grad():
+        hs, zs, _, _ = model._filter(seen, torch.tensor([actions]))
+    assert torch.allclose(torch.from_numpy(obs), torch.cat([hs[-1], zs[-1]], -1)[0], atol=1e-5)
+
+
+def test_closed_loop_grades_a_trained_rssm(tiny_rssm: Path, pong_dataset: Path, tmp_path: Path) -> None:
+    checkpoint = tiny_rssm
     cfg = ClosedLoopConfig(str(checkpoint), str(pong_dataset), envs=3, steps=20, every=10, samples=2, horizon=5)
     result = closed_loop(cfg, tmp_path / "cl")
     assert [r["step"] for r in result["dreams"]["per_step"]] == [10, 20]

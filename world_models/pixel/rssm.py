@@ -163,6 +163,16 @@ class RSSM(WorldModel):
         term = torch.sigmoid(self.term_head(feat).squeeze(-1))
         return StepResult({"h": h, "z": z}, reward, term)
 
+    def observe_step(
+        self, state: State, actions: torch.Tensor, frames: torch.Tensor, generator: torch.Generator | None = None
+    ) -> State:
+        """The posterior one real step on: ``state`` at frame t, ``actions`` (B,) from t to t + 1, ``frames``
+        (B, C, H, W) the real frames t + 1. The real twin filters a whole game this way (as ``start`` filters
+        its context), so an agent sees the state its dream would carry, not one restarted every step."""
+        h = self._next_h(state["h"], state["z"], actions)
+        z, _ = self._posterior_z(h, self.encoder(frames), generator)
+        return {"h": h, "z": z}
+
     def decode(self, state: State) -> torch.Tensor:
         return self.decoder(torch.cat([state["h"], state["z"]], -1))
 

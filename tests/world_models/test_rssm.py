@@ -120,8 +120,17 @@ def test_the_real_twin_filters_the_whole_game(tiny_rssm: Path, pong_dataset: Pat
 
 def test_closed_loop_grades_a_trained_rssm(tiny_rssm: Path, pong_dataset: Path, tmp_path: Path) -> None:
     checkpoint = tiny_rssm
+    seen = []
+
+    class Policy:  # a dream agent that always moves up, and records what it was shown
+        def predict(self, obs: np.ndarray, deterministic: bool = True) -> tuple[np.ndarray, None]:
+            seen.append(obs.shape)
+            return np.full(len(obs), 2), None
+
     cfg = ClosedLoopConfig(str(checkpoint), str(pong_dataset), envs=3, steps=20, every=10, samples=2, horizon=5)
-    result = closed_loop(cfg, tmp_path / "cl")
+    result = closed_loop(cfg, tmp_path / "cl", policy=Policy())
+    assert seen == [(3, 32 + 4 * 4)] * 20  # every dream step asked the agent, with the latent observation
+    assert [r["step"] for r in result["agent_dreams"]["per_step"]] == [10, 20]
     assert [r["step"] for r in result["dreams"]["per_step"]] == [10, 20]
     assert all(r["valid"] == 1.0 for r in result["real"]["per_step"])  # the real game's frames are valid scenes
     assert 0.0 <= result["min_valid"] <= 1.0

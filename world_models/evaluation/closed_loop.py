@@ -62,6 +62,8 @@ class ClosedLoopConfig:
     """Open-loop steps per reward window."""
     max_serves: int = 40
     seed: int = 0
+    agent: str = ""
+    """A dream agent whose actions drive a second set of long dreams (empty: none)."""
     device: str = "cpu"
     val_fraction: float | None = None
     """Held-out share of episodes (default: the checkpoint's training setting)."""
@@ -95,17 +97,28 @@ def long_dreams(
     steps: int,
     every: int,
     seed: int = 0,
+    policy: Any = None,
+    obs_type: str = "latent",
 ) -> dict[str, Any]:
-    """Dreams from real contexts ``frames`` (B, P, C, H, W), ``actions`` (B, P-1), random actions for ``steps``
-    steps: the scene check's shares at every ``every``-th step, points and terminations per 1,000 steps, and
-    the first :data:`SHOWN` dreams' frames there (K, SHOWN, C, H, W)."""
+    """Dreams from real contexts ``frames`` (B, P, C, H, W), ``actions`` (B, P-1), random actions (or ``policy``'s,
+    SB3's ``predict``, deterministic, on ``obs_type`` observations) for ``steps`` steps: the scene check's shares
+    at every ``every``-th step, points and terminations per 1,000 steps, and the first :data:`SHOWN` dreams'
+    frames there (K, SHOWN, C, H, W)."""
     gen = torch.Generator(device=frames.device).manual_seed(seed)
     state = model.start(frames, actions, generator=gen)
     b = frames.shape[0]
     won = lost = ends = 0.0
     rows, shown = [], []
     for t in range(1, steps + 1):
-        a = torch.randint(model.n_actions, (b,), generator=gen, device=frames.device)
+        if policy is None:
+            a = torch.randint(model.n_actions, (b,), generator=gen, device=frames.device)
+        else:
+            if obs_type == "latent":
+                obs = model.observation(state).cpu().numpy()
+            else:  # the learned env's frames: (B, H, W, C) uint8
+                obs = (model.decode(state).float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+            chosen = np.asarray(policy.predict(obs, deterministic=True)[0]).reshape(-1)
+            a = torch.from_numpy(chosen.astype(np.int64)).to(frames.device)
         state, reward, term = model.step(state, a, generator=gen)
         won += float((reward > 0).sum())
         lost += float((reward < 0).sum())
@@ -256,8 +269,10 @@ def reward_head(
     }
 
 
-def closed_loop(cfg: ClosedLoopConfig, out: str | Path) -> dict[str, Any]:
-    """Run the three measurements of the module docstring; write ``out``/closed_loop.json, .md and .png."""
+def closed_loop(cfg: ClosedLoopConfig, out: str | Path, policy: Any = None, obs_type: str = "latent") -> dict[str, Any]:
+    """Run the three measurements of the module docstring; write ``out``/closed_loop.json, .md and .png. With
+    ``policy`` (a dream agent: SB3's ``predict`` on ``obs_type`` observations) the long dreams are run a
+    second time with its actions (``agent_dreams``; ``learned-envs fidelity`` plays it in the real game)."""
     if min(cfg.envs, cfg.steps, cfg.every, cfg.samples, cfg.horizon, cfg.max_serves) < 1:
         raise ValueError("envs, steps, every, samples, horizon and max_serves must be at least 1")
     out = Path(out)
@@ -280,6 +295,10 @@ def closed_loop(cfg: ClosedLoopConfig, out: str | Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     dreams = long_dreams(model, frames, actions, preprocess, cfg.steps, cfg.every, cfg.seed)
     dream_s = time.perf_counter() - t0
+    agent = None
+    if policy is not None:
+        agent = long_dreams(model, frames, actions, preprocess, cfg.steps, cfg.every, cfg.seed, policy, obs_type)
+        agent.pop("frames")
     real = real_random_play(config.env, preprocess, cfg.envs, cfg.steps, cfg.every, cfg.seed)
     episodes = _held_out(Path(cfg.data), preprocess, val_fraction)
     serve = serves(model, episodes, preprocess, cfg.samples, cfg.max_serves, cfg.seed)
@@ -292,6 +311,7 @@ def closed_loop(cfg: ClosedLoopConfig, out: str | Path) -> dict[str, Any]:
         "dreams": dreams,
         "dream_s": dream_s,
         "real": real,
+        "agent_dreams": agent,
         "serves": serve,
         "reward_head": rewards,
         "min_valid": min((r["valid"] for r in dreams["per_step"]), default=float("nan")),
@@ -342,6 +362,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"| points lost | {d['lost_per_1000']:.1f} | {r['lost_per_1000']:.1f} |",
         f"| episode ends | {d['ends_per_1000']:.2f} | {r['ends_per_1000']:.2f} |",
         "",
+        *_agent_lines(result),
         f"Serves ({s['n']} held out, {cfg['samples']} samples each): samples go in more than one direction at "
         f"{s['more_than_one_direction']:.2f} of them ({s['mean_directions']:.2f} directions on average); the ball "
         f"is found moving in {s['ball_found']:.2f} of the samples, {s['agree_with_real']:.2f} go the real serve's "
@@ -352,3 +373,17 @@ def markdown(result: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _agent_lines(result: dict[str, Any]) -> list[str]:
+    a = result.get("agent_dreams")
+    if not a:
+        return []
+    valid = ", ".join(f"{row['valid']:.2f}" for row in a["per_step"])
+    return [
+        f"The same dreams with the actions of `{result['config']['agent']}`: valid frames at every "
+        f"{result['config']['every']}th step {valid}; per 1,000 steps {a['won_per_1000']:.1f} points won, "
+        f"{a['lost_per_1000']:.1f} lost, {a['ends_per_1000']:.2f} episode ends (`learned-envs fidelity` plays it "
+        "in the real game).",
+        "",
+    ]

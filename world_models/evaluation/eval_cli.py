@@ -151,9 +151,16 @@ def _closed_loop(args: argparse.Namespace) -> int:
         max_serves=args.max_serves,
         seed=args.seed,
         device=args.device,
+        agent=args.agent or "",
     )
     try:
-        result = closed_loop(cfg, args.out)
+        policy, obs_type = None, "latent"
+        if args.agent:
+            from agents.evaluate import load_agent
+
+            policy, meta = load_agent(args.agent)
+            obs_type = meta["obs_type"]
+        result = closed_loop(cfg, args.out, policy, obs_type)
     except (ValueError, *_ERRORS) as err:
         print(f"learned-envs: error: {err}", file=sys.stderr)
         return 2
@@ -228,6 +235,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     cl.add_argument("--samples", type=int, default=8, help="dreams per held-out serve (default 8)")
     cl.add_argument("--horizon", type=int, default=10, help="open-loop steps per reward window (default 10)")
     cl.add_argument("--max-serves", type=int, default=40, help="most held-out serves (default 40)")
+    cl.add_argument("--agent", default=None, help="a dream agent: its actions drive a second set of dreams")
     cl.add_argument("--seed", type=int, default=0)
     cl.add_argument("--device", default="cpu", help="cpu, cuda, auto ... (default cpu)")
     cl.set_defaults(func=_closed_loop)

@@ -148,3 +148,17 @@ def test_closed_loop_grades_a_trained_rssm(tiny_rssm: Path, pong_dataset: Path, 
     import imageio.v3 as iio
 
     assert iio.imread(tmp_path / "cl" / "closed_loop.png").shape == (3 * 64 * 2, 2 * 64 * 2, 3)
+
+
+def test_its_learned_env_steps_the_latent_and_decodes_only_to_render(tiny_rssm: Path) -> None:
+    from learned_envs.env import LearnedVectorEnv
+
+    venv = LearnedVectorEnv(tiny_rssm, 3, render_mode="rgb_array")
+    calls = []
+    venv.model.decoder.register_forward_hook(lambda *_: calls.append(1))
+    obs, _ = venv.reset(seed=0)
+    for _ in range(5):
+        obs, reward, *_ = venv.step(np.array([0, 2, 3]))
+    assert venv.obs_type == "latent" and obs.shape == (3, 32 + 4 * 4) and reward.shape == (3,)
+    assert not calls
+    assert venv.render() is not None and calls

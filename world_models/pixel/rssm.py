@@ -77,6 +77,7 @@ class RSSM(WorldModel):
     name = "rssm"
     Config = RSSMConfig
     stochastic = True
+    default_obs = "latent"  # agents read the state, as DreamerV3's do; frames are decoded only when asked for
     feature_bound = 1.0  # h from a GRU lies in [-1, 1], z is one-hot
     imagination_settings = ("temperature",)
 

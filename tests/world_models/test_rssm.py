@@ -162,3 +162,23 @@ def test_its_learned_env_steps_the_latent_and_decodes_only_to_render(tiny_rssm: 
     assert venv.obs_type == "latent" and obs.shape == (3, 32 + 4 * 4) and reward.shape == (3,)
     assert not calls
     assert venv.render() is not None and calls
+
+
+def test_drawn_rewards_average_what_the_reward_head_expects(pong_dataset: Path) -> None:
+    torch.manual_seed(0)
+    model = build_model("rssm", dataclasses.replace(SMALL, reward_sample=True), (3, 64, 64), 6).eval()
+    with torch.no_grad():
+        model.reward_head[-1].weight.zero_()  # p = softmax(0, 1, -1) = (0.24, 0.67, 0.09) in every state
+        model.reward_head[-1].bias.copy_(torch.tensor([0.0, 1.0, -1.0]))
+        batch = _batch(pong_dataset, size=1)
+        state = model.start(batch.frames[:, :2].repeat(4000, 1, 1, 1, 1), batch.actions[:, :1].repeat(4000, 1))
+        gen = torch.Generator().manual_seed(0)
+        result = model.step(state, torch.zeros(4000, dtype=torch.int64), generator=gen)
+        p = model.reward_head(torch.cat([result.state["h"], result.state["z"]], -1)).softmax(-1)
+    drawn = result.reward
+    assert set(drawn.unique().tolist()) == {-1.0, 0.0, 1.0}
+    for sign, column in ((-1.0, 0), (0.0, 1), (1.0, 2)):
+        assert float((drawn == sign).float().mean()) == pytest.approx(float(p[:, column].mean()), abs=0.03)
+    model.cfg = SMALL  # the most likely sign: 0
+    with torch.no_grad():
+        assert not model.step(state, torch.zeros(4000, dtype=torch.int64)).reward.any()

@@ -66,6 +66,10 @@ class RSSMConfig(ModelConfig):
     temperature: float = 1.0
     """Temperature of the prior's draws in imagination (an imagination setting: 0 takes the most likely
     class of each variable)."""
+    reward_sample: bool = False
+    """Imagination setting: draw each step's reward sign from the reward head's distribution instead of taking
+    the most likely one. A point is rarely more likely than no point at any one step, so the most likely sign
+    is almost always 0; drawn, the rewards average what the head expects."""
 
 
 def _mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
@@ -79,7 +83,7 @@ class RSSM(WorldModel):
     stochastic = True
     default_obs = "latent"  # agents read the state, as DreamerV3's do; frames are decoded only when asked for
     feature_bound = 1.0  # h from a GRU lies in [-1, 1], z is one-hot
-    imagination_settings = ("temperature",)
+    imagination_settings = ("temperature", "reward_sample")
 
     def __init__(self, cfg: RSSMConfig, frame_shape: tuple[int, int, int], n_actions: int) -> None:
         super().__init__(cfg, frame_shape, n_actions)
@@ -160,7 +164,12 @@ class RSSM(WorldModel):
         h = self._next_h(state["h"], state["z"], actions)
         z = self._draw(self._probs(self.prior(h)), generator, self.cfg.temperature)
         feat = torch.cat([h, z], -1)
-        reward = reward_from_logits(self.reward_head(feat))
+        logits = self.reward_head(feat)
+        if self.cfg.reward_sample:
+            u = torch.rand(logits.shape[0], 1, generator=generator, device=logits.device)
+            reward = (logits.float().softmax(-1).cumsum(-1) < u).sum(-1).clamp(max=2).to(logits.dtype) - 1.0
+        else:
+            reward = reward_from_logits(logits)
         term = torch.sigmoid(self.term_head(feat).squeeze(-1))
         return StepResult({"h": h, "z": z}, reward, term)
 

@@ -28,6 +28,8 @@ with :func:`ram_centres`. On real 64 x 64 RGB frames (default crop) the ball cen
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -151,7 +153,7 @@ def _paddle(b: np.ndarray, band: np.ndarray, rows: np.ndarray, ys: np.ndarray, x
     return out
 
 
-def _maps(frames: np.ndarray | torch.Tensor, preprocess: Preprocess) -> dict:
+def _maps(frames: np.ndarray | torch.Tensor, preprocess: Preprocess) -> dict[str, Any]:
     """What :func:`find_objects` and :func:`scene_check` read in ``frames`` (N, C, H, W): the ball-colour map
     ``a`` (N, H, W, zero outside the field rows), the paddle maps ``b``, the paddles' column bands, the field
     rows, the rows' and columns' raw centres, whether each frame reads as Pong, a whole ball's mass."""

@@ -133,6 +133,7 @@ def test_closed_loop_grades_a_trained_rssm(tiny_rssm: Path, pong_dataset: Path, 
     assert [r["step"] for r in result["agent_dreams"]["per_step"]] == [10, 20]
     assert [r["step"] for r in result["dreams"]["per_step"]] == [10, 20]
     assert all(r["valid"] == 1.0 for r in result["real"]["per_step"])  # the real game's frames are valid scenes
+    assert all(0 <= r["ball"] <= 1 for r in result["real"]["per_step"] + result["dreams"]["per_step"])
     assert 0.0 <= result["min_valid"] <= 1.0
     ds = DatasetDir(pong_dataset)
     held = ds.split(0.34)[1]

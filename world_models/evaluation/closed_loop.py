@@ -126,7 +126,7 @@ def long_dreams(
         if t % every == 0:
             drawn = model.decode(state).float().clamp(0, 1)
             check = scene_check(drawn, preprocess)
-            rows.append({"step": t, **{k: float(np.mean(check[k])) for k in ("valid", "player", "enemy", "one_ball")}})
+            rows.append({"step": t, **_shares(check, drawn, preprocess)})
             shown.append(drawn[:SHOWN].cpu())
     per = 1000.0 / (b * steps)
     return {
@@ -165,10 +165,20 @@ def real_random_play(
         game.close()
     rows = []
     for t, frames in sorted(checks.items()):
-        check = scene_check(torch.from_numpy(to_tensor_layout(np.stack(frames))), preprocess)
-        rows.append({"step": t, **{k: float(np.mean(check[k])) for k in ("valid", "player", "enemy", "one_ball")}})
+        seen = torch.from_numpy(to_tensor_layout(np.stack(frames)))
+        check = scene_check(seen, preprocess)
+        rows.append({"step": t, **_shares(check, seen, preprocess)})
     per = 1000.0 / (envs * steps)
     return {"per_step": rows, "won_per_1000": won * per, "lost_per_1000": lost * per, "ends_per_1000": ends * per}
+
+
+def _shares(check: dict[str, np.ndarray], frames: torch.Tensor, preprocess: Preprocess) -> dict[str, float]:
+    """The scene check's shares of valid frames and of each of its parts, and the share with a ball found
+    (:func:`find_objects`): a valid scene may have no ball (between points), a dream that loses it often has
+    fewer balls than the game."""
+    shares = {k: float(np.mean(check[k])) for k in ("valid", "player", "enemy", "one_ball")}
+    shares["ball"] = float(np.mean(find_objects(frames, preprocess)["ball"][:, 0] > 0))
+    return shares
 
 
 def _direction(track: np.ndarray) -> tuple[int, int] | None:
@@ -345,14 +355,15 @@ def markdown(result: dict[str, Any]) -> str:
         f"{cfg['envs']} dreams x {cfg['steps']} steps of random actions from real contexts ({result['dream_s']:.0f} s), "
         f"against {cfg['envs']} real games of random actions:",
         "",
-        "| step | valid frames (dream) | player | enemy | one ball | valid frames (real) |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| step | valid frames (dream) | player | enemy | one ball | a ball found | valid frames (real) | a ball "
+        "found (real) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in d["per_step"]:
-        real_valid = real_at.get(row["step"], {}).get("valid", float("nan"))
+        real = real_at.get(row["step"], {})
         lines.append(
             f"| {row['step']} | {row['valid']:.2f} | {row['player']:.2f} | {row['enemy']:.2f} | {row['one_ball']:.2f} "
-            f"| {real_valid:.2f} |"
+            f"| {row['ball']:.2f} | {real.get('valid', float('nan')):.2f} | {real.get('ball', float('nan')):.2f} |"
         )
     lines += [
         "",

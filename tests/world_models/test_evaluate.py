@@ -160,6 +160,7 @@ def test_the_scene_check_passes_real_frames_and_fails_stripes_extra_balls_and_gr
     )  # (N, C, H, W) in [0, 1]; frame 0 of an episode has the reset colours
     real = scene_check(frames, pre)
     assert len(frames) > 400 and real["valid"].mean() >= 0.99
+    assert np.array_equal(real["ball"], find_objects(frames, pre)["ball"][:, 0] > 0)
     assert np.median(real["balls"][real["balls"] > 0.5]) == pytest.approx(1.0, abs=0.1)
     bands = _columns(PLAYER_X, (34, 194, 0, 160), 64)
     stripe = frames[:50].clone()

@@ -37,6 +37,7 @@ from dataset_tools.dataset import DatasetDir
 from dataset_tools.preprocess import Preprocess, to_tensor_layout
 from world_models.base import WorldModel, pick_device
 from world_models.checkpoint import CheckpointError, load_context, load_model
+from world_models.evaluation.evaluate import check_dataset
 from world_models.objects.pong_objects import find_objects, ram_centres, scene_check
 
 log = logging.getLogger(__name__)
@@ -125,8 +126,7 @@ def long_dreams(
         ends += float((term > 0.5).sum())
         if t % every == 0:
             drawn = model.decode(state).float().clamp(0, 1)
-            check = scene_check(drawn, preprocess)
-            rows.append({"step": t, **_shares(check, drawn, preprocess)})
+            rows.append({"step": t, **_shares(drawn, preprocess)})
             shown.append(drawn[:SHOWN].cpu())
     per = 1000.0 / (b * steps)
     return {
@@ -165,20 +165,16 @@ def real_random_play(
         game.close()
     rows = []
     for t, frames in sorted(checks.items()):
-        seen = torch.from_numpy(to_tensor_layout(np.stack(frames)))
-        check = scene_check(seen, preprocess)
-        rows.append({"step": t, **_shares(check, seen, preprocess)})
+        rows.append({"step": t, **_shares(torch.from_numpy(to_tensor_layout(np.stack(frames))), preprocess)})
     per = 1000.0 / (envs * steps)
     return {"per_step": rows, "won_per_1000": won * per, "lost_per_1000": lost * per, "ends_per_1000": ends * per}
 
 
-def _shares(check: dict[str, np.ndarray], frames: torch.Tensor, preprocess: Preprocess) -> dict[str, float]:
-    """The scene check's shares of valid frames and of each of its parts, and the share with a ball found
-    (:func:`find_objects`): a valid scene may have no ball (between points), a dream that loses it often has
-    fewer balls than the game."""
-    shares = {k: float(np.mean(check[k])) for k in ("valid", "player", "enemy", "one_ball")}
-    shares["ball"] = float(np.mean(find_objects(frames, preprocess)["ball"][:, 0] > 0))
-    return shares
+def _shares(frames: torch.Tensor, preprocess: Preprocess) -> dict[str, float]:
+    """The scene check's shares of valid frames, of each of its parts, and of frames with a ball found: a valid
+    scene may have no ball (between points), a dream that loses it often has fewer balls than the game."""
+    check = scene_check(frames, preprocess)
+    return {k: float(np.mean(check[k])) for k in ("valid", "player", "enemy", "one_ball", "ball")}
 
 
 def _direction(track: np.ndarray) -> tuple[int, int] | None:
@@ -211,13 +207,14 @@ def serves(
             if seen[s, 0] == 0 and seen[s + 1, 0] > 0:
                 found.append((ep, s, seen[s + 1 : s + 1 + SERVE_STEPS]))
     pick = np.unique(np.linspace(0, len(found) - 1, min(max_serves, len(found))).round().astype(int)) if found else []
-    gen = torch.Generator().manual_seed(seed)
+    device = next(model.parameters()).device
+    gen = torch.Generator(device=device).manual_seed(seed)
     rows = []
     for i in pick:
         ep, s, real_track = found[i]
-        frames = torch.from_numpy(ep["frames"][s - p + 1 : s + 1]).unsqueeze(0).repeat(samples, 1, 1, 1, 1)
-        ctx = torch.from_numpy(ep["actions"][s - p + 1 : s]).unsqueeze(0).repeat(samples, 1)
-        future = torch.from_numpy(ep["actions"][s : s + SERVE_STEPS])
+        frames = torch.from_numpy(ep["frames"][s - p + 1 : s + 1]).to(device).unsqueeze(0).repeat(samples, 1, 1, 1, 1)
+        ctx = torch.from_numpy(ep["actions"][s - p + 1 : s]).to(device).unsqueeze(0).repeat(samples, 1)
+        future = torch.from_numpy(ep["actions"][s : s + SERVE_STEPS]).to(device)
         state = model.start(frames, ctx, generator=gen)
         tracks = []
         for k in range(SERVE_STEPS):
@@ -226,13 +223,14 @@ def serves(
         per_sample = np.stack(tracks, 1)  # (S, K, 3)
         dirs = [_direction(per_sample[j]) for j in range(samples)]
         seen_dirs = sorted({d for d in dirs if d is not None})
+        real_dir = _direction(real_track)
         rows.append(
             {
                 "episode_step": s,
-                "real": _direction(real_track),
+                "real": real_dir,
                 "directions": [list(d) for d in seen_dirs],
                 "found": sum(d is not None for d in dirs) / samples,
-                "agree": sum(d == _direction(real_track) for d in dirs if d is not None) / samples,
+                "agree": sum(d == real_dir for d in dirs if d is not None) / samples,
             }
         )
     real = [r["real"] for r in rows if r["real"] is not None]
@@ -255,13 +253,15 @@ def reward_head(
     transition predicted once, 1 to ``horizon`` steps after a real context), open loop with the real actions."""
     p = model.cfg.n_past
     starts = [(ep, s) for ep in episodes for s in range(p - 1, len(ep["actions"]) - horizon + 1, horizon)]
-    gen = torch.Generator().manual_seed(seed)
+    device = next(model.parameters()).device
+    gen = torch.Generator(device=device).manual_seed(seed)
     true, pred = [], []
     for i in range(0, len(starts), batch):
         chunk = starts[i : i + batch]
-        frames = torch.from_numpy(np.stack([ep["frames"][s - p + 1 : s + 1] for ep, s in chunk]))
-        ctx = torch.from_numpy(np.stack([ep["actions"][s - p + 1 : s] for ep, s in chunk]).reshape(len(chunk), p - 1))
-        future = torch.from_numpy(np.stack([ep["actions"][s : s + horizon] for ep, s in chunk]))
+        frames = torch.from_numpy(np.stack([ep["frames"][s - p + 1 : s + 1] for ep, s in chunk])).to(device)
+        ctx = np.stack([ep["actions"][s - p + 1 : s] for ep, s in chunk]).reshape(len(chunk), p - 1)
+        ctx = torch.from_numpy(ctx).to(device)
+        future = torch.from_numpy(np.stack([ep["actions"][s : s + horizon] for ep, s in chunk])).to(device)
         state = model.start(frames, ctx, generator=gen)
         for k in range(horizon):
             state, reward, _ = model.step(state, future[:, k], generator=gen)
@@ -293,6 +293,7 @@ def closed_loop(cfg: ClosedLoopConfig, out: str | Path, policy: Any = None, obs_
         raise CheckpointError(
             f"{cfg.checkpoint}: closed-loop needs a Pong world model, got {config.model} on {config.game}"
         )
+    check_dataset(config, DatasetDir(cfg.data).read_manifest())
     model.eval()
     preprocess = Preprocess.from_dict(config.preprocess)
     val_fraction = cfg.val_fraction

@@ -229,8 +229,9 @@ def scene_check(frames: np.ndarray | torch.Tensor, preprocess: Preprocess) -> di
     player's), neither is larger than one paddle (its band's paddle colour, summed, at most ``1 + EXTRA_MASS``
     paddles: a full-height stripe is about ten), and there is at most one ball (the field's ball colour,
     summed, at most ``1 + EXTRA_MASS`` balls: two balls or an X are not one). Returns ``{"valid", "pong",
-    "player", "enemy", "one_ball": (N,) bool, "balls": (N,) float}``, ``balls`` the field's ball colour in
-    whole balls."""
+    "player", "enemy", "one_ball", "ball": (N,) bool, "balls": (N,) float}``, ``ball`` whether
+    :func:`find_objects` finds a ball (a valid scene may have none), ``balls`` the field's ball colour in whole
+    balls."""
     m = _maps(frames, preprocess)
     out = {"pong": m["pong"].copy()}
     paddle_mass = PADDLE_AREA / m["pixel_area"]
@@ -243,6 +244,7 @@ def scene_check(frames: np.ndarray | torch.Tensor, preprocess: Preprocess) -> di
     a = np.clip(m["a"], 0.0, 1.0)
     balls = np.where(a >= FAINT, a, 0.0).sum(axis=(1, 2)) / m["ball_mass"]
     out["balls"] = balls
+    out["ball"] = m["pong"] & (_ball(m["a"], m["ys"], m["xs"], full_mass=m["ball_mass"])[:, 0] > 0)
     out["one_ball"] = balls <= 1.0 + EXTRA_MASS
     out["valid"] = out["pong"] & out["player"] & out["enemy"] & out["one_ball"]
     return out

@@ -32,6 +32,7 @@ from torch import nn
 from dataset_tools.sequences import SequenceBatch
 from world_models.base import ModelConfig, State, StepResult, WorldModel, register, reward_from_logits
 from world_models.losses import head_losses, recon_loss
+from world_models.objects.moves import draw_choice
 from world_models.pixel.rnn_deconv import ConvEncoder, DeconvDecoder
 
 
@@ -112,14 +113,12 @@ class RSSM(WorldModel):
     def _draw(
         self, probs: torch.Tensor, generator: torch.Generator | None = None, temperature: float = 1.0
     ) -> torch.Tensor:
-        """One class per variable of (B, S, K) ``probs``, one-hot (B, S*K), with straight-through gradients.
-        The draw inverts the cumulative distribution of one uniform number per variable."""
+        """One class per variable of (B, S, K) ``probs``, one-hot (B, S*K), with straight-through gradients in
+        training; drawn by :func:`~world_models.objects.moves.draw_choice` (one uniform number per variable)."""
         if temperature <= 0:
             index = probs.argmax(-1)
         else:
-            p = probs if temperature == 1.0 else (probs.log() / temperature).softmax(-1)
-            u = torch.rand(p.shape[:-1], generator=generator, device=p.device, dtype=p.dtype)
-            index = (p.cumsum(-1) < u.unsqueeze(-1)).sum(-1).clamp(max=self.cfg.classes - 1)
+            index = draw_choice(probs.log(), temperature, generator)
         one_hot = F.one_hot(index, self.cfg.classes).to(probs.dtype)
         if probs.requires_grad:  # training: the gradient of the probabilities, the value of the draw
             one_hot = one_hot + probs - probs.detach()
@@ -166,8 +165,7 @@ class RSSM(WorldModel):
         feat = torch.cat([h, z], -1)
         logits = self.reward_head(feat)
         if self.cfg.reward_sample:
-            u = torch.rand(logits.shape[0], 1, generator=generator, device=logits.device)
-            reward = (logits.float().softmax(-1).cumsum(-1) < u).sum(-1).clamp(max=2).to(logits.dtype) - 1.0
+            reward = draw_choice(logits, 1.0, generator).to(logits.dtype) - 1.0  # class 0, 1, 2 -> sign -1, 0, +1
         else:
             reward = reward_from_logits(logits)
         term = torch.sigmoid(self.term_head(feat).squeeze(-1))

@@ -19,6 +19,13 @@ trains the prior towards the posterior five times harder than the other way roun
 below ``free`` nats, so the posterior keeps what the frames say instead of collapsing onto the prior.
 The categorical draws pass gradients straight through and mix 1% of uniform into every distribution
 (``unimix``), so no class has probability 0 and the KL stays finite.
+
+A dream runs open loop (the prior alone after the context), while these terms train the prior one step ahead
+of the posterior and the heads on posterior states. ``overshoot`` > 0 adds the model's own rollouts (latent
+overshooting, Hafner et al. 2019, PlaNet): from the last context frame the prior steps alone with the real
+actions to the window's end, and ``overshoot`` times (the KL term of the prior and the reward and
+termination heads) is added for those open-loop states: the prior learns to predict the posterior up to
+``n_future`` steps ahead, and the heads to call the real points from the states a dream would be in.
 """
 
 from __future__ import annotations
@@ -62,6 +69,9 @@ class RSSMConfig(ModelConfig):
     """Weight of KL(q || sg(p)): keeps the posterior predictable."""
     free_nats: float = 1.0
     """Free bits: each KL term is not pushed below this many nats per step."""
+    overshoot: float = 0.0
+    """Weight of the open-loop terms (the prior rolled out alone from the last context frame with the real
+    actions; its KL to the posterior and the heads on its states): 0 trains on filtered states only."""
     unimix: float = 0.01
     """Share of the uniform distribution mixed into every categorical."""
     temperature: float = 1.0
@@ -212,10 +222,53 @@ class RSSM(WorldModel):
             self.reward_head(feats[:, 1:]), self.term_head(feats[:, 1:]).squeeze(-1), batch.rewards, batch.terminated
         )
         loss = recon + kl_loss + self.cfg.reward_weight * reward_ce + self.cfg.termination_weight * term_bce
+        if self.cfg.overshoot > 0:
+            open_loss, open_logs = self._open_loop_loss(hs, zs, q, actions, batch)
+            loss = loss + self.cfg.overshoot * open_loss
+            logs.update(open_logs)
         with torch.no_grad():
             logs["recon"] = torch.mean((pred - frames) ** 2).item()
             logs["kl"] = dyn.mean().item()
             prior_entropy = -(p * p.log()).sum((-2, -1)).mean().item()
             logs["prior_entropy"] = prior_entropy
         logs["weighted_recon"] = recon.item() / pixels
+        return loss, logs
+
+    def _open_loop_loss(
+        self,
+        hs: list[torch.Tensor],
+        zs: list[torch.Tensor],
+        q: torch.Tensor,
+        actions: torch.Tensor,
+        batch: SequenceBatch,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The prior rolled out alone from the last context frame's posterior state with the real actions: the
+        KL of each open-loop prior to the (fixed) posterior of the same frame, and the heads on the open-loop
+        states against the real rewards and ends. ``q`` (B, T, S, K) are the posteriors of :meth:`loss`."""
+        first = self.cfg.n_past - 1
+        h, z = hs[first], zs[first]
+        priors, feats = [], []
+        for i in range(first + 1, len(hs)):
+            h = self._next_h(h, z, actions[:, i - 1])
+            probs = self._probs(self.prior(h))
+            z = self._draw(probs)
+            priors.append(probs)
+            feats.append(torch.cat([h, z], -1))
+        p = torch.stack(priors, 1)  # (B, n_future, S, K)
+        post = q[:, first + 1 :].detach()
+        kl = (post * (post.log() - p.log())).sum((-2, -1))  # (B, n_future) nats
+        f = torch.stack(feats, 1)
+        reward_ce, term_bce, head_logs = head_losses(
+            self.reward_head(f), self.term_head(f).squeeze(-1), batch.rewards[:, first:], batch.terminated[:, first:]
+        )
+        loss = (
+            self.cfg.kl_dyn * kl.clamp(min=self.cfg.free_nats).mean()
+            + self.cfg.reward_weight * reward_ce
+            + self.cfg.termination_weight * term_bce
+        )
+        logs = {
+            "open_kl": kl.mean().item(),
+            "open_reward_ce": head_logs["reward_ce"],
+            "open_term_bce": head_logs["term_bce"],
+        }
         return loss, logs

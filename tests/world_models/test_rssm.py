@@ -142,6 +142,9 @@ def test_closed_loop_grades_a_trained_rssm(tiny_rssm: Path, pong_dataset: Path, 
     counted = sum(int(np.count_nonzero(r[: len(r) - (len(r) - 1) % 5 - 1])) for r in rewards)
     head = result["reward_head"]
     assert head["transitions"] == covered and head["points"] == counted
+    by_step = head["by_step"]
+    assert [r["steps"] for r in by_step] == [1, 2, 3, 4, 5]
+    assert sum(r["points"] for r in by_step) == counted and sum(r["called"] for r in by_step) == head["called"]
     assert result["serves"]["n"] >= 1 and set(result["serves"]["serves"][0]) >= {"real", "directions", "found"}
     saved = json.loads((tmp_path / "cl" / "closed_loop.json").read_text())
     assert saved["reward_head"] == head

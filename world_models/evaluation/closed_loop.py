@@ -250,12 +250,13 @@ def reward_head(
     model: WorldModel, episodes: list[dict[str, np.ndarray]], horizon: int, seed: int = 0, batch: int = 64
 ) -> dict[str, float]:
     """Recall and precision of the points' sign on the held-out episodes: windows one after the other (each
-    transition predicted once, 1 to ``horizon`` steps after a real context), open loop with the real actions."""
+    transition predicted once, 1 to ``horizon`` steps after a real context), open loop with the real actions;
+    ``by_step`` splits them by steps since the context (how far the dream keeps to the game)."""
     p = model.cfg.n_past
     starts = [(ep, s) for ep in episodes for s in range(p - 1, len(ep["actions"]) - horizon + 1, horizon)]
     device = next(model.parameters()).device
     gen = torch.Generator(device=device).manual_seed(seed)
-    true, pred = [], []
+    true, pred, ahead = [], [], []
     for i in range(0, len(starts), batch):
         chunk = starts[i : i + batch]
         frames = torch.from_numpy(np.stack([ep["frames"][s - p + 1 : s + 1] for ep, s in chunk])).to(device)
@@ -267,15 +268,22 @@ def reward_head(
             state, reward, _ = model.step(state, future[:, k], generator=gen)
             pred.append(reward.float().cpu().numpy())
             true.append(np.array([ep["rewards"][s + k] for ep, s in chunk]))
-    t, q = np.concatenate(true), np.concatenate(pred)
-    points, called = t != 0, q != 0
-    hit = points & (q == t)
+            ahead.append(np.full(len(chunk), k + 1))
+    t, q, k = np.concatenate(true), np.concatenate(pred), np.concatenate(ahead)
+    by_step = [{"steps": j, **_recall_precision(t[k == j], q[k == j])} for j in range(1, horizon + 1)]
+    return {**_recall_precision(t, q), "transitions": int(len(t)), "by_step": by_step}
+
+
+def _recall_precision(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """Points (nonzero ``true``), points called (nonzero ``pred``), the share of points called with their sign
+    (recall) and of calls that were such a point (precision; NaN when nothing was called)."""
+    points, called = true != 0, pred != 0
+    hit = points & (pred == true)
     return {
         "points": int(points.sum()),
         "called": int(called.sum()),
         "recall": float(hit.sum() / max(points.sum(), 1)),
         "precision": float(hit.sum() / called.sum()) if called.any() else float("nan"),
-        "transitions": int(len(t)),
     }
 
 
@@ -381,7 +389,10 @@ def markdown(result: dict[str, Any]) -> str:
         f"way; the real serves' directions (x, y): {s['real_directions']}.",
         "",
         f"Reward head ({w['transitions']} held-out transitions, open loop 1-{cfg['horizon']} steps): recall "
-        f"{w['recall']:.2f} of {w['points']} points, precision {w['precision']:.2f} of {w['called']} called.",
+        f"{w['recall']:.2f} of {w['points']} points, precision {w['precision']:.2f} of {w['called']} called. By "
+        "steps since the real context (recall / precision, points): "
+        + ", ".join(f"{r['steps']}: {r['recall']:.2f} / {r['precision']:.2f} ({r['points']})" for r in w["by_step"])
+        + ".",
         "",
     ]
     return "\n".join(lines)

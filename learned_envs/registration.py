@@ -35,8 +35,9 @@ SHIPPED = {
 * ``LearnedPongObjects-v1`` / ``-v0``: the objects, (36,) float32 in [-1, 1] (4 frames x player, enemy,
   ball x ``[present, x, y]``); ``"frames"``: 64 x 64 RGB.
 * ``LearnedPongScene-v0``: the SPACE-Time scene slots, (252,) float32 in [-10, 10].
-* ``LearnedPong-v4`` / ``-v3`` (``rssm``, a latent-recurrent pixel model; v4 trained longer): its state, (512,) float32 in [-1, 1] (GRU state
-  and 16 one-hot categorical latents); ``"frames"``: 64 x 64 RGB, decoded from the state.
+* ``LearnedPong-v4`` / ``-v3`` (``rssm``, a latent-recurrent pixel model; v4 trained longer): its state, (512,)
+  float32 in [-1, 1] (GRU state and 16 one-hot categorical latents); ``"frames"``: 64 x 64 RGB, decoded from
+  the state.
 * ``LearnedPong-v1`` / ``-v0`` (pixel models): frames, 64 x 64 RGB; ``"latent"``: the model's state.
 """
 

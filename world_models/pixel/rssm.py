@@ -87,6 +87,11 @@ def _mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d_in, hidden), nn.LayerNorm(hidden), nn.SiLU(), nn.Linear(hidden, d_out))
 
 
+def _kl(q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """KL(q || p) of (..., S, K) categoricals, summed over the S variables: (...) nats."""
+    return (q * (q.log() - p.log())).sum((-2, -1))
+
+
 @register
 class RSSM(WorldModel):
     name = "rssm"
@@ -212,8 +217,8 @@ class RSSM(WorldModel):
         recon = recon_loss(pred, frames, previous, self.cfg.change_weight) * pixels  # per frame, summed over pixels
         q = torch.stack(posts, 1)  # (B, T, S, K)
         p = torch.stack(priors, 1)
-        dyn = (q.detach() * (q.detach().log() - p.log())).sum((-2, -1))  # (B, T) nats
-        rep = (q * (q.log() - p.detach().log())).sum((-2, -1))
+        dyn = _kl(q.detach(), p)  # (B, T) nats
+        rep = _kl(q, p.detach())
         kl_loss = (
             self.cfg.kl_dyn * dyn.clamp(min=self.cfg.free_nats).mean()
             + self.cfg.kl_rep * rep.clamp(min=self.cfg.free_nats).mean()
@@ -256,7 +261,7 @@ class RSSM(WorldModel):
             feats.append(torch.cat([h, z], -1))
         p = torch.stack(priors, 1)  # (B, n_future, S, K)
         post = q[:, first + 1 :].detach()
-        kl = (post * (post.log() - p.log())).sum((-2, -1))  # (B, n_future) nats
+        kl = _kl(post, p)  # (B, n_future) nats
         f = torch.stack(feats, 1)
         reward_ce, term_bce, head_logs = head_losses(
             self.reward_head(f), self.term_head(f).squeeze(-1), batch.rewards[:, first:], batch.terminated[:, first:]

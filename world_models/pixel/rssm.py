@@ -223,10 +223,8 @@ class RSSM(WorldModel):
             self.cfg.kl_dyn * dyn.clamp(min=self.cfg.free_nats).mean()
             + self.cfg.kl_rep * rep.clamp(min=self.cfg.free_nats).mean()
         )
-        reward_ce, term_bce, logs = head_losses(
-            self.reward_head(feats[:, 1:]), self.term_head(feats[:, 1:]).squeeze(-1), batch.rewards, batch.terminated
-        )
-        loss = recon + kl_loss + self.cfg.reward_weight * reward_ce + self.cfg.termination_weight * term_bce
+        heads, logs = self._head_terms(feats[:, 1:], batch.rewards, batch.terminated)
+        loss = recon + kl_loss + heads
         if self.cfg.overshoot > 0:
             open_loss, open_logs = self._open_loop_loss(hs, zs, q, actions, batch)
             loss = loss + self.cfg.overshoot * open_loss
@@ -238,6 +236,16 @@ class RSSM(WorldModel):
             logs["prior_entropy"] = prior_entropy
         logs["weighted_recon"] = recon.item() / pixels
         return loss, logs
+
+    def _head_terms(
+        self, feats: torch.Tensor, rewards: torch.Tensor, terminated: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The reward and termination heads on ``feats`` (B, T, deter + S*K) against ``rewards`` and
+        ``terminated`` (B, T), weighted by ``reward_weight`` and ``termination_weight``, and their logs."""
+        reward_ce, term_bce, logs = head_losses(
+            self.reward_head(feats), self.term_head(feats).squeeze(-1), rewards, terminated
+        )
+        return self.cfg.reward_weight * reward_ce + self.cfg.termination_weight * term_bce, logs
 
     def _open_loop_loss(
         self,
@@ -262,15 +270,10 @@ class RSSM(WorldModel):
         p = torch.stack(priors, 1)  # (B, n_future, S, K)
         post = q[:, first + 1 :].detach()
         kl = _kl(post, p)  # (B, n_future) nats
-        f = torch.stack(feats, 1)
-        reward_ce, term_bce, head_logs = head_losses(
-            self.reward_head(f), self.term_head(f).squeeze(-1), batch.rewards[:, first:], batch.terminated[:, first:]
+        heads, head_logs = self._head_terms(
+            torch.stack(feats, 1), batch.rewards[:, first:], batch.terminated[:, first:]
         )
-        loss = (
-            self.cfg.kl_dyn * kl.clamp(min=self.cfg.free_nats).mean()
-            + self.cfg.reward_weight * reward_ce
-            + self.cfg.termination_weight * term_bce
-        )
+        loss = self.cfg.kl_dyn * kl.clamp(min=self.cfg.free_nats).mean() + heads
         logs = {
             "open_kl": kl.mean().item(),
             "open_reward_ce": head_logs["reward_ce"],

@@ -14,6 +14,7 @@ SHIPPED = {
     "LearnedPong-v1": (ASSETS / "LearnedPong-v1", "Pong"),
     "LearnedPong-v3": (ASSETS / "LearnedPong-v3", "Pong"),
     "LearnedPong-v4": (ASSETS / "LearnedPong-v4", "Pong"),
+    "LearnedPong-v5": (ASSETS / "LearnedPong-v5", "Pong"),
     "LearnedPongObjects-v0": (ASSETS / "LearnedPongObjects-v0", "Pong"),
     "LearnedPongObjects-v1": (ASSETS / "LearnedPongObjects-v1", "Pong"),
     "LearnedPongScene-v0": (ASSETS / "LearnedPongScene-v0", "Pong"),
@@ -35,9 +36,9 @@ SHIPPED = {
 * ``LearnedPongObjects-v1`` / ``-v0``: the objects, (36,) float32 in [-1, 1] (4 frames x player, enemy,
   ball x ``[present, x, y]``); ``"frames"``: 64 x 64 RGB.
 * ``LearnedPongScene-v0``: the SPACE-Time scene slots, (252,) float32 in [-10, 10].
-* ``LearnedPong-v4`` / ``-v3`` (``rssm``, a latent-recurrent pixel model; v4 trained longer): its state, (512,)
-  float32 in [-1, 1] (GRU state and 16 one-hot categorical latents); ``"frames"``: 64 x 64 RGB, decoded from
-  the state.
+* ``LearnedPong-v5`` / ``-v4`` / ``-v3`` (``rssm``, a latent-recurrent pixel model; v4 and v5 trained longer):
+  its state, (512,) float32 in [-1, 1] (GRU state and 16 one-hot categorical latents); ``"frames"``: 64 x 64
+  RGB, decoded from the state.
 * ``LearnedPong-v1`` / ``-v0`` (pixel models): frames, 64 x 64 RGB; ``"latent"``: the model's state.
 """
 
@@ -107,6 +108,9 @@ NOTES = {
     "agents use LearnedPong-v2 (objects found in frames)",
     "LearnedPong-v4": "LearnedPong-v4 (rssm, pixels) keeps about 0.94 of its frames valid Pong scenes over 1,000 "
     "steps but gives random play about 60% of the game's points; its agents score about -14 on real Pong (3 seeds); "
+    "to train agents use LearnedPong-v2 (objects found in frames)",
+    "LearnedPong-v5": "LearnedPong-v5 (rssm, pixels) keeps about 0.95 of its frames valid Pong scenes over 1,000 "
+    "steps but gives random play about 60% of the game's points; its agents score about -11 on real Pong (3 seeds); "
     "to train agents use LearnedPong-v2 (objects found in frames)",
     "LearnedPongObjects-v0": "LearnedPongObjects-v0 is kept for its published figures; LearnedPongObjects-v1 "
     "replaces it (its agents -7.8 on real Pong over 3 seeds, v0's -14.0), and LearnedPong-v2 (frames-only, -3.4)",

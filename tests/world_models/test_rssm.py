@@ -208,3 +208,45 @@ def test_overshooting_trains_the_prior_open_loop(pong_dataset: Path) -> None:
         with torch.no_grad():
             open_kl[weight] = model.loss(batch)[1]["open_kl"]
     assert open_kl[1.0] < 0.8 * open_kl[0.0]
+
+
+def test_the_object_term_teaches_h_where_the_frame_detector_finds_the_objects(pong_dataset: Path) -> None:
+    """``object_weight``: ``h_t`` (made before frame t is seen) learns to say where the frame detector finds the
+    ball and paddles in frame t; it needs the data's preprocessing and refuses games other than Pong."""
+    batch = _batch(pong_dataset)
+    torch.manual_seed(0)
+    model = build_model("rssm", dataclasses.replace(SMALL, object_weight=1.0), (3, 64, 64), 6)
+    with pytest.raises(RuntimeError, match="bind_data"):
+        model.loss(batch)
+    preprocess = SequenceDataset(pong_dataset, seq_len=2).preprocess
+    with pytest.raises(ValueError, match="Pong"):
+        model.bind_data("Freeway", preprocess)
+    model.bind_data("Pong", preprocess)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    logs = []
+    for _ in range(60):
+        loss, log = model.loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        logs.append(log)
+    assert logs[-1]["object_place"] < 0.3 * logs[0]["object_place"]
+    assert logs[-1]["object_ball_px"] < logs[0]["object_ball_px"]
+    plain = build_model("rssm", SMALL, (3, 64, 64), 6)
+    assert plain.object_head is None and "object_place" not in plain.loss(batch)[1]  # off by default
+
+
+def test_init_from_a_model_without_a_new_head_starts_only_that_head_fresh(
+    tiny_rssm: Path, pong_dataset: Path, tmp_path: Path
+) -> None:
+    from world_models.checkpoint import load_model
+    from world_models.training import train
+
+    overrides = ["steps=1", "lr=0", "batch_size=4", "n_past=2", "n_future=3", "deter=32", "stoch=4", "classes=4"]
+    overrides += ["hidden=32", "embed=32", "nf=8", "image_every=0", "object_weight=1", f"init_from={tiny_rssm}"]
+    grown = train("rssm", pong_dataset, tmp_path / "grown", overrides, progress=False)
+    source, _ = load_model(tiny_rssm)
+    model, _ = load_model(grown)
+    assert model.object_head is not None
+    for name, weight in source.state_dict().items():
+        assert torch.equal(model.state_dict()[name], weight), name  # lr=0: the copied weights stay the source's

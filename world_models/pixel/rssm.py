@@ -26,16 +26,25 @@ overshooting, Hafner et al. 2019, PlaNet): from the last context frame the prior
 actions to the window's end, and ``overshoot`` times (the KL term of the prior and the reward and
 termination heads) is added for those open-loop states: the prior learns to predict the posterior up to
 ``n_future`` steps ahead, and the heads to call the real points from the states a dream would be in.
+
+``object_weight`` > 0 (Pong only) adds a dynamics target the frames give without labels: from ``h_t``, made
+before frame t is seen, a small head predicts where the project's frame detector
+(:func:`~world_models.objects.pong_objects.find_objects`, which reads frames only) finds the ball and the two
+paddles in frame t. A dream steps ``h`` and draws ``z`` from the prior; where ``h`` knows where the ball goes,
+the draws need not decide it again.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dataset_tools.atari import game_spec
+from dataset_tools.preprocess import Preprocess
 from dataset_tools.sequences import SequenceBatch
 from world_models.base import ModelConfig, State, StepResult, WorldModel, register, reward_from_logits
 from world_models.losses import head_losses, recon_loss
@@ -77,6 +86,9 @@ class RSSMConfig(ModelConfig):
     temperature: float = 1.0
     """Temperature of the prior's draws in imagination (an imagination setting: 0 takes the most likely
     class of each variable)."""
+    object_weight: float = 0.0
+    """Weight of the object term (Pong only; module docstring): ``h_t`` predicts the ball and paddles the frame
+    detector finds in frame t (whether each is found, and its centre, in units of 4 raw pixels). 0: off."""
     reward_sample: bool = False
     """Imagination setting: draw each step's reward sign from the reward head's distribution instead of taking
     the most likely one. A point is rarely more likely than no point at any one step, so the most likely sign
@@ -118,6 +130,17 @@ class RSSM(WorldModel):
         self.posterior = _mlp(cfg.deter + cfg.embed, cfg.hidden, z_dim)
         self.reward_head = _mlp(cfg.deter + z_dim, cfg.hidden, 3)
         self.term_head = _mlp(cfg.deter + z_dim, cfg.hidden, 1)
+        # per object (player, enemy, ball): [found logit, x, y] from h alone
+        self.object_head = _mlp(cfg.deter, cfg.hidden, 9) if cfg.object_weight > 0 else None
+        self._detector: Preprocess | None = None  # the data's preprocessing, for the frame detector
+
+    def bind_data(self, game: str | None, preprocess: Preprocess) -> None:
+        if self.object_head is not None:
+            if not game_spec(game).paddle_rally:
+                raise ValueError(
+                    f"rssm's object_weight reads Pong's objects with the frame detector; the data is {game}"
+                )
+            self._detector = preprocess
 
     # ------------------------------------------------------------------ pieces
     def _probs(self, logits: torch.Tensor) -> torch.Tensor:
@@ -225,6 +248,10 @@ class RSSM(WorldModel):
         )
         heads, logs = self._head_terms(feats[:, 1:], batch.rewards, batch.terminated)
         loss = recon + kl_loss + heads
+        if self.object_head is not None:
+            objects, object_logs = self._object_loss(torch.stack(hs[1:], 1), frames[:, 1:])
+            loss = loss + self.cfg.object_weight * objects
+            logs.update(object_logs)
         if self.cfg.overshoot > 0:
             open_loss, open_logs = self._open_loop_loss(hs, zs, q, actions, batch)
             loss = loss + self.cfg.overshoot * open_loss
@@ -236,6 +263,34 @@ class RSSM(WorldModel):
             logs["prior_entropy"] = prior_entropy
         logs["weighted_recon"] = recon.item() / pixels
         return loss, logs
+
+    def _object_loss(self, h: torch.Tensor, frames: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """The object term: ``h`` (B, T, deter) against what the frame detector finds in ``frames`` (B, T, C, H, W):
+        binary cross-entropy of each object being found, plus the Huber loss of found objects' centres (from the
+        field's centre, in units of 4 raw pixels)."""
+        from world_models.objects.pong_objects import find_objects
+
+        if self._detector is None:
+            raise RuntimeError("rssm's object_weight needs the data's preprocessing: call bind_data(game, preprocess)")
+        found = find_objects(frames.detach().flatten(0, 1).float().cpu(), self._detector)
+        target = torch.from_numpy(np.stack([found[k] for k in ("player", "enemy", "ball")], 1)).to(h.device)
+        target = target.view(*h.shape[:2], 3, 3)  # (B, T, object, [found, x, y]) in raw pixels
+        pred = self.object_head(h).view(*h.shape[:2], 3, 3).float()  # type: ignore[misc]
+        top, bottom, left, right = self._detector.crop or (0, 210, 0, 160)
+        centre = torch.tensor([(left + right) / 2.0, (top + bottom) / 2.0], device=h.device)
+        half = torch.tensor([(right - left) / 8.0, (bottom - top) / 8.0], device=h.device)
+        place_target = (target[..., 1:] - centre) / 4.0  # from the field's centre, in units of 4 raw pixels
+        place_pred = pred[..., 1:] * half  # the head says where in [-1, 1] of the field
+        seen = target[..., 0]
+        bce = F.binary_cross_entropy_with_logits(pred[..., 0], seen)
+        # Huber: squared within 4 pixels, linear beyond, so a fresh head cannot swamp the other terms
+        error = F.smooth_l1_loss(place_pred, place_target, reduction="none").sum(-1) * seen  # (B, T, 3)
+        place = error.sum() / seen.sum().clamp(min=1.0)
+        with torch.no_grad():
+            ball = seen[..., 2] > 0
+            miss = ((place_pred[..., 2, :] - place_target[..., 2, :]) * 4.0).norm(dim=-1)[ball]
+            ball_px = float(miss.median()) if len(miss) else float("nan")
+        return bce + place, {"object_bce": bce.item(), "object_place": place.item(), "object_ball_px": ball_px}
 
     def _head_terms(
         self, feats: torch.Tensor, rewards: torch.Tensor, terminated: torch.Tensor

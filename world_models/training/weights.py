@@ -21,14 +21,27 @@ def init_weights(model: Model, source: str, device: torch.device) -> None:
     src, config = load_model(source, device)
     if config.model != model.name:
         raise TrainError(f"init_from={source} holds a {config.model} model, this run trains {model.name}")
-    weights, grown = grow_inputs(src.state_dict(), model.state_dict())
+    target = model.state_dict()
+    weights, grown = grow_inputs(src.state_dict(), target)
+    # whole modules the source lacks (a head a new setting adds, e.g. rssm's object_weight) keep their fresh
+    # initialisation; any other mismatch is an error
+    fresh = sorted({k.split(".", 1)[0] for k in target if k not in weights and _new_module(k, weights)})
+    weights.update({k: v for k, v in target.items() if k not in weights and _new_module(k, weights)})
     try:
         model.load_state_dict(weights)
     except RuntimeError as err:
         raise TrainError(f"init_from={source}: weights do not fit this model's config ({err})") from None
     log.info("initialised from %s (step %s)", source, config.step)
+    if fresh:
+        log.info("init_from: %s not in the source; they start from scratch", ", ".join(fresh))
     if grown:
         log.info("init_from: more inputs than the source in %s; their weights start at zero", ", ".join(grown))
+
+
+def _new_module(key: str, source: dict[str, torch.Tensor]) -> bool:
+    """Whether the parameter ``key`` belongs to a top-level module of which ``source`` has no weight at all."""
+    top = key.split(".", 1)[0]
+    return not any(k.split(".", 1)[0] == top for k in source)
 
 
 def grow_inputs(

@@ -25,14 +25,15 @@ def init_weights(model: Model, source: str, device: torch.device) -> None:
     weights, grown = grow_inputs(src.state_dict(), target)
     # whole modules the source lacks (a head a new setting adds, e.g. rssm's object_weight) keep their fresh
     # initialisation; any other mismatch is an error
-    fresh = sorted({k.split(".", 1)[0] for k in target if k not in weights and _new_module(k, weights)})
-    weights.update({k: v for k, v in target.items() if k not in weights and _new_module(k, weights)})
+    new = {k: v for k, v in target.items() if k not in weights and _new_module(k, weights)}
+    weights.update(new)
     try:
         model.load_state_dict(weights)
     except RuntimeError as err:
         raise TrainError(f"init_from={source}: weights do not fit this model's config ({err})") from None
     log.info("initialised from %s (step %s)", source, config.step)
-    if fresh:
+    if new:
+        fresh = sorted({k.split(".", 1)[0] for k in new})
         log.info("init_from: %s not in the source; they start from scratch", ", ".join(fresh))
     if grown:
         log.info("init_from: more inputs than the source in %s; their weights start at zero", ", ".join(grown))

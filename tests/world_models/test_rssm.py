@@ -145,6 +145,9 @@ def test_closed_loop_grades_a_trained_rssm(tiny_rssm: Path, pong_dataset: Path, 
     by_step = head["by_step"]
     assert [r["steps"] for r in by_step] == [1, 2, 3, 4, 5]
     assert sum(r["points"] for r in by_step) == counted and sum(r["called"] for r in by_step) == head["called"]
+    # the head on the held-out episodes' own filtered states: every transition of them, each once
+    assert head["filtered"]["points"] == sum(int(np.count_nonzero(r)) for r in rewards)
+    assert "own states" in (tmp_path / "cl" / "closed_loop.md").read_text()
     assert result["serves"]["n"] >= 1 and set(result["serves"]["serves"][0]) >= {"real", "directions", "found"}
     saved = json.loads((tmp_path / "cl" / "closed_loop.json").read_text())
     assert saved["reward_head"] == head
@@ -250,3 +253,14 @@ def test_init_from_a_model_without_a_new_head_starts_only_that_head_fresh(
     assert model.object_head is not None
     for name, weight in source.state_dict().items():
         assert torch.equal(model.state_dict()[name], weight), name  # lr=0: the copied weights stay the source's
+
+
+def test_filtered_rewards_are_the_head_on_the_posterior_states(pong_dataset: Path) -> None:
+    torch.manual_seed(0)
+    model = build_model("rssm", SMALL, (3, 64, 64), 6).eval()
+    batch = _batch(pong_dataset)
+    signs = model.filtered_rewards(batch.frames, batch.actions)
+    assert signs.shape == batch.actions.shape and set(signs.unique().tolist()) <= {-1.0, 0.0, 1.0}
+    with torch.no_grad():
+        model.reward_head[-1].bias.copy_(torch.tensor([0.0, 0.0, 100.0]))  # class 2: the player scores
+    assert torch.equal(model.filtered_rewards(batch.frames, batch.actions), torch.ones_like(signs))

@@ -219,6 +219,19 @@ class RSSM(WorldModel):
         z, _ = self._posterior_z(h, self.encoder(frames), generator)
         return {"h": h, "z": z}
 
+    @torch.no_grad()
+    def filtered_rewards(
+        self, frames: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """The reward signs the head gives on the posterior states of real ``frames`` (B, T, C, H, W) with
+        ``actions`` (B, T-1), as it is trained: (B, T-1), the moves into frames 1..T-1 (the most likely sign,
+        or a drawn one with ``reward_sample``). A dream gives its rewards from prior states instead."""
+        hs, zs, _, _ = self._filter(frames, actions, generator)
+        logits = self.reward_head(torch.stack([torch.cat([h, z], -1) for h, z in zip(hs[1:], zs[1:], strict=True)], 1))
+        if self.cfg.reward_sample:
+            return draw_choice(logits, 1.0, generator).to(logits.dtype) - 1.0
+        return reward_from_logits(logits)
+
     def decode(self, state: State) -> torch.Tensor:
         return self.decoder(torch.cat([state["h"], state["z"]], -1))
 

@@ -264,3 +264,22 @@ def test_filtered_rewards_are_the_head_on_the_posterior_states(pong_dataset: Pat
     with torch.no_grad():
         model.reward_head[-1].bias.copy_(torch.tensor([0.0, 0.0, 100.0]))  # class 2: the player scores
     assert torch.equal(model.filtered_rewards(batch.frames, batch.actions), torch.ones_like(signs))
+
+
+def test_points_to_end_ends_an_imagined_game_when_a_side_reaches_them(pong_dataset: Path) -> None:
+    """The game's rule as an imagination setting: the frames are cropped below the score, so the termination
+    head cannot see a game end; with ``points_to_end`` a side that scores that many drawn points ends it."""
+    torch.manual_seed(0)
+    model = build_model("rssm", SMALL, (3, 64, 64), 6).eval()
+    batch = _batch(pong_dataset)
+    with torch.no_grad():
+        model.reward_head[-1].bias.copy_(torch.tensor([0.0, 0.0, 100.0]))  # the player scores every step
+        model.term_head[-1].bias.fill_(-100.0)  # the head never ends an episode
+        state = model.start(batch.frames[:, :2], batch.actions[:, :1])
+        ends = [float(model.step(state, torch.zeros(4, dtype=torch.int64)).terminated.max())]
+        model.cfg = dataclasses.replace(SMALL, points_to_end=3)
+        state = model.start(batch.frames[:, :2], batch.actions[:, :1])
+        for _ in range(7):
+            state, _, term = model.step(state, torch.zeros(4, dtype=torch.int64))
+            ends.append(float(term.min()))
+    assert ends == [0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0]  # off; then the 3rd point ends it, and the 6th

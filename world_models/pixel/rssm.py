@@ -86,6 +86,10 @@ class RSSMConfig(ModelConfig):
     temperature: float = 1.0
     """Temperature of the prior's draws in imagination (an imagination setting: 0 takes the most likely
     class of each variable)."""
+    points_to_end: int = 0
+    """Imagination setting: an imagined episode ends when one side has scored this many points in it (Pong: 21),
+    counted from the drawn rewards. The game's rule, not learned: the frames are cropped below the score, so
+    the termination head cannot see a game end. 0: only the termination head ends episodes."""
     object_weight: float = 0.0
     """Weight of the object term (Pong only; module docstring): ``h_t`` predicts the ball and paddles the frame
     detector finds in frame t (whether each is found, and its centre, in units of 4 raw pixels). 0: off."""
@@ -111,7 +115,7 @@ class RSSM(WorldModel):
     stochastic = True
     default_obs = "latent"  # agents read the state, as DreamerV3's do; frames are decoded only when asked for
     feature_bound = 1.0  # h from a GRU lies in [-1, 1], z is one-hot
-    imagination_settings = ("temperature", "reward_sample")
+    imagination_settings = ("temperature", "reward_sample", "points_to_end")
 
     def __init__(self, cfg: RSSMConfig, frame_shape: tuple[int, int, int], n_actions: int) -> None:
         super().__init__(cfg, frame_shape, n_actions)
@@ -195,7 +199,10 @@ class RSSM(WorldModel):
     # ------------------------------------------------------------------ imagination
     def start(self, frames: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None) -> State:
         hs, zs, _, _ = self._filter(frames, actions, generator)
-        return {"h": hs[-1], "z": zs[-1]}
+        state = {"h": hs[-1], "z": zs[-1]}
+        if self.cfg.points_to_end > 0:  # points scored in this imagined episode: (the player, the enemy)
+            state["points"] = hs[-1].new_zeros(hs[-1].shape[0], 2)
+        return state
 
     def step(self, state: State, actions: torch.Tensor, generator: torch.Generator | None = None) -> StepResult:
         h = self._next_h(state["h"], state["z"], actions)
@@ -207,7 +214,14 @@ class RSSM(WorldModel):
         else:
             reward = reward_from_logits(logits)
         term = torch.sigmoid(self.term_head(feat).squeeze(-1))
-        return StepResult({"h": h, "z": z}, reward, term)
+        new: State = {"h": h, "z": z}
+        if self.cfg.points_to_end > 0:
+            points = state.get("points", torch.zeros_like(h[:, :2]))
+            points = points + torch.stack([reward > 0, reward < 0], -1).to(points.dtype)
+            over = (points >= self.cfg.points_to_end).any(-1)
+            term = torch.where(over, torch.ones_like(term), term)
+            new["points"] = torch.where(over[:, None], torch.zeros_like(points), points)  # a new game's count
+        return StepResult(new, reward, term)
 
     def observe_step(
         self, state: State, actions: torch.Tensor, frames: torch.Tensor, generator: torch.Generator | None = None

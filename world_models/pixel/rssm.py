@@ -208,11 +208,7 @@ class RSSM(WorldModel):
         h = self._next_h(state["h"], state["z"], actions)
         z = self._draw(self._probs(self.prior(h)), generator, self.cfg.temperature)
         feat = torch.cat([h, z], -1)
-        logits = self.reward_head(feat)
-        if self.cfg.reward_sample:
-            reward = draw_choice(logits, 1.0, generator).to(logits.dtype) - 1.0  # class 0, 1, 2 -> sign -1, 0, +1
-        else:
-            reward = reward_from_logits(logits)
+        reward = self._reward(self.reward_head(feat), generator)
         term = torch.sigmoid(self.term_head(feat).squeeze(-1))
         new: State = {"h": h, "z": z}
         if self.cfg.points_to_end > 0:
@@ -241,9 +237,13 @@ class RSSM(WorldModel):
         ``actions`` (B, T-1), as it is trained: (B, T-1), the moves into frames 1..T-1 (the most likely sign,
         or a drawn one with ``reward_sample``). A dream gives its rewards from prior states instead."""
         hs, zs, _, _ = self._filter(frames, actions, generator)
-        logits = self.reward_head(torch.stack([torch.cat([h, z], -1) for h, z in zip(hs[1:], zs[1:], strict=True)], 1))
+        feats = torch.stack([torch.cat([h, z], -1) for h, z in zip(hs[1:], zs[1:], strict=True)], 1)
+        return self._reward(self.reward_head(feats), generator)
+
+    def _reward(self, logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Reward signs from the reward head's logits (..., 3): drawn with ``reward_sample``, else the most likely."""
         if self.cfg.reward_sample:
-            return draw_choice(logits, 1.0, generator).to(logits.dtype) - 1.0
+            return draw_choice(logits, 1.0, generator).to(logits.dtype) - 1.0  # class 0, 1, 2 -> sign -1, 0, +1
         return reward_from_logits(logits)
 
     def decode(self, state: State) -> torch.Tensor:

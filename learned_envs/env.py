@@ -80,7 +80,7 @@ class LearnedVectorEnv(VectorEnv):
                 "train a dynamics model over its objects (slot_dynamics extractor=...) and make an env of that"
             )
         if settings:
-            _imagination(self.model, settings, checkpoint)
+            self.model.set_imagination(settings, checkpoint)
         if game is not None and self.config.game != game:
             raise ValueError(f"{checkpoint}: this checkpoint models {self.config.game}, not {game}")
         self.checkpoint = str(checkpoint)
@@ -207,27 +207,6 @@ class LearnedVectorEnv(VectorEnv):
         frame = self.model.decode(self._state)[0]  # (C, H, W)
         img = (frame.permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
         return np.repeat(img, 3, axis=-1) if img.shape[-1] == 1 else img
-
-
-def _imagination(model: WorldModel, settings: dict[str, Any] | list[str], checkpoint: str | Path) -> None:
-    """Set the imagination ``settings`` (``{"move_temperature": 0.8}`` or ``["key=value"]``) on ``model``'s config
-    (in place: its parts share it), refusing any other field: those change what the weights mean."""
-    from world_models.config import ConfigError, apply_overrides, parse_pairs
-
-    pairs = parse_pairs(settings) if isinstance(settings, list) else {k: str(v) for k, v in settings.items()}
-    allowed = type(model).imagination_settings
-    for key in pairs:
-        if key not in allowed:
-            raise ValueError(
-                f"{checkpoint}: {key!r} is not an imagination setting of {type(model).name} "
-                f"(those a trained checkpoint may change: {', '.join(allowed) or 'none'})"
-            )
-    try:
-        new = apply_overrides([model.cfg], pairs)[0]
-    except ConfigError as e:
-        raise ValueError(f"{checkpoint}: {e}") from None
-    for key in pairs:
-        setattr(model.cfg, key, getattr(new, key))
 
 
 def _observation_key(venv: LearnedVectorEnv) -> tuple[Any, ...]:

@@ -154,7 +154,29 @@ class WorldModel(Model):
     latent observation space has finite bounds that hold); object models set their coordinates' range."""
     imagination_settings: ClassVar[tuple[str, ...]] = ()
     """Config fields that only change how the model imagines (no weights depend on them): a learned env may
-    set them on a trained checkpoint (``LearnedVectorEnv(settings=...)``, ``dream model_settings=``)."""
+    set them on a trained checkpoint (``LearnedVectorEnv(settings=...)``, ``dream model_settings=``,
+    ``closed-loop --settings``); see :meth:`set_imagination`."""
+
+    def set_imagination(self, settings: dict[str, Any] | list[str], source: str | Path = "") -> None:
+        """Set imagination ``settings`` (``{"temperature": 0.8}`` or ``["temperature=0.8"]``) on this model's
+        config, in place (its parts share it), refusing any other field: those change what the weights mean.
+        ``source`` (the checkpoint) starts the error messages (ValueError)."""
+        from world_models.config import ConfigError, apply_overrides, parse_pairs
+
+        pairs = parse_pairs(settings) if isinstance(settings, list) else {k: str(v) for k, v in settings.items()}
+        allowed = type(self).imagination_settings
+        for key in pairs:
+            if key not in allowed:
+                raise ValueError(
+                    f"{source}: {key!r} is not an imagination setting of {type(self).name} "
+                    f"(those a trained checkpoint may change: {', '.join(allowed) or 'none'})"
+                )
+        try:
+            new = apply_overrides([self.cfg], pairs)[0]
+        except ConfigError as e:
+            raise ValueError(f"{source}: {e}") from None
+        for key in pairs:
+            setattr(self.cfg, key, getattr(new, key))
 
     # ------------------------------------------------------------------ imagination
     @abstractmethod

@@ -128,6 +128,9 @@ def test_closed_loop_grades_a_trained_rssm(tiny_rssm: Path, pong_dataset: Path, 
             return np.full(len(obs), 2), None
 
     cfg = ClosedLoopConfig(str(checkpoint), str(pong_dataset), envs=3, steps=20, every=10, samples=2, horizon=5)
+    with pytest.raises(ValueError, match="not an imagination setting"):  # weights depend on it
+        closed_loop(dataclasses.replace(cfg, settings=["deter=8"]), tmp_path / "bad")
+    cfg = dataclasses.replace(cfg, settings=["reward_sample=true"])
     result = closed_loop(cfg, tmp_path / "cl", policy=Policy())
     assert seen == [(3, 32 + 4 * 4)] * 20  # every dream step asked the agent, with the latent observation
     assert [r["step"] for r in result["agent_dreams"]["per_step"]] == [10, 20]
@@ -152,6 +155,7 @@ def test_closed_loop_grades_a_trained_rssm(tiny_rssm: Path, pong_dataset: Path, 
     saved = json.loads((tmp_path / "cl" / "closed_loop.json").read_text())
     assert saved["reward_head"] == head
     assert "valid frames (dream)" in (tmp_path / "cl" / "closed_loop.md").read_text()
+    assert "Imagination settings: reward_sample=true." in (tmp_path / "cl" / "closed_loop.md").read_text()
     import imageio.v3 as iio
 
     assert iio.imread(tmp_path / "cl" / "closed_loop.png").shape == (3 * 64 * 2, 2 * 64 * 2, 3)

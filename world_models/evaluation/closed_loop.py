@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,8 @@ class ClosedLoopConfig:
     agent: str = ""
     """A dream agent whose actions drive a second set of long dreams (empty: none)."""
     device: str = "cpu"
+    settings: list[str] = field(default_factory=list)
+    """Imagination settings, ``key=value`` (``temperature=0.8``): the model's ``imagination_settings``."""
     val_fraction: float | None = None
     """Held-out share of episodes (default: the checkpoint's training setting)."""
 
@@ -315,6 +317,8 @@ def closed_loop(cfg: ClosedLoopConfig, out: str | Path, policy: Any = None, obs_
             f"{cfg.checkpoint}: closed-loop needs a Pong world model, got {config.model} on {config.game}"
         )
     check_dataset(config, DatasetDir(cfg.data).read_manifest())
+    if cfg.settings:
+        model.set_imagination(cfg.settings, cfg.checkpoint)
     model.eval()
     preprocess = Preprocess.from_dict(config.preprocess)
     val_fraction = cfg.val_fraction
@@ -374,6 +378,7 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"# Closed loop: `{cfg['checkpoint']}` ({result['model']}, step {result['step']})",
         "",
+        *([f"Imagination settings: {', '.join(cfg['settings'])}.", ""] if cfg.get("settings") else []),
         f"{cfg['envs']} dreams x {cfg['steps']} steps of random actions from real contexts ({result['dream_s']:.0f} s), "
         f"against {cfg['envs']} real games of random actions:",
         "",

@@ -152,6 +152,7 @@ def _closed_loop(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
         agent=args.agent or "",
+        settings=list(args.settings),
     )
     try:
         policy, obs_type = None, "latent"
@@ -238,6 +239,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     cl.add_argument("--agent", default=None, help="a dream agent: its actions drive a second set of dreams")
     cl.add_argument("--seed", type=int, default=0)
     cl.add_argument("--device", default="cpu", help="cpu, cuda, auto ... (default cpu)")
+    cl.add_argument(
+        "--settings",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="imagination settings of the model (e.g. temperature=0.8); the checkpoint's own otherwise",
+    )
     cl.set_defaults(func=_closed_loop)
     p = sub.add_parser("plot")
     p.add_argument("runs_dir", type=Path)

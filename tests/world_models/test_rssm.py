@@ -25,18 +25,24 @@ def _batch(pong_dataset: Path, cfg: RSSMConfig = SMALL, size: int = 4):
     return next(iter(seqs.loader(size, seed=0)))
 
 
-def test_rssm_learns_a_real_batch(pong_dataset: Path) -> None:
-    torch.manual_seed(0)
-    model = build_model("rssm", SMALL, (3, 64, 64), 6)
-    batch = _batch(pong_dataset)
+def _fit(model: torch.nn.Module, batch, steps: int) -> list[dict[str, float]]:
+    """``steps`` Adam updates (lr 3e-3) of ``model`` on one ``batch``; the logs of every step's loss."""
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    first = None
-    for _ in range(40):
+    history = []
+    for _ in range(steps):
         loss, logs = model.loss(batch)
-        first = first if first is not None else logs["recon"]
         opt.zero_grad()
         loss.backward()
         opt.step()
+        history.append(logs)
+    return history
+
+
+def test_rssm_learns_a_real_batch(pong_dataset: Path) -> None:
+    torch.manual_seed(0)
+    model = build_model("rssm", SMALL, (3, 64, 64), 6)
+    history = _fit(model, _batch(pong_dataset), 40)
+    first, logs = history[0]["recon"], history[-1]
     assert {"recon", "kl", "prior_entropy", "reward_ce", "term_bce"} <= set(logs)
     assert logs["recon"] < 0.5 * first
 
@@ -204,12 +210,7 @@ def test_overshooting_trains_the_prior_open_loop(pong_dataset: Path) -> None:
     for weight in (0.0, 1.0):
         torch.manual_seed(0)
         model = build_model("rssm", dataclasses.replace(cfg, overshoot=weight), (3, 64, 64), 6)
-        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-        for _ in range(150):
-            loss, logs = model.loss(batch)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        logs = _fit(model, batch, 150)[-1]
         assert ("open_kl" in logs) == (weight > 0)
         model.cfg = dataclasses.replace(cfg, overshoot=1.0)  # measure both the same way
         with torch.no_grad():
@@ -229,14 +230,7 @@ def test_the_object_term_teaches_h_where_the_frame_detector_finds_the_objects(po
     with pytest.raises(ValueError, match="Pong"):
         model.bind_data("Freeway", preprocess)
     model.bind_data("Pong", preprocess)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    logs = []
-    for _ in range(60):
-        loss, log = model.loss(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        logs.append(log)
+    logs = _fit(model, batch, 60)
     assert logs[-1]["object_place"] < 0.3 * logs[0]["object_place"]
     assert logs[-1]["object_ball_px"] < logs[0]["object_ball_px"]
     plain = build_model("rssm", SMALL, (3, 64, 64), 6)

@@ -108,6 +108,11 @@ def _kl(q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     return (q * (q.log() - p.log())).sum((-2, -1))
 
 
+def _stacked(hs: list[torch.Tensor], zs: list[torch.Tensor]) -> torch.Tensor:
+    """The features ``[h, z]`` of a filtered sequence, per frame (B, deter) and (B, S*K): (B, T, deter + S*K)."""
+    return torch.stack([torch.cat([h, z], -1) for h, z in zip(hs, zs, strict=True)], 1)
+
+
 @register
 class RSSM(WorldModel):
     name = "rssm"
@@ -237,8 +242,7 @@ class RSSM(WorldModel):
         ``actions`` (B, T-1), as it is trained: (B, T-1), the moves into frames 1..T-1 (the most likely sign,
         or a drawn one with ``reward_sample``). A dream gives its rewards from prior states instead."""
         hs, zs, _, _ = self._filter(frames, actions, generator)
-        feats = torch.stack([torch.cat([h, z], -1) for h, z in zip(hs[1:], zs[1:], strict=True)], 1)
-        return self._reward(self.reward_head(feats), generator)
+        return self._reward(self.reward_head(_stacked(hs[1:], zs[1:])), generator)
 
     def _reward(self, logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """Reward signs from the reward head's logits (..., 3): drawn with ``reward_sample``, else the most likely."""
@@ -260,7 +264,7 @@ class RSSM(WorldModel):
     def loss(self, batch: SequenceBatch) -> tuple[torch.Tensor, dict[str, float]]:
         frames, actions = batch.frames, batch.actions  # (B, T, C, H, W), (B, T-1)
         hs, zs, posts, priors = self._filter(frames, actions)
-        feats = torch.stack([torch.cat([h, z], -1) for h, z in zip(hs, zs, strict=True)], 1)  # (B, T, deter + S*K)
+        feats = _stacked(hs, zs)  # (B, T, deter + S*K)
         pred = self.decoder(feats.flatten(0, 1)).view(frames.shape)
         previous = torch.cat([frames[:, :1], frames[:, :-1]], 1)  # frame 0 has no previous: no change weight
         pixels = frames[0, 0].numel()

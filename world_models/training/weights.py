@@ -25,7 +25,8 @@ def init_weights(model: Model, source: str, device: torch.device) -> None:
     weights, grown = grow_inputs(src.state_dict(), target)
     # whole modules the source lacks (a head a new setting adds, e.g. rssm's object_weight) keep their fresh
     # initialisation; any other mismatch is an error
-    new = {k: v for k, v in target.items() if k not in weights and _new_module(k, weights)}
+    known = {k.split(".", 1)[0] for k in weights}  # the source's top-level modules
+    new = {k: v for k, v in target.items() if k.split(".", 1)[0] not in known}
     weights.update(new)
     try:
         model.load_state_dict(weights)
@@ -37,12 +38,6 @@ def init_weights(model: Model, source: str, device: torch.device) -> None:
         log.info("init_from: %s not in the source; they start from scratch", ", ".join(fresh))
     if grown:
         log.info("init_from: more inputs than the source in %s; their weights start at zero", ", ".join(grown))
-
-
-def _new_module(key: str, source: dict[str, torch.Tensor]) -> bool:
-    """Whether the parameter ``key`` belongs to a top-level module of which ``source`` has no weight at all."""
-    top = key.split(".", 1)[0]
-    return not any(k.split(".", 1)[0] == top for k in source)
 
 
 def grow_inputs(

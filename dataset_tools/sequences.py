@@ -156,6 +156,16 @@ class SequenceDataset(Dataset):
     def __len__(self) -> int:
         return len(self.index)
 
+    def point_windows(self) -> np.ndarray:
+        """Indices of the windows with a nonzero reward in one of their transitions (a point, in Pong)."""
+        has = np.zeros(len(self.index), dtype=bool)
+        for ep in self.episodes:
+            rows = np.flatnonzero(self.index[:, 0] == ep)
+            before = np.concatenate([[0], np.cumsum(np.asarray(self.ds.load(ep).rewards) != 0)])  # per frame
+            starts = self.index[rows, 1]
+            has[rows] = before[starts + self.seq_len - 1] > before[starts]
+        return np.flatnonzero(has)
+
     def _episode(self, ep: int) -> Episode:
         if ep in self._open:
             self._open.move_to_end(ep)

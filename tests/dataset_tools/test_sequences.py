@@ -42,6 +42,14 @@ def test_loader_batches_and_custom_preprocess(pong_dataset: Path) -> None:
     assert batch.to("cpu").frames.shape == batch.frames.shape
 
 
+def test_point_windows_are_the_windows_with_a_reward(pong_dataset: Path) -> None:
+    data = SequenceDataset(pong_dataset, seq_len=8, split="all", frames=False)
+    rewards = {ep: np.asarray(DatasetDir(pong_dataset).load(ep).rewards) for ep in data.episodes}
+    expected = [i for i, (ep, t) in enumerate(data.index) if np.any(rewards[ep][t : t + 7] != 0)]
+    assert 0 < len(expected) < len(data)  # the fixture's scripted games score, but not in every window
+    np.testing.assert_array_equal(data.point_windows(), expected)
+
+
 def test_bad_arguments(pong_dataset: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         SequenceDataset(pong_dataset, seq_len=0)

@@ -103,6 +103,35 @@ def test_resume_after_a_kill_matches_the_uninterrupted_run(
     assert longer.name == "step_00000008" and [int(r["step"]) for r in _rows(run)][-2:] == [7, 8]
 
 
+def test_point_share_fills_batches_with_points_and_resumes_at_the_step(pong_dataset: Path) -> None:
+    from dataset_tools.sequences import SequenceDataset
+    from world_models.training.config import ConfigError, TrainConfig
+    from world_models.training.data import batches
+    from world_models.training.distributed import Dist
+
+    data = SequenceDataset(pong_dataset, seq_len=8, split="train")
+    share = float(len(data.point_windows()) / len(data))
+    cfg = TrainConfig(batch_size=16, point_share=0.75, seed=3)
+    stream = batches(data, cfg, Dist(), start=0)
+    drawn = [next(stream) for _ in range(4)]
+    with_points = [int((b.rewards != 0).any(1).sum()) for b in drawn]
+    assert share < 0.5 and min(with_points) >= 12, (share, with_points)  # 12 of 16 drawn from point windows
+    again = next(batches(data, cfg, Dist(), start=3))  # a resumed run reads the batch of its step
+    assert torch.equal(again.frames, drawn[3].frames) and torch.equal(again.actions, drawn[3].actions)
+    plain_stream = batches(data, TrainConfig(batch_size=16), Dist(), start=0)
+    plain = [int((next(plain_stream).rewards != 0).any(1).sum()) for _ in range(4)]
+    assert sum(plain) < sum(with_points)
+
+    class NoPoints(SequenceDataset):
+        def point_windows(self) -> np.ndarray:
+            return np.zeros(0, dtype=np.int64)
+
+    with pytest.raises(TrainError, match="no training window holds a point"):
+        next(batches(NoPoints(pong_dataset, seq_len=8), cfg, Dist(), start=0))
+    with pytest.raises(ConfigError, match="point_share must be in"):
+        TrainConfig(point_share=1.5)
+
+
 def test_nan_loss_stops_with_the_last_good_checkpoint(
     pong_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

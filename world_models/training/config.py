@@ -34,6 +34,11 @@ class TrainConfig:
     """Adam (L2) weight decay."""
     grad_clip: float = 1.0
     """Clip the global gradient norm to this (0: no clipping)."""
+    point_share: float = 0.0
+    """Share of each batch drawn from the windows with a point (a nonzero reward) in them; the rest are drawn
+    from all windows, points or not. Points are rare events a model learns from few windows (22% of
+    ``pong_mix``'s 16-frame windows hold one); a share above that shows them more often, and biases the model
+    towards them. 0: every window equally likely (each epoch a shuffle of all windows)."""
     seed: int = 0
     """Seeds torch, numpy and random (rank r of a DDP run uses seed + r) and the data order."""
     device: str = "auto"
@@ -71,6 +76,8 @@ class TrainConfig:
         for name in ("steps", "image_every", "keep_last", "num_workers", "n_contexts", "eval_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.point_share <= 1:
+            raise ConfigError(f"point_share must be in [0, 1], got {self.point_share}")
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
 

@@ -157,6 +157,10 @@ def test_closed_loop_grades_a_trained_rssm(tiny_rssm: Path, pong_dataset: Path, 
     # the head on the held-out episodes' own filtered states: every transition of them, each once
     assert head["filtered"]["points"] == sum(int(np.count_nonzero(r)) for r in rewards)
     assert "own states" in (tmp_path / "cl" / "closed_loop.md").read_text()
+    assert [r["steps"] for r in head["tracking"]["by_step"]] == [1, 2, 3, 4, 5]
+    hits = sum(round(r["recall"] * r["points"]) for r in by_step)
+    assert head["tracking"]["missed"] == counted - hits  # every point not called with its sign
+    assert "Where those dreams leave the game" in (tmp_path / "cl" / "closed_loop.md").read_text()
     assert result["serves"]["n"] >= 1 and set(result["serves"]["serves"][0]) >= {"real", "directions", "found"}
     saved = json.loads((tmp_path / "cl" / "closed_loop.json").read_text())
     assert saved["reward_head"] == head
@@ -165,6 +169,23 @@ def test_closed_loop_grades_a_trained_rssm(tiny_rssm: Path, pong_dataset: Path, 
     import imageio.v3 as iio
 
     assert iio.imread(tmp_path / "cl" / "closed_loop.png").shape == (3 * 64 * 2, 2 * 64 * 2, 3)
+
+
+def test_tracking_measures_how_far_the_dream_is_from_the_real_frames() -> None:
+    from world_models.evaluation.closed_loop import _tracking
+
+    def found(x: list[float], seen: list[float]) -> np.ndarray:
+        return np.stack([np.asarray(seen), np.asarray(x), np.full(len(x), 50.0)], 1).astype(np.float32)
+
+    real = {"ball": found([10, 20, 30, 40], [1, 1, 0, 1]), "player": found([140] * 4, [1] * 4)}
+    dream = {"ball": found([13, 20, 37, 40], [1, 1, 1, 0]), "player": found([140, 140, 141, 144], [1] * 4)}
+    ahead = np.array([1, 1, 2, 2])
+    true, pred = np.array([0.0, 0.0, -1.0, 1.0]), np.array([0.0, 0.0, 0.0, 1.0])
+    out = _tracking(dream, real, ahead, true, pred, horizon=2)
+    first, second = out["by_step"]
+    assert first == {"steps": 1, "ball_px": 1.5, "player_px": 0.0, "ball_agree": 1.0}  # median of 3 and 0
+    assert second["ball_px"] is None and second["player_px"] == 2.5 and second["ball_agree"] == 0.0
+    assert out["missed"] == 1 and out["missed_in_play"] == 1.0  # the missed point's dream frame has a ball
 
 
 def test_its_learned_env_steps_the_latent_and_decodes_only_to_render(tiny_rssm: Path) -> None:

@@ -251,16 +251,23 @@ def serves(
 
 @torch.no_grad()
 def reward_head(
-    model: WorldModel, episodes: list[dict[str, np.ndarray]], horizon: int, seed: int = 0, batch: int = 64
-) -> dict[str, float]:
+    model: WorldModel,
+    episodes: list[dict[str, np.ndarray]],
+    horizon: int,
+    seed: int = 0,
+    batch: int = 64,
+    preprocess: Preprocess | None = None,
+) -> dict[str, Any]:
     """Recall and precision of the points' sign on the held-out episodes: windows one after the other (each
     transition predicted once, 1 to ``horizon`` steps after a real context), open loop with the real actions;
-    ``by_step`` splits them by steps since the context (how far the dream keeps to the game)."""
+    ``by_step`` splits them by steps since the context (how far the dream keeps to the game). With
+    ``preprocess`` the dream's frames are decoded too and the frame detector reads them beside the real ones
+    (``tracking``: :func:`_tracking`)."""
     p = model.cfg.n_past
     starts = [(ep, s) for ep in episodes for s in range(p - 1, len(ep["actions"]) - horizon + 1, horizon)]
     device = next(model.parameters()).device
     gen = torch.Generator(device=device).manual_seed(seed)
-    true, pred, ahead = [], [], []
+    true, pred, ahead, dreamt, real = [], [], [], [], []
     for i in range(0, len(starts), batch):
         chunk = starts[i : i + batch]
         frames = torch.from_numpy(np.stack([ep["frames"][s - p + 1 : s + 1] for ep, s in chunk])).to(device)
@@ -273,9 +280,15 @@ def reward_head(
             pred.append(reward.float().cpu().numpy())
             true.append(np.array([ep["rewards"][s + k] for ep, s in chunk]))
             ahead.append(np.full(len(chunk), k + 1))
+            if preprocess is not None:
+                dreamt.append(find_objects(model.decode(state).float().clamp(0, 1).cpu(), preprocess))
+                real.append(find_objects(np.stack([ep["frames"][s + k + 1] for ep, s in chunk]), preprocess))
     t, q, k = np.concatenate(true), np.concatenate(pred), np.concatenate(ahead)
     by_step = [{"steps": j, **_recall_precision(t[k == j], q[k == j])} for j in range(1, horizon + 1)]
-    out = {**_recall_precision(t, q), "transitions": int(len(t)), "by_step": by_step}
+    out: dict[str, Any] = {**_recall_precision(t, q), "transitions": int(len(t)), "by_step": by_step}
+    if preprocess is not None:
+        joined = [{name: np.concatenate([f[name] for f in found]) for name in found[0]} for found in (dreamt, real)]
+        out["tracking"] = _tracking(*joined, k, t, q, horizon)
     if hasattr(model, "filtered_rewards"):  # the head on the real episodes' posterior states, each in one pass
         calls = [
             model.filtered_rewards(
@@ -287,6 +300,48 @@ def reward_head(
             np.concatenate([ep["rewards"] for ep in episodes]), torch.cat(calls).float().cpu().numpy()
         )
     return out
+
+
+def _tracking(
+    dream: dict[str, np.ndarray],
+    real: dict[str, np.ndarray],
+    ahead: np.ndarray,
+    true: np.ndarray,
+    pred: np.ndarray,
+    horizon: int,
+) -> dict[str, Any]:
+    """Where the reward windows' dreams leave the game, from the frame detector's ``[found, x, y]`` (N, 3) of the
+    dream's and the real frames (``dream``, ``real``) at each transition's end: per step since the context, the
+    median distance of the ball and of the player's paddle (raw pixels, where both frames show it; None where
+    no frame pair does) and the
+    share of frames where the dream shows a ball exactly when the real frame does. ``missed_in_play``: of the
+    real points the dream did not call, the share where its frame still shows a ball in the field (the dream
+    kept the ball in play, e.g. returned it, where the real one flew out)."""
+
+    def apart(name: str, sel: np.ndarray) -> float | None:
+        both = sel & (dream[name][:, 0] > 0) & (real[name][:, 0] > 0)
+        if not both.any():
+            return None
+        return float(np.median(np.linalg.norm(dream[name][both, 1:] - real[name][both, 1:], axis=1)))
+
+    by_step = []
+    for j in range(1, horizon + 1):
+        sel = ahead == j
+        same = (dream["ball"][sel, 0] > 0) == (real["ball"][sel, 0] > 0)
+        by_step.append(
+            {
+                "steps": j,
+                "ball_px": apart("ball", sel),
+                "player_px": apart("player", sel),
+                "ball_agree": float(same.mean()),
+            }
+        )
+    missed = (true != 0) & (pred != true)
+    return {
+        "by_step": by_step,
+        "missed": int(missed.sum()),
+        "missed_in_play": float((dream["ball"][missed, 0] > 0).mean()) if missed.any() else None,
+    }
 
 
 def _recall_precision(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
@@ -338,7 +393,7 @@ def closed_loop(cfg: ClosedLoopConfig, out: str | Path, policy: Any = None, obs_
     real = real_random_play(config.env, preprocess, cfg.envs, cfg.steps, cfg.every, cfg.seed)
     episodes = _held_out(Path(cfg.data), preprocess, val_fraction)
     serve = serves(model, episodes, preprocess, cfg.samples, cfg.max_serves, cfg.seed)
-    rewards = reward_head(model, episodes, cfg.horizon, cfg.seed)
+    rewards = reward_head(model, episodes, cfg.horizon, cfg.seed, preprocess=preprocess)
     shown = dreams.pop("frames")
     result = {
         "config": asdict(cfg),
@@ -421,7 +476,24 @@ def markdown(result: dict[str, Any]) -> str:
             f"{f['precision']:.2f} of {f['called']} called.",
             "",
         ]
+    if "tracking" in w:
+        tr = w["tracking"]
+        lines += [
+            "Where those dreams leave the game (the frame detector on the dream's and the real frames; by steps since "
+            "the real context: ball / player's paddle apart in raw pixels, share of frames that agree on a ball): "
+            + ", ".join(
+                f"{r['steps']}: {_num(r['ball_px'], 1)} / {_num(r['player_px'], 1)} / {r['ball_agree']:.2f}"
+                for r in tr["by_step"]
+            )
+            + f". Of the {tr['missed']} points the dream missed, its frame still shows a ball in the field at "
+            f"{_num(tr['missed_in_play'], 2)}.",
+            "",
+        ]
     return "\n".join(lines)
+
+
+def _num(value: float | None, digits: int) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
 
 
 def _agent_lines(result: dict[str, Any]) -> list[str]:

@@ -36,9 +36,10 @@ class TrainConfig:
     """Clip the global gradient norm to this (0: no clipping)."""
     point_share: float = 0.0
     """Share of each batch drawn from the windows with a point (a nonzero reward) in them; the rest are drawn
-    from all windows, points or not. Points are rare events a model learns from few windows (22% of
-    ``pong_mix``'s 16-frame windows hold one); a share above that shows them more often, and biases the model
-    towards them. 0: every window equally likely (each epoch a shuffle of all windows)."""
+    from all windows, points or not. Points are rare (one transition in about 50 of ``pong_mix``; 28% of its
+    16-frame windows hold one); a share above that shows them more often, and biases the model towards them
+    (measured in BENCHMARKS: more points called, fewer right). 0: every window equally likely (each epoch a
+    shuffle of all windows)."""
     seed: int = 0
     """Seeds torch, numpy and random (rank r of a DDP run uses seed + r) and the data order."""
     device: str = "auto"

@@ -69,6 +69,28 @@ def tiny_checkpoint(pong_dataset: Path, tmp_path_factory: pytest.TempPathFactory
 
 
 @pytest.fixture(scope="session")
+def fit():
+    """``fit(model, batch, steps, lr=3e-3)``: that many Adam updates of a world model on one batch; returns
+    every step's logs (the model's, taken before the update) with its ``loss``."""
+
+    def fit(model, batch, steps: int, lr: float = 3e-3) -> list[dict[str, float]]:
+        import torch
+
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        history = []
+        for _ in range(steps):
+            loss, logs = model.loss(batch)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            assert "loss" not in logs
+            history.append({**logs, "loss": loss.item()})
+        return history
+
+    return fit
+
+
+@pytest.fixture(scope="session")
 def tiny_object_checkpoint(pong_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny object_dynamics checkpoint trained for a few steps on the Pong fixture (machinery, not quality)."""
     from world_models.training import train

@@ -44,19 +44,11 @@ def test_registry_and_shapes(pong_dataset: Path) -> None:
     assert torch.equal(mixed["h"][0], state["h"][0]) and not mixed["h"][1].any()
 
 
-def test_rnn_deconv_learns_a_real_batch(pong_dataset: Path) -> None:
+def test_rnn_deconv_learns_a_real_batch(pong_dataset: Path, fit) -> None:
     torch.manual_seed(0)
     model = build_model("rnn_deconv", TINY, (3, 64, 64), 6)
-    batch = _batch(pong_dataset)
-    opt = torch.optim.Adam(model.parameters(), 3e-3)
-    first = None
-    for _ in range(40):
-        loss, logs = model.loss(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        first = first if first is not None else logs["recon"]
-    assert logs["recon"] < 0.5 * first
+    history = fit(model, _batch(pong_dataset), 40)
+    assert history[-1]["recon"] < 0.5 * history[0]["recon"]
     assert all(p.grad is not None for p in model.parameters())
 
 

@@ -62,17 +62,10 @@ def test_contract_shapes(name: str, batch: SequenceBatch) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
-def test_frame_loss_decreases_on_a_real_batch(name: str, batch: SequenceBatch) -> None:
+def test_frame_loss_decreases_on_a_real_batch(name: str, batch: SequenceBatch, fit) -> None:
     torch.manual_seed(0)
     model = build_model(name, TINY[name], (3, 64, 64), 6)
-    opt = torch.optim.Adam(model.parameters(), 1e-2)
-    history = []
-    for _ in range(12):
-        loss, logs = model.loss(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        history.append(logs["weighted_recon"])
+    history = [logs["weighted_recon"] for logs in fit(model, batch, 12, lr=1e-2)]
     assert history[-1] < 0.9 * history[0]
     assert all(p.grad is not None for p in model.parameters())
 

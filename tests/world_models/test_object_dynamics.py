@@ -77,22 +77,15 @@ def test_contract_shapes_and_reproducible_sampling(pong_dataset: Path) -> None:
     ],
     ids=["teacher-forced", "open-loop", "bounce", "modes", "noise", "contact", "move-classes", "joint-moves"],
 )
-def test_learns_a_real_batch_without_reading_frames(pong_dataset: Path, changes: dict) -> None:
+def test_learns_a_real_batch_without_reading_frames(pong_dataset: Path, changes: dict, fit) -> None:
     torch.manual_seed(0)
     cfg = dataclasses.replace(TINY, **changes)
     ObjectDynamics.prepare_data(cfg, pong_dataset)  # fills move_vocab with move_classes, else nothing
     model = build_model("object_dynamics", cfg, (3, 64, 64), 6)
     batch = _batch(pong_dataset, 16, frames=False)
     assert batch.frames.numel() == 0
-    opt = torch.optim.Adam(model.parameters(), 3e-3)
-    first = None
-    for _ in range(60):
-        loss, logs = model.loss(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        first = first if first is not None else loss.item()
-    assert loss.item() < 0.5 * first
+    first, *_, logs = fit(model, batch, 60)
+    assert logs["loss"] < 0.5 * first["loss"]
     assert {"state", "mode_ce", "flip_bce", "reward_ce", "player_px", "enemy_px", "point_recall"} <= set(logs)
     assert (logs["flip_bce"] > 0) == bool(changes.get("bounce")) and (logs["mode_ce"] > 0) == ("modes" in changes)
     assert (logs["move_ce"] > 0) == ("move_classes" in changes) == ("ball_move_acc" in logs)

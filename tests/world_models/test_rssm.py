@@ -25,23 +25,10 @@ def _batch(pong_dataset: Path, cfg: RSSMConfig = SMALL, size: int = 4):
     return next(iter(seqs.loader(size, seed=0)))
 
 
-def _fit(model: torch.nn.Module, batch, steps: int) -> list[dict[str, float]]:
-    """``steps`` Adam updates (lr 3e-3) of ``model`` on one ``batch``; the logs of every step's loss."""
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    history = []
-    for _ in range(steps):
-        loss, logs = model.loss(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        history.append(logs)
-    return history
-
-
-def test_rssm_learns_a_real_batch(pong_dataset: Path) -> None:
+def test_rssm_learns_a_real_batch(pong_dataset: Path, fit) -> None:
     torch.manual_seed(0)
     model = build_model("rssm", SMALL, (3, 64, 64), 6)
-    history = _fit(model, _batch(pong_dataset), 40)
+    history = fit(model, _batch(pong_dataset), 40)
     first, logs = history[0]["recon"], history[-1]
     assert {"recon", "kl", "prior_entropy", "reward_ce", "term_bce"} <= set(logs)
     assert logs["recon"] < 0.5 * first
@@ -222,7 +209,7 @@ def test_drawn_rewards_average_what_the_reward_head_expects(pong_dataset: Path) 
         assert not model.step(state, torch.zeros(4000, dtype=torch.int64)).reward.any()
 
 
-def test_overshooting_trains_the_prior_open_loop(pong_dataset: Path) -> None:
+def test_overshooting_trains_the_prior_open_loop(pong_dataset: Path, fit) -> None:
     """``overshoot`` adds the prior rolled out alone from the context: trained with it, the open-loop prior
     sits closer to the posterior several steps ahead than trained without it (same seed, same batch)."""
     batch = _batch(pong_dataset)
@@ -231,7 +218,7 @@ def test_overshooting_trains_the_prior_open_loop(pong_dataset: Path) -> None:
     for weight in (0.0, 1.0):
         torch.manual_seed(0)
         model = build_model("rssm", dataclasses.replace(cfg, overshoot=weight), (3, 64, 64), 6)
-        logs = _fit(model, batch, 150)[-1]
+        logs = fit(model, batch, 150)[-1]
         assert ("open_kl" in logs) == (weight > 0)
         model.cfg = dataclasses.replace(cfg, overshoot=1.0)  # measure both the same way
         with torch.no_grad():
@@ -239,7 +226,7 @@ def test_overshooting_trains_the_prior_open_loop(pong_dataset: Path) -> None:
     assert open_kl[1.0] < 0.8 * open_kl[0.0]
 
 
-def test_the_object_term_teaches_h_where_the_frame_detector_finds_the_objects(pong_dataset: Path) -> None:
+def test_the_object_term_teaches_h_where_the_frame_detector_finds_the_objects(pong_dataset: Path, fit) -> None:
     """``object_weight``: ``h_t`` (made before frame t is seen) learns to say where the frame detector finds the
     ball and paddles in frame t; it needs the data's preprocessing and refuses games other than Pong."""
     batch = _batch(pong_dataset)
@@ -251,7 +238,7 @@ def test_the_object_term_teaches_h_where_the_frame_detector_finds_the_objects(po
     with pytest.raises(ValueError, match="Pong"):
         model.bind_data("Freeway", preprocess)
     model.bind_data("Pong", preprocess)
-    logs = _fit(model, batch, 60)
+    logs = fit(model, batch, 60)
     assert logs[-1]["object_place"] < 0.3 * logs[0]["object_place"]
     assert logs[-1]["object_ball_px"] < logs[0]["object_ball_px"]
     plain = build_model("rssm", SMALL, (3, 64, 64), 6)

@@ -127,18 +127,10 @@ def test_gradients_reach_generator_and_discriminators(pong_dataset: Path) -> Non
         assert (param.grad is not None) == (id(param) in adversary), name
 
 
-def test_learns_a_real_pong_batch(pong_dataset: Path) -> None:
+def test_learns_a_real_pong_batch(pong_dataset: Path, fit) -> None:
     torch.manual_seed(0)
     model = build_model("savp", TINY, (3, 64, 64), N_ACTIONS)
-    batch = _pong_batch(pong_dataset)
-    opt = torch.optim.Adam(model.parameters(), 3e-3)
-    first = None
-    for _ in range(12):
-        loss, logs = model.loss(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        first = first if first is not None else logs
+    first, *_, logs = fit(model, _pong_batch(pong_dataset), 12)
     assert logs["l1"] < 0.5 * first["l1"] and logs["reward_ce"] < first["reward_ce"], (first, logs)
 
 

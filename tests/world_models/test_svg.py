@@ -136,19 +136,11 @@ def test_gradients_reach_every_module(pong_dataset: Path) -> None:
         assert param.grad is not None and param.grad.abs().sum() > 0, name
 
 
-def test_svg_learns_a_real_pong_batch(pong_dataset: Path) -> None:
+def test_svg_learns_a_real_pong_batch(pong_dataset: Path, fit) -> None:
     torch.manual_seed(0)
     model = build_model("svg_lp", TINY, (3, 64, 64), N_ACTIONS)
-    batch = _pong_batch(pong_dataset)
-    opt = torch.optim.Adam(model.parameters(), 3e-3)
-    first = None
-    for _ in range(30):
-        loss, logs = model.loss(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        first = first if first is not None else logs["recon"]
-    assert logs["recon"] <= 0.5 * first, (first, logs["recon"])
+    recon = [logs["recon"] for logs in fit(model, _pong_batch(pong_dataset), 30)]
+    assert recon[-1] <= 0.5 * recon[0], recon
 
 
 @pytest.mark.parametrize("last_frame_skip", [True, False])

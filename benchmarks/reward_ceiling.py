@@ -13,8 +13,9 @@ state at every step, and for windows of ``--horizon`` steps one after the other 
 restores the state at the window's start and replays the same chosen actions; the sticky-action draws are
 new ones (the random generator is not part of the saved state). The replay's points are scored against the
 game's, by steps since the start, and the frame detector (what ``closed-loop``'s ``tracking`` reads) gives how
-far apart the replay's ball and player's paddle are from the game's: the spread the game itself has. The RAM is read only by the scripted player (``--player scripted:NOISE``,
-the player of the project's data sets); random play reads nothing.
+far apart the replay's ball and player's paddle are from the game's: the spread the game itself has. The RAM
+is read only by the scripted player (``--player scripted:NOISE``, the player of the project's data sets);
+random play reads nothing.
 """
 
 from __future__ import annotations

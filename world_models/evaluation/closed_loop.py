@@ -16,7 +16,9 @@ for hundreds of steps on what the model itself drew; this grades that (the pixel
 3. **Reward head.** Windows of the held-out episodes, one after the other, roll out open loop with the real
    actions: recall and precision of the points' sign over every held-out transition (the dream's rewards).
    Models whose posterior filters real frames (``filtered_rewards``: ``rssm``) are also scored on the real
-   episodes' own filtered states, where the head is trained (``filtered``): the head, without the dream.
+   episodes' own filtered states, where the head is trained (``filtered``): the head, without the dream. The
+   frame detector also reads those dreams' decoded frames beside the real ones (``tracking``): how far apart
+   the ball and the player's paddle are at each step, and how many missed points the dream kept in play.
 
 The RAM is read only to score (where the ball is at serves). Outputs: ``closed_loop.json``, ``closed_loop.md``
 and ``closed_loop.png`` (the first dreams' frames at every ``every``-th step).

@@ -315,10 +315,9 @@ def _tracking(
     """Where the reward windows' dreams leave the game, from the frame detector's ``[found, x, y]`` (N, 3) of the
     dream's and the real frames (``dream``, ``real``) at each transition's end: per step since the context, the
     median distance of the ball and of the player's paddle (raw pixels, where both frames show it; None where
-    no frame pair does) and the
-    share of frames where the dream shows a ball exactly when the real frame does. ``missed_in_play``: of the
-    real points the dream did not call, the share where its frame still shows a ball in the field (the dream
-    kept the ball in play, e.g. returned it, where the real one flew out)."""
+    no frame pair does) and the share of frames where the dream shows a ball exactly when the real frame does.
+    ``missed_in_play``: of the real points the dream did not call, the share where its frame still shows a ball
+    in the field (the dream kept the ball in play, e.g. returned it, where the real one flew out)."""
 
     def apart(name: str, sel: np.ndarray) -> float | None:
         both = sel & (dream[name][:, 0] > 0) & (real[name][:, 0] > 0)

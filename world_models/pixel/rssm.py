@@ -26,6 +26,11 @@ overshooting, Hafner et al. 2019, PlaNet): from the last context frame the prior
 actions to the window's end, and ``overshoot`` times (the KL term of the prior and the reward and
 termination heads) is added for those open-loop states: the prior learns to predict the posterior up to
 ``n_future`` steps ahead, and the heads to call the real points from the states a dream would be in.
+``open_recon`` > 0 decodes those open-loop states too and adds ``open_recon`` times their frames' squared error
+against the real frames (weighted as the filtered frames'): the model's own rollouts judged in pixels, where a
+ball that drifts off its course costs what it costs in the game. Its gradient reaches the sequence model and the
+prior (through the straight-through draws), not the decoder, which stays the posterior's: the dynamics learn to
+land on states that decode to the real frame, rather than the decoder learning to blur what they get wrong.
 
 ``object_weight`` > 0 (Pong only) adds a dynamics target the frames give without labels: from ``h_t``, made
 before frame t is seen, a small head predicts where the project's frame detector
@@ -81,6 +86,9 @@ class RSSMConfig(ModelConfig):
     overshoot: float = 0.0
     """Weight of the open-loop terms (the prior rolled out alone from the last context frame with the real
     actions; its KL to the posterior and the heads on its states): 0 trains on filtered states only."""
+    open_recon: float = 0.0
+    """Weight of the open-loop frames' reconstruction error (the same rollouts decoded, against the real frames;
+    its gradient trains the dynamics, not the decoder): 0: off."""
     unimix: float = 0.01
     """Share of the uniform distribution mixed into every categorical."""
     temperature: float = 1.0
@@ -283,9 +291,9 @@ class RSSM(WorldModel):
             objects, object_logs = self._object_loss(torch.stack(hs[1:], 1), frames[:, 1:])
             loss = loss + self.cfg.object_weight * objects
             logs.update(object_logs)
-        if self.cfg.overshoot > 0:
+        if self.cfg.overshoot > 0 or self.cfg.open_recon > 0:
             open_loss, open_logs = self._open_loop_loss(hs, zs, q, actions, batch)
-            loss = loss + self.cfg.overshoot * open_loss
+            loss = loss + open_loss
             logs.update(open_logs)
         with torch.no_grad():
             logs["recon"] = torch.mean((pred - frames) ** 2).item()
@@ -341,9 +349,11 @@ class RSSM(WorldModel):
         actions: torch.Tensor,
         batch: SequenceBatch,
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """The prior rolled out alone from the last context frame's posterior state with the real actions: the
-        KL of each open-loop prior to the (fixed) posterior of the same frame, and the heads on the open-loop
-        states against the real rewards and ends. ``q`` (B, T, S, K) are the posteriors of :meth:`loss`."""
+        """The prior rolled out alone from the last context frame's posterior state with the real actions:
+        ``overshoot`` times (the KL of each open-loop prior to the (fixed) posterior of the same frame, and the
+        heads on the open-loop states against the real rewards and ends), plus ``open_recon`` times the squared
+        error of the open-loop states' frames, decoded with the decoder's weights held fixed. ``q`` (B, T, S, K)
+        are the posteriors of :meth:`loss`."""
         first = self.cfg.n_past - 1
         h, z = hs[first], zs[first]
         priors, feats = [], []
@@ -353,16 +363,27 @@ class RSSM(WorldModel):
             z = self._draw(probs)
             priors.append(probs)
             feats.append(torch.cat([h, z], -1))
-        p = torch.stack(priors, 1)  # (B, n_future, S, K)
-        post = q[:, first + 1 :].detach()
-        kl = _kl(post, p)  # (B, n_future) nats
-        heads, head_logs = self._head_terms(
-            torch.stack(feats, 1), batch.rewards[:, first:], batch.terminated[:, first:]
-        )
-        loss = self.cfg.kl_dyn * kl.clamp(min=self.cfg.free_nats).mean() + heads
-        logs = {
-            "open_kl": kl.mean().item(),
-            "open_reward_ce": head_logs["reward_ce"],
-            "open_term_bce": head_logs["term_bce"],
-        }
+        open_feats = torch.stack(feats, 1)  # (B, n_future, deter + S*K)
+        loss = open_feats.new_zeros(())
+        logs = {}
+        if self.cfg.overshoot > 0:
+            p = torch.stack(priors, 1)  # (B, n_future, S, K)
+            kl = _kl(q[:, first + 1 :].detach(), p)  # (B, n_future) nats
+            heads, head_logs = self._head_terms(open_feats, batch.rewards[:, first:], batch.terminated[:, first:])
+            loss = loss + self.cfg.overshoot * (self.cfg.kl_dyn * kl.clamp(min=self.cfg.free_nats).mean() + heads)
+            logs.update(
+                open_kl=kl.mean().item(),
+                open_reward_ce=head_logs["reward_ce"],
+                open_term_bce=head_logs["term_bce"],
+            )
+        if self.cfg.open_recon > 0:
+            frames = batch.frames[:, first + 1 :]
+            fixed = {name: weight.detach() for name, weight in self.decoder.named_parameters()}
+            pred = torch.func.functional_call(self.decoder, fixed, (open_feats.flatten(0, 1),)).view(frames.shape)
+            previous = batch.frames[:, first:-1]
+            weighted = recon_loss(pred, frames, previous, self.cfg.change_weight)
+            loss = loss + self.cfg.open_recon * weighted * frames[0, 0].numel()  # per frame, summed over pixels
+            with torch.no_grad():
+                logs["open_recon"] = torch.mean((pred - frames) ** 2).item()
+            logs["open_weighted_recon"] = weighted.item()
         return loss, logs

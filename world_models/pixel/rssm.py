@@ -36,7 +36,10 @@ land on states that decode to the real frame, rather than the decoder learning t
 before frame t is seen, a small head predicts where the project's frame detector
 (:func:`~world_models.objects.pong_objects.find_objects`, which reads frames only) finds the ball and the two
 paddles in frame t. A dream steps ``h`` and draws ``z`` from the prior; where ``h`` knows where the ball goes,
-the draws need not decide it again.
+the draws need not decide it again. ``open_object`` > 0 puts the same head on the open-loop states (the prior
+rolled out alone, as for ``overshoot``): a dream's ``h`` is asked where the detector finds the ball in the real
+frames ahead, a target that says which way a ball that drifted should move (a misplaced one-pixel ball gives
+the squared pixel error no direction once it no longer overlaps the real one).
 """
 
 from __future__ import annotations
@@ -101,6 +104,9 @@ class RSSMConfig(ModelConfig):
     object_weight: float = 0.0
     """Weight of the object term (Pong only; module docstring): ``h_t`` predicts the ball and paddles the frame
     detector finds in frame t (whether each is found, and its centre, in units of 4 raw pixels). 0: off."""
+    open_object: float = 0.0
+    """Weight of the object term on the open-loop states (Pong only): the rolled-out ``h`` predicts where the
+    frame detector finds the objects in the real frames ahead. Needs ``object_weight`` > 0. 0: off."""
     reward_sample: bool = False
     """Imagination setting: draw each step's reward sign from the reward head's distribution instead of taking
     the most likely one. A point is rarely more likely than no point at any one step, so the most likely sign
@@ -135,6 +141,8 @@ class RSSM(WorldModel):
         c, h, w = frame_shape
         if h != w:
             raise ValueError(f"rssm needs square frames, got {h} x {w}")
+        if cfg.open_object > 0 and cfg.object_weight <= 0:
+            raise ValueError("rssm's open_object needs object_weight > 0 (the object head it trains)")
         if cfg.stoch < 1 or cfg.classes < 2:
             raise ValueError(f"rssm needs stoch >= 1 and classes >= 2, got {cfg.stoch} and {cfg.classes}")
         self.cfg: RSSMConfig = cfg
@@ -287,12 +295,15 @@ class RSSM(WorldModel):
         )
         heads, logs = self._head_terms(feats[:, 1:], batch.rewards, batch.terminated)
         loss = recon + kl_loss + heads
+        targets = None
         if self.object_head is not None:
-            objects, object_logs = self._object_loss(torch.stack(hs[1:], 1), frames[:, 1:])
+            targets = self._object_targets(frames[:, 1:])
+            objects, object_logs = self._object_loss(torch.stack(hs[1:], 1), targets)
             loss = loss + self.cfg.object_weight * objects
             logs.update(object_logs)
-        if self.cfg.overshoot > 0 or self.cfg.open_recon > 0:
-            open_loss, open_logs = self._open_loop_loss(hs, zs, q, actions, batch)
+        if self.cfg.overshoot > 0 or self.cfg.open_recon > 0 or self.cfg.open_object > 0:
+            open_targets = None if targets is None else targets[:, self.cfg.n_past - 1 :]
+            open_loss, open_logs = self._open_loop_loss(hs, zs, q, actions, batch, open_targets)
             loss = loss + open_loss
             logs.update(open_logs)
         with torch.no_grad():
@@ -303,17 +314,22 @@ class RSSM(WorldModel):
         logs["weighted_recon"] = recon.item() / pixels
         return loss, logs
 
-    def _object_loss(self, h: torch.Tensor, frames: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        """The object term: ``h`` (B, T, deter) against what the frame detector finds in ``frames`` (B, T, C, H, W):
-        binary cross-entropy of each object being found, plus the Huber loss of found objects' centres (from the
-        field's centre, in units of 4 raw pixels)."""
+    def _object_targets(self, frames: torch.Tensor) -> torch.Tensor:
+        """Where the frame detector finds the player, the enemy and the ball in ``frames`` (B, T, C, H, W):
+        (B, T, object, [found, x, y]), raw pixels."""
         from world_models.objects.pong_objects import find_objects
 
         if self._detector is None:
             raise RuntimeError("rssm's object_weight needs the data's preprocessing: call bind_data(game, preprocess)")
         found = find_objects(frames.detach().flatten(0, 1).float().cpu(), self._detector)
-        target = torch.from_numpy(np.stack([found[k] for k in ("player", "enemy", "ball")], 1)).to(h.device)
-        target = target.view(*h.shape[:2], 3, 3)  # (B, T, object, [found, x, y]) in raw pixels
+        target = torch.from_numpy(np.stack([found[k] for k in ("player", "enemy", "ball")], 1)).to(frames.device)
+        return target.view(*frames.shape[:2], 3, 3)
+
+    def _object_loss(self, h: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """The object term: ``h`` (B, T, deter) against the detector's ``target`` (B, T, 3, 3) from
+        :meth:`_object_targets`: binary cross-entropy of each object being found, plus the Huber loss of found
+        objects' centres (from the field's centre, in units of 4 raw pixels)."""
+        assert self._detector is not None  # _object_targets read the frames with it
         pred = self.object_head(h).view(*h.shape[:2], 3, 3).float()  # type: ignore[misc]
         top, bottom, left, right = self._detector.crop or (0, 210, 0, 160)
         centre = torch.tensor([(left + right) / 2.0, (top + bottom) / 2.0], device=h.device)
@@ -348,21 +364,24 @@ class RSSM(WorldModel):
         q: torch.Tensor,
         actions: torch.Tensor,
         batch: SequenceBatch,
+        object_targets: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """The prior rolled out alone from the last context frame's posterior state with the real actions:
         ``overshoot`` times (the KL of each open-loop prior to the (fixed) posterior of the same frame, and the
         heads on the open-loop states against the real rewards and ends), plus ``open_recon`` times the squared
-        error of the open-loop states' frames, decoded with the decoder's weights held fixed. ``q`` (B, T, S, K)
-        are the posteriors of :meth:`loss`."""
+        error of the open-loop states' frames, decoded with the decoder's weights held fixed, plus ``open_object``
+        times the object term of the open-loop ``h`` against ``object_targets`` (B, n_future, 3, 3), the
+        detector's reading of the real frames ahead. ``q`` (B, T, S, K) are the posteriors of :meth:`loss`."""
         first = self.cfg.n_past - 1
         h, z = hs[first], zs[first]
-        priors, feats = [], []
+        priors, feats, open_hs = [], [], []
         for i in range(first + 1, len(hs)):
             h = self._next_h(h, z, actions[:, i - 1])
             probs = self._probs(self.prior(h))
             z = self._draw(probs)
             priors.append(probs)
             feats.append(torch.cat([h, z], -1))
+            open_hs.append(h)
         open_feats = torch.stack(feats, 1)  # (B, n_future, deter + S*K)
         loss = open_feats.new_zeros(())
         logs = {}
@@ -386,4 +405,10 @@ class RSSM(WorldModel):
             with torch.no_grad():
                 logs["open_recon"] = torch.mean((pred - frames) ** 2).item()
             logs["open_weighted_recon"] = weighted.item()
+        if self.cfg.open_object > 0:
+            if object_targets is None:
+                raise ValueError("rssm's open_object needs the object targets of the frames ahead")
+            objects, object_logs = self._object_loss(torch.stack(open_hs, 1), object_targets)
+            loss = loss + self.cfg.open_object * objects
+            logs.update({f"open_{key}": value for key, value in object_logs.items()})
         return loss, logs

@@ -301,6 +301,16 @@ def conv_levels(size: int, model: str) -> int:
     return levels
 
 
+def stack_predecessors(frames: torch.Tensor, k: int) -> torch.Tensor:
+    """(B, T, C, H, W) -> (B, T, k*C, H, W): each frame, then its k-1 predecessors (latest first), the first frame
+    repeated where a sequence has none (the input of encoders that read ``encoder_frames`` frames at once)."""
+    if k == 1:
+        return frames
+    t = frames.shape[1]
+    idx = (torch.arange(t, device=frames.device)[:, None] - torch.arange(k, device=frames.device)).clamp(min=0)
+    return frames[:, idx].flatten(2, 3)  # (B, T, k, C, H, W) -> (B, T, k*C, H, W)
+
+
 def reward_classes(rewards: torch.Tensor) -> torch.Tensor:
     """Rewards -> class index of their sign: -1 -> 0, 0 -> 1, +1 -> 2."""
     return (torch.sign(rewards) + 1).long()

@@ -89,12 +89,25 @@ def tiny_rssm(pong_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return train("rssm", pong_dataset, tmp_path_factory.mktemp("rssm"), overrides, progress=False)
 
 
-def test_the_real_twin_filters_the_whole_game(tiny_rssm: Path, pong_dataset: Path) -> None:
+@pytest.mark.parametrize("encoder_frames", [1, 3])
+def test_the_real_twin_filters_the_whole_game(
+    tiny_rssm: Path, pong_dataset: Path, tmp_path: Path, encoder_frames: int
+) -> None:
+    """The twin steps the posterior one real frame at a time (``observe_step``) and lands where filtering the
+    whole game at once does; with ``encoder_frames`` > 1 each frame is read with its predecessors both ways."""
     from dataset_tools.preprocess import to_tensor_layout
     from learned_envs.twin import make_real_twin
     from world_models import load_model
+    from world_models.training import train
 
-    twin = make_real_twin(tiny_rssm, obs_type="latent")
+    checkpoint = tiny_rssm
+    if encoder_frames > 1:
+        # from the one-frame model, the older frames' weights start at zero; two large updates make them count
+        overrides = [f"encoder_frames={encoder_frames}", "steps=2", "lr=0.3", f"init_from={tiny_rssm}"]
+        overrides += ["batch_size=4", "n_past=2", "n_future=3", "deter=32", "stoch=4", "classes=4", "hidden=32"]
+        overrides += ["embed=32", "nf=8", "val_fraction=0.34", "image_every=0"]
+        checkpoint = train("rssm", pong_dataset, tmp_path / "stacked", overrides, progress=False)
+    twin = make_real_twin(checkpoint, obs_type="latent")
     torch.manual_seed(3)
     obs, _ = twin.reset(seed=0)
     frames, actions = [twin.last_raw_frame] * 2, [0]  # the context repeats the first frame
@@ -103,7 +116,9 @@ def test_the_real_twin_filters_the_whole_game(tiny_rssm: Path, pong_dataset: Pat
         frames.append(twin.last_raw_frame)
         actions.append(a)
     twin.close()
-    model, _ = load_model(tiny_rssm, "cpu")
+    model, _ = load_model(checkpoint, "cpu")
+    assert model.encoder.conv[0].weight.shape[1] == 3 * encoder_frames
+    assert encoder_frames == 1 or model.encoder.conv[0].weight[:, 3:].abs().sum() > 0
     seen = torch.from_numpy(to_tensor_layout(twin.preprocess(np.stack(frames))))[None]  # (1, T, C, H, W)
     torch.manual_seed(3)  # the same posterior draws, in the same order
     with torch.no_grad():
@@ -300,6 +315,37 @@ def test_the_open_loop_object_term_teaches_the_rolled_out_h_where_the_ball_goes(
                 draws.append(model.loss(batch)[1]["open_object_place"])
         ball_px[weight] = sum(draws) / 3
     assert ball_px[1.0] < 0.8 * ball_px[0.0]
+
+
+def test_encoder_frames_read_each_frame_with_its_predecessors(pong_dataset: Path) -> None:
+    """``encoder_frames=2``: the posterior's encoder reads [frame, previous frame]; grown from a one-frame model
+    (the older frame's weights at zero, as ``init_from`` grows them) it encodes as that model does, and once
+    those weights count, what the previous frame shows changes the encoding."""
+    from world_models.base import stack_predecessors
+    from world_models.training.weights import grow_inputs
+
+    batch = _batch(pong_dataset)
+    torch.manual_seed(0)
+    one = build_model("rssm", SMALL, (3, 64, 64), 6)
+    two = build_model("rssm", dataclasses.replace(SMALL, encoder_frames=2), (3, 64, 64), 6)
+    weights, grown = grow_inputs(one.state_dict(), two.state_dict())
+    assert grown == ["encoder.conv.0.weight"]
+    two.load_state_dict(weights)
+    with torch.no_grad():
+        stacked = stack_predecessors(batch.frames, 2)  # (B, T, 6, H, W): frame t, then frame t - 1
+        alone = one.encoder(batch.frames.flatten(0, 1))
+        # the same up to the order of the sums (which GroupNorm over a near-uniform background magnifies)
+        assert torch.allclose(two.encoder(stacked.flatten(0, 1)), alone, atol=1e-3)
+        two.encoder.conv[0].weight[:, 3:].normal_(0, 0.1)
+        assert torch.equal(stacked[:, 1:, 3:], batch.frames[:, :-1]) and torch.equal(
+            stacked[:, 0, 3:], batch.frames[:, 0]
+        )
+        still = stacked.clone()
+        still[:, :, 3:] = still[:, :, :3]  # as if nothing had moved
+        moved = two.encoder(stacked.flatten(0, 1)) - two.encoder(still.flatten(0, 1))
+        assert moved.abs().amax() > 0.05
+    with pytest.raises(ValueError, match="encoder_frames"):
+        build_model("rssm", dataclasses.replace(SMALL, encoder_frames=0), (3, 64, 64), 6)
 
 
 def test_init_from_a_model_without_a_new_head_starts_only_that_head_fresh(

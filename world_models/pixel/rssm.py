@@ -54,7 +54,15 @@ from torch import nn
 from dataset_tools.atari import game_spec
 from dataset_tools.preprocess import Preprocess
 from dataset_tools.sequences import SequenceBatch
-from world_models.base import ModelConfig, State, StepResult, WorldModel, register, reward_from_logits
+from world_models.base import (
+    ModelConfig,
+    State,
+    StepResult,
+    WorldModel,
+    register,
+    reward_from_logits,
+    stack_predecessors,
+)
 from world_models.losses import head_losses, recon_loss
 from world_models.objects.moves import draw_choice
 from world_models.pixel.rnn_deconv import ConvEncoder, DeconvDecoder
@@ -78,6 +86,12 @@ class RSSMConfig(ModelConfig):
     """Size of the frame encoding the posterior reads."""
     nf: int = 16
     """Channels of the first conv layer of the encoder (and last of the decoder); doubles per level."""
+    encoder_frames: int = 1
+    """Frames the posterior's encoder reads at once: each frame stacked along channels with its
+    ``encoder_frames - 1`` predecessors (latest first; the first frame repeated where there are none), so the
+    frame's encoding carries the ball's motion, not only its place (its speed need not be worked out by the GRU
+    from successive draws). The prior and the decoder are unchanged: a dream still decodes nothing and encodes
+    nothing. ``init_from`` a model with fewer starts with zero weights on the older frames, i.e. as that model."""
     change_weight: float = 20.0
     """Extra weight of pixels that changed since the previous true frame (0: plain squared error)."""
     kl_dyn: float = 0.5
@@ -143,11 +157,13 @@ class RSSM(WorldModel):
             raise ValueError(f"rssm needs square frames, got {h} x {w}")
         if cfg.open_object > 0 and cfg.object_weight <= 0:
             raise ValueError("rssm's open_object needs object_weight > 0 (the object head it trains)")
+        if cfg.encoder_frames < 1:
+            raise ValueError(f"rssm's encoder_frames must be >= 1, got {cfg.encoder_frames}")
         if cfg.stoch < 1 or cfg.classes < 2:
             raise ValueError(f"rssm needs stoch >= 1 and classes >= 2, got {cfg.stoch} and {cfg.classes}")
         self.cfg: RSSMConfig = cfg
         z_dim = cfg.stoch * cfg.classes
-        self.encoder = ConvEncoder(c, h, cfg.nf, cfg.embed)
+        self.encoder = ConvEncoder(c * cfg.encoder_frames, h, cfg.nf, cfg.embed)
         self.decoder = DeconvDecoder(cfg.deter + z_dim, c, h, cfg.nf)
         self.img_in = nn.Sequential(nn.Linear(z_dim + n_actions, cfg.hidden), nn.LayerNorm(cfg.hidden), nn.SiLU())
         self.gru = nn.GRUCell(cfg.hidden, cfg.deter)
@@ -203,7 +219,8 @@ class RSSM(WorldModel):
         """The posterior over ``frames`` (B, T, C, H, W) with ``actions`` (B, T-1): per frame h, z, and the
         posterior's and prior's probabilities (the prior's of frame 0 is that of the empty history)."""
         b, t = frames.shape[:2]
-        embeds = self.encoder(frames.flatten(0, 1)).view(b, t, -1)  # (B*T, C, H, W) -> (B, T, embed)
+        stacked = stack_predecessors(frames, self.cfg.encoder_frames)  # (B, T, k*C, H, W)
+        embeds = self.encoder(stacked.flatten(0, 1)).view(b, t, -1)  # (B*T, k*C, H, W) -> (B, T, embed)
         h = embeds.new_zeros(b, self.cfg.deter)
         hs, zs, posts, priors = [], [], [], []
         z = None
@@ -221,6 +238,9 @@ class RSSM(WorldModel):
     def start(self, frames: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None) -> State:
         hs, zs, _, _ = self._filter(frames, actions, generator)
         state = {"h": hs[-1], "z": zs[-1]}
+        if self.cfg.encoder_frames > 1:  # the latest frames, latest first, for the real twin's next observe_step
+            k = self.cfg.encoder_frames - 1
+            state["past"] = stack_predecessors(frames[:, -k:], k)[:, -1]  # (B, k*C, H, W)
         if self.cfg.points_to_end > 0:  # points scored in this imagined episode: (the player, the enemy)
             state["points"] = hs[-1].new_zeros(hs[-1].shape[0], 2)
         return state
@@ -245,10 +265,21 @@ class RSSM(WorldModel):
     ) -> State:
         """The posterior one real step on: ``state`` at frame t, ``actions`` (B,) from t to t + 1, ``frames``
         (B, C, H, W) the real frames t + 1. The real twin filters a whole game this way (as ``start`` filters
-        its context), so an agent sees the state its dream would carry, not one restarted every step."""
+        its context), so an agent sees the state its dream would carry, not one restarted every step. With
+        ``encoder_frames`` > 1 the state carries the latest real frames (``past``, from ``start`` or the last
+        ``observe_step``; a dream's step drops them, and a state without them repeats ``frames``, as a sequence's
+        first frame is)."""
         h = self._next_h(state["h"], state["z"], actions)
-        z, _ = self._posterior_z(h, self.encoder(frames), generator)
-        return {"h": h, "z": z}
+        k = self.cfg.encoder_frames
+        seen = frames
+        if k > 1:
+            past = state.get("past", frames.repeat(1, k - 1, 1, 1))
+            seen = torch.cat([frames, past], 1)  # (B, k*C, H, W), latest first
+        z, _ = self._posterior_z(h, self.encoder(seen), generator)
+        new: State = {"h": h, "z": z}
+        if k > 1:
+            new["past"] = seen[:, : (k - 1) * frames.shape[1]]
+        return new
 
     @torch.no_grad()
     def filtered_rewards(

@@ -22,7 +22,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from dataset_tools.sequences import SequenceBatch
-from world_models.base import ModelConfig, State, StepResult, WorldModel, conv_levels, register, reward_from_logits
+from world_models.base import (
+    ModelConfig,
+    State,
+    StepResult,
+    WorldModel,
+    conv_levels,
+    register,
+    reward_from_logits,
+    stack_predecessors,
+)
 from world_models.losses import head_losses, recon_loss
 
 Hidden = tuple[torch.Tensor, torch.Tensor]  # nn.LSTM layout: (layers, B, H) each
@@ -259,11 +268,7 @@ class SVG(WorldModel):
     # ------------------------------------------------------------------ encoder input
     def _stacked(self, frames: torch.Tensor) -> torch.Tensor:
         """(B, T, C, H, W) -> (B, T, k*C, H, W): each frame, then its k-1 predecessors (latest first)."""
-        k, t = self.cfg.encoder_frames, frames.shape[1]
-        if k == 1:
-            return frames
-        idx = (torch.arange(t, device=frames.device)[:, None] - torch.arange(k, device=frames.device)).clamp(min=0)
-        return frames[:, idx].flatten(2, 3)  # (B, T, k, C, H, W) -> (B, T, k*C, H, W)
+        return stack_predecessors(frames, self.cfg.encoder_frames)
 
     def _encode_latest(self, frame: torch.Tensor, older: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Encode ``frame`` (B, C, H, W) with its predecessors ``older`` (latest first), stacked as

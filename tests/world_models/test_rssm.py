@@ -241,6 +241,29 @@ def test_overshooting_trains_the_prior_open_loop(pong_dataset: Path, fit) -> Non
     assert open_kl[1.0] < 0.8 * open_kl[0.0]
 
 
+def _trained_without_and_with(
+    key: str, cfg: RSSMConfig, batch, fit, steps: int, figure: str, preprocess=None
+) -> dict[float, float]:
+    """Train ``cfg`` with ``key`` at 0 and at 1 (same seed, same batch, ``steps`` updates) and read the loss log
+    ``figure`` of both with ``key`` at 1 (so both are measured the same way), averaged over three draws."""
+    out = {}
+    for weight in (0.0, 1.0):
+        torch.manual_seed(0)
+        model = build_model("rssm", dataclasses.replace(cfg, **{key: weight}), (3, 64, 64), 6)
+        if preprocess is not None:
+            model.bind_data("Pong", preprocess)
+        logs = fit(model, batch, steps)[-1]
+        assert (figure in logs) == (weight > 0)
+        model.cfg = dataclasses.replace(cfg, **{key: 1.0})
+        with torch.no_grad():
+            draws = []
+            for seed in range(3):
+                torch.manual_seed(seed)
+                draws.append(model.loss(batch)[1][figure])
+        out[weight] = sum(draws) / 3
+    return out
+
+
 def test_open_loop_reconstruction_trains_the_dynamics_not_the_decoder(pong_dataset: Path, fit) -> None:
     """``open_recon`` decodes the open-loop rollouts against the real frames: its gradient reaches the sequence
     model and the prior, never the decoder, and trained with it the rollouts' frames are closer to the real ones
@@ -256,19 +279,7 @@ def test_open_loop_reconstruction_trains_the_dynamics_not_the_decoder(pong_datas
     assert all(p.grad is None for p in model.decoder.parameters())
     assert model.gru.weight_hh.grad is not None and model.gru.weight_hh.grad.abs().sum() > 0
     assert model.prior[0].weight.grad is not None and model.prior[0].weight.grad.abs().sum() > 0
-    error = {}
-    for weight in (0.0, 1.0):
-        torch.manual_seed(0)
-        model = build_model("rssm", dataclasses.replace(cfg, open_recon=weight), (3, 64, 64), 6)
-        logs = fit(model, batch, 150)[-1]
-        assert ("open_recon" in logs) == (weight > 0)
-        model.cfg = dataclasses.replace(cfg, open_recon=1.0)  # measure both the same way
-        with torch.no_grad():
-            draws = []
-            for seed in range(3):
-                torch.manual_seed(seed)
-                draws.append(model.loss(batch)[1]["open_weighted_recon"])
-        error[weight] = sum(draws) / 3
+    error = _trained_without_and_with("open_recon", cfg, batch, fit, 150, "open_weighted_recon")
     assert error[1.0] < 0.85 * error[0.0]
 
 
@@ -300,21 +311,8 @@ def test_the_open_loop_object_term_teaches_the_rolled_out_h_where_the_ball_goes(
     cfg = dataclasses.replace(SMALL, n_future=6, object_weight=1.0)
     with pytest.raises(ValueError, match="object_weight"):
         build_model("rssm", dataclasses.replace(SMALL, open_object=1.0), (3, 64, 64), 6)
-    ball_px = {}
-    for weight in (0.0, 1.0):
-        torch.manual_seed(0)
-        model = build_model("rssm", dataclasses.replace(cfg, open_object=weight), (3, 64, 64), 6)
-        model.bind_data("Pong", preprocess)
-        logs = fit(model, batch, 100)[-1]
-        assert ("open_object_place" in logs) == (weight > 0)
-        model.cfg = dataclasses.replace(cfg, open_object=1.0)  # measure both the same way
-        with torch.no_grad():
-            draws = []
-            for seed in range(3):
-                torch.manual_seed(seed)
-                draws.append(model.loss(batch)[1]["open_object_place"])
-        ball_px[weight] = sum(draws) / 3
-    assert ball_px[1.0] < 0.8 * ball_px[0.0]
+    place = _trained_without_and_with("open_object", cfg, batch, fit, 100, "open_object_place", preprocess)
+    assert place[1.0] < 0.8 * place[0.0]
 
 
 def test_encoder_frames_read_each_frame_with_its_predecessors(pong_dataset: Path) -> None:

@@ -79,14 +79,17 @@ def test_a_serve_direction_is_the_first_move_of_a_found_ball() -> None:
     assert _direction(np.array([[1, 80, 100], [0, 0, 0]], dtype=np.float32)) is None
 
 
+# the train keys of the tiny rssm runs (sizes, windows, the held-out episode)
+TINY_KEYS = ["batch_size=4", "n_past=2", "n_future=3", "deter=32", "stoch=4", "classes=4", "hidden=32", "embed=32"]
+TINY_KEYS += ["nf=8", "image_every=0", "val_fraction=0.34"]
+
+
 @pytest.fixture(scope="module")
 def tiny_rssm(pong_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny rssm trained for 3 steps on the Pong fixture, its last episode held out (machinery, not quality)."""
     from world_models.training import train
 
-    overrides = ["steps=3", "batch_size=4", "n_past=2", "n_future=3", "deter=32", "stoch=4", "classes=4"]
-    overrides += ["hidden=32", "embed=32", "nf=8", "image_every=0", "val_fraction=0.34"]
-    return train("rssm", pong_dataset, tmp_path_factory.mktemp("rssm"), overrides, progress=False)
+    return train("rssm", pong_dataset, tmp_path_factory.mktemp("rssm"), ["steps=3", *TINY_KEYS], progress=False)
 
 
 @pytest.mark.parametrize("encoder_frames", [1, 3])
@@ -103,9 +106,7 @@ def test_the_real_twin_filters_the_whole_game(
     checkpoint = tiny_rssm
     if encoder_frames > 1:
         # from the one-frame model, the older frames' weights start at zero; two large updates make them count
-        overrides = [f"encoder_frames={encoder_frames}", "steps=2", "lr=0.3", f"init_from={tiny_rssm}"]
-        overrides += ["batch_size=4", "n_past=2", "n_future=3", "deter=32", "stoch=4", "classes=4", "hidden=32"]
-        overrides += ["embed=32", "nf=8", "val_fraction=0.34", "image_every=0"]
+        overrides = [f"encoder_frames={encoder_frames}", "steps=2", "lr=0.3", f"init_from={tiny_rssm}", *TINY_KEYS]
         checkpoint = train("rssm", pong_dataset, tmp_path / "stacked", overrides, progress=False)
     twin = make_real_twin(checkpoint, obs_type="latent")
     torch.manual_seed(3)

@@ -15,3 +15,8 @@ def mlp(n_in: int, hidden: int, layers: int, out: int | None = None) -> nn.Seque
     if out is not None:
         modules.append(nn.Linear(width, out))
     return nn.Sequential(*modules)
+
+
+def norm_mlp(n_in: int, hidden: int, out: int) -> nn.Sequential:
+    """One hidden layer with LayerNorm and SiLU (DreamerV3's block), then a linear layer to ``out``."""
+    return nn.Sequential(nn.Linear(n_in, hidden), nn.LayerNorm(hidden), nn.SiLU(), nn.Linear(hidden, out))

@@ -70,6 +70,10 @@ class DeconvDecoder(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.deconv(self.fc(h).view(-1, self.c0, 4, 4))  # (B, c0*16) -> (B, c0, 4, 4) -> (B, C, S, S)
 
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """The frame before its sigmoid: (B, in_dim) -> (B, C, S, S)."""
+        return self.deconv[:-1](self.fc(h).view(-1, self.c0, 4, 4))
+
 
 @register
 class RNNDeconv(WorldModel):

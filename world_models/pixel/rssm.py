@@ -63,9 +63,11 @@ from world_models.base import (
     reward_from_logits,
     stack_predecessors,
 )
+from world_models.blocks import norm_mlp
 from world_models.losses import head_losses, recon_loss
 from world_models.objects.moves import draw_choice
 from world_models.pixel.rnn_deconv import ConvEncoder, DeconvDecoder
+from world_models.pixel.rssm_objects import FEATURES, ObjectState, object_features
 
 
 @dataclass
@@ -121,14 +123,16 @@ class RSSMConfig(ModelConfig):
     open_object: float = 0.0
     """Weight of the object term on the open-loop states (Pong only): the rolled-out ``h`` predicts where the
     frame detector finds the objects in the real frames ahead. Needs ``object_weight`` > 0. 0: off."""
+    object_state: bool = False
+    """Pong only: the state holds the ball and paddles as numbers beside ``h`` and ``z`` (the frame detector's
+    ``[found, x, y]`` of the last two frames), a dream steps them with drawn moves, the GRU, the prior and the
+    reward head read them, and frames are decoded with each object drawn where they say
+    (:mod:`world_models.pixel.rssm_objects`). Trained teacher forced: not with ``overshoot``, ``open_recon`` or
+    ``open_object``. ``init_from`` a model without starts the new parts with no effect on the old ones."""
     reward_sample: bool = False
     """Imagination setting: draw each step's reward sign from the reward head's distribution instead of taking
     the most likely one. A point is rarely more likely than no point at any one step, so the most likely sign
     is almost always 0; drawn, the rewards average what the head expects."""
-
-
-def _mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(d_in, hidden), nn.LayerNorm(hidden), nn.SiLU(), nn.Linear(hidden, d_out))
 
 
 def _kl(q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -161,21 +165,39 @@ class RSSM(WorldModel):
             raise ValueError(f"rssm's encoder_frames must be >= 1, got {cfg.encoder_frames}")
         if cfg.stoch < 1 or cfg.classes < 2:
             raise ValueError(f"rssm needs stoch >= 1 and classes >= 2, got {cfg.stoch} and {cfg.classes}")
+        if cfg.object_state and (cfg.overshoot > 0 or cfg.open_recon > 0 or cfg.open_object > 0):
+            raise ValueError("rssm's object_state trains teacher forced: set overshoot, open_recon, open_object to 0")
         self.cfg: RSSMConfig = cfg
         z_dim = cfg.stoch * cfg.classes
         self.encoder = ConvEncoder(c * cfg.encoder_frames, h, cfg.nf, cfg.embed)
         self.decoder = DeconvDecoder(cfg.deter + z_dim, c, h, cfg.nf)
         self.img_in = nn.Sequential(nn.Linear(z_dim + n_actions, cfg.hidden), nn.LayerNorm(cfg.hidden), nn.SiLU())
         self.gru = nn.GRUCell(cfg.hidden, cfg.deter)
-        self.prior = _mlp(cfg.deter, cfg.hidden, z_dim)
-        self.posterior = _mlp(cfg.deter + cfg.embed, cfg.hidden, z_dim)
-        self.reward_head = _mlp(cfg.deter + z_dim, cfg.hidden, 3)
-        self.term_head = _mlp(cfg.deter + z_dim, cfg.hidden, 1)
+        self.prior = norm_mlp(cfg.deter, cfg.hidden, z_dim)
+        self.posterior = norm_mlp(cfg.deter + cfg.embed, cfg.hidden, z_dim)
+        self.reward_head = norm_mlp(cfg.deter + z_dim, cfg.hidden, 3)
+        self.term_head = norm_mlp(cfg.deter + z_dim, cfg.hidden, 1)
         # per object (player, enemy, ball): [found logit, x, y] from h alone
-        self.object_head = _mlp(cfg.deter, cfg.hidden, 9) if cfg.object_weight > 0 else None
+        self.object_head = norm_mlp(cfg.deter, cfg.hidden, 9) if cfg.object_weight > 0 else None
         self._detector: Preprocess | None = None  # the data's preprocessing, for the frame detector
+        self.objects: ObjectState | None = None
+        if cfg.object_state:  # the object state's heads, and its inputs to the GRU, prior and reward head
+            self.objects = ObjectState(cfg.deter, cfg.hidden, n_actions, frame_shape, (34, 194, 0, 160))
+            self.obj_in = nn.Linear(FEATURES, cfg.hidden)
+            self.obj_prior = nn.Linear(FEATURES, z_dim)
+            self.obj_reward = norm_mlp(FEATURES, cfg.hidden, 3)
+            for layer in (self.obj_in, self.obj_prior, self.obj_reward[-1]):  # start as the model without them
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
 
     def bind_data(self, game: str | None, preprocess: Preprocess) -> None:
+        if self.objects is not None:
+            if not game_spec(game).paddle_rally:
+                raise ValueError(
+                    f"rssm's object_state reads Pong's objects with the frame detector; the data is {game}"
+                )
+            crop = preprocess.crop if preprocess.crop is not None else (0, 210, 0, 160)
+            self.objects.crop.copy_(torch.tensor([float(v) for v in crop]))
         if self.object_head is not None:
             if not game_spec(game).paddle_rally:
                 raise ValueError(
@@ -203,9 +225,37 @@ class RSSM(WorldModel):
             one_hot = one_hot + probs - probs.detach()
         return one_hot.flatten(1)
 
-    def _next_h(self, h: torch.Tensor, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def _next_h(
+        self, h: torch.Tensor, z: torch.Tensor, actions: torch.Tensor, window: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The sequence model's step; with ``object_state`` it reads the objects' ``window`` (B, 2, 3, 3) too."""
         a = F.one_hot(actions.long(), self.n_actions).to(z.dtype)
-        return self.gru(self.img_in(torch.cat([z, a], -1)), h)
+        x = self.img_in[0](torch.cat([z, a], -1))
+        if window is not None:
+            x = x + self.obj_in(object_features(window).to(x.dtype))
+        return self.gru(self.img_in[1:](x), h)
+
+    def _prior(self, h: torch.Tensor, window: torch.Tensor | None = None) -> torch.Tensor:
+        """The prior's probabilities (B, S, K) at ``h``; with ``object_state`` given the objects' ``window`` too."""
+        logits = self.prior(h)
+        if window is not None:
+            logits = logits + self.obj_prior(object_features(window).to(logits.dtype))
+        return self._probs(logits)
+
+    def _reward_logits(self, feats: torch.Tensor, windows: torch.Tensor | None = None) -> torch.Tensor:
+        """The reward head on ``feats`` (..., deter + S*K), with ``object_state`` and the objects' ``windows``."""
+        logits = self.reward_head(feats)
+        if windows is not None:
+            logits = logits + self.obj_reward(object_features(windows).to(logits.dtype))
+        return logits
+
+    def _frames(self, feats: torch.Tensor, windows: torch.Tensor | None = None) -> torch.Tensor:
+        """Frames decoded from ``feats`` (N, deter + S*K); with ``object_state`` the objects of ``windows``
+        (N, 2, 3, 3) drawn in."""
+        if windows is None:
+            return self.decoder(feats)
+        assert self.objects is not None
+        return torch.sigmoid(self.decoder.logits(feats) + self.objects.heat_logits(windows))
 
     def _posterior_z(
         self, h: torch.Tensor, embed: torch.Tensor, generator: torch.Generator | None = None
@@ -215,29 +265,37 @@ class RSSM(WorldModel):
 
     def _filter(
         self, frames: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None
-    ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], torch.Tensor | None]:
         """The posterior over ``frames`` (B, T, C, H, W) with ``actions`` (B, T-1): per frame h, z, and the
-        posterior's and prior's probabilities (the prior's of frame 0 is that of the empty history)."""
+        posterior's and prior's probabilities (the prior's of frame 0 is that of the empty history), and with
+        ``object_state`` the objects' windows (B, T, 2, 3, 3) the detector reads (else None)."""
         b, t = frames.shape[:2]
         stacked = stack_predecessors(frames, self.cfg.encoder_frames)  # (B, T, k*C, H, W)
         embeds = self.encoder(stacked.flatten(0, 1)).view(b, t, -1)  # (B*T, k*C, H, W) -> (B, T, embed)
+        windows = None
+        if self.objects is not None:
+            found = self.objects.detect(frames)  # (B, T, 3, 3)
+            windows = torch.stack([found, torch.cat([found[:, :1], found[:, :-1]], 1)], 2)  # frame 0 repeated
         h = embeds.new_zeros(b, self.cfg.deter)
         hs, zs, posts, priors = [], [], [], []
         z = None
         for i in range(t):
             if i > 0:
-                h = self._next_h(h, z, actions[:, i - 1])  # type: ignore[arg-type]
-            priors.append(self._probs(self.prior(h)))
+                window = None if windows is None else windows[:, i - 1]
+                h = self._next_h(h, z, actions[:, i - 1], window)  # type: ignore[arg-type]
+            priors.append(self._prior(h, None if windows is None else windows[:, i]))
             z, post = self._posterior_z(h, embeds[:, i], generator)
             hs.append(h)
             zs.append(z)
             posts.append(post)
-        return hs, zs, posts, priors
+        return hs, zs, posts, priors, windows
 
     # ------------------------------------------------------------------ imagination
     def start(self, frames: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None) -> State:
-        hs, zs, _, _ = self._filter(frames, actions, generator)
+        hs, zs, _, _, windows = self._filter(frames, actions, generator)
         state = {"h": hs[-1], "z": zs[-1]}
+        if windows is not None:
+            state["obj"] = windows[:, -1]
         if self.cfg.encoder_frames > 1:  # the latest frames, latest first, for the real twin's next observe_step
             k = self.cfg.encoder_frames - 1
             state["past"] = stack_predecessors(frames[:, -k:], k)[:, -1]  # (B, k*C, H, W)
@@ -246,12 +304,18 @@ class RSSM(WorldModel):
         return state
 
     def step(self, state: State, actions: torch.Tensor, generator: torch.Generator | None = None) -> StepResult:
-        h = self._next_h(state["h"], state["z"], actions)
-        z = self._draw(self._probs(self.prior(h)), generator, self.cfg.temperature)
+        window = state.get("obj")
+        h = self._next_h(state["h"], state["z"], actions, window)
+        if window is not None:
+            assert self.objects is not None
+            window = self.objects.step(h, window, actions, generator, self.cfg.temperature)
+        z = self._draw(self._prior(h, window), generator, self.cfg.temperature)
         feat = torch.cat([h, z], -1)
-        reward = self._reward(self.reward_head(feat), generator)
+        reward = self._reward(self._reward_logits(feat, window), generator)
         term = torch.sigmoid(self.term_head(feat).squeeze(-1))
         new: State = {"h": h, "z": z}
+        if window is not None:
+            new["obj"] = window
         if self.cfg.points_to_end > 0:
             points = state.get("points", torch.zeros_like(h[:, :2]))
             points = points + torch.stack([reward > 0, reward < 0], -1).to(points.dtype)
@@ -269,7 +333,7 @@ class RSSM(WorldModel):
         ``encoder_frames`` > 1 the state carries the latest real frames (``past``, from ``start`` or the last
         ``observe_step``; a dream's step drops them, and a state without them repeats ``frames``, as a sequence's
         first frame is)."""
-        h = self._next_h(state["h"], state["z"], actions)
+        h = self._next_h(state["h"], state["z"], actions, state.get("obj"))
         k = self.cfg.encoder_frames
         seen = frames
         if k > 1:
@@ -279,6 +343,8 @@ class RSSM(WorldModel):
         new: State = {"h": h, "z": z}
         if k > 1:
             new["past"] = seen[:, : (k - 1) * frames.shape[1]]
+        if self.objects is not None:  # the detector reads the real frame
+            new["obj"] = torch.stack([self.objects.detect(frames), state["obj"][:, 0]], 1)
         return new
 
     @torch.no_grad()
@@ -288,8 +354,9 @@ class RSSM(WorldModel):
         """The reward signs the head gives on the posterior states of real ``frames`` (B, T, C, H, W) with
         ``actions`` (B, T-1), as it is trained: (B, T-1), the moves into frames 1..T-1 (the most likely sign,
         or a drawn one with ``reward_sample``). A dream gives its rewards from prior states instead."""
-        hs, zs, _, _ = self._filter(frames, actions, generator)
-        return self._reward(self.reward_head(_stacked(hs[1:], zs[1:])), generator)
+        hs, zs, _, _, windows = self._filter(frames, actions, generator)
+        logits = self._reward_logits(_stacked(hs[1:], zs[1:]), None if windows is None else windows[:, 1:])
+        return self._reward(logits, generator)
 
     def _reward(self, logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """Reward signs from the reward head's logits (..., 3): drawn with ``reward_sample``, else the most likely."""
@@ -298,21 +365,24 @@ class RSSM(WorldModel):
         return reward_from_logits(logits)
 
     def decode(self, state: State) -> torch.Tensor:
-        return self.decoder(torch.cat([state["h"], state["z"]], -1))
+        return self._frames(torch.cat([state["h"], state["z"]], -1), state.get("obj"))
 
     def features(self, state: State) -> torch.Tensor:
+        """``[h, z]``, and with ``object_state`` the objects' features (places and moves, within [-1, 1])."""
+        if "obj" in state:
+            return torch.cat([state["h"], state["z"], object_features(state["obj"]).to(state["h"].dtype)], -1)
         return torch.cat([state["h"], state["z"]], -1)
 
     @property
     def feature_dim(self) -> int:
-        return self.cfg.deter + self.cfg.stoch * self.cfg.classes
+        return self.cfg.deter + self.cfg.stoch * self.cfg.classes + (FEATURES if self.cfg.object_state else 0)
 
     # ------------------------------------------------------------------ training
     def loss(self, batch: SequenceBatch) -> tuple[torch.Tensor, dict[str, float]]:
         frames, actions = batch.frames, batch.actions  # (B, T, C, H, W), (B, T-1)
-        hs, zs, posts, priors = self._filter(frames, actions)
+        hs, zs, posts, priors, windows = self._filter(frames, actions)
         feats = _stacked(hs, zs)  # (B, T, deter + S*K)
-        pred = self.decoder(feats.flatten(0, 1)).view(frames.shape)
+        pred = self._frames(feats.flatten(0, 1), None if windows is None else windows.flatten(0, 1)).view(frames.shape)
         previous = torch.cat([frames[:, :1], frames[:, :-1]], 1)  # frame 0 has no previous: no change weight
         pixels = frames[0, 0].numel()
         recon = recon_loss(pred, frames, previous, self.cfg.change_weight) * pixels  # per frame, summed over pixels
@@ -324,8 +394,15 @@ class RSSM(WorldModel):
             self.cfg.kl_dyn * dyn.clamp(min=self.cfg.free_nats).mean()
             + self.cfg.kl_rep * rep.clamp(min=self.cfg.free_nats).mean()
         )
-        heads, logs = self._head_terms(feats[:, 1:], batch.rewards, batch.terminated)
+        heads, logs = self._head_terms(
+            feats[:, 1:], batch.rewards, batch.terminated, None if windows is None else windows[:, 1:]
+        )
         loss = recon + kl_loss + heads
+        if windows is not None:
+            assert self.objects is not None
+            moves, move_logs = self.objects.loss(torch.stack(hs[1:], 1), windows[:, :-1], actions, windows[:, 1:, 0])
+            loss = loss + moves
+            logs.update(move_logs)
         targets = None
         if self.object_head is not None:
             targets = self._object_targets(frames[:, 1:])
@@ -379,12 +456,13 @@ class RSSM(WorldModel):
         return bce + place, {"object_bce": bce.item(), "object_place": place.item(), "object_ball_px": ball_px}
 
     def _head_terms(
-        self, feats: torch.Tensor, rewards: torch.Tensor, terminated: torch.Tensor
+        self, feats: torch.Tensor, rewards: torch.Tensor, terminated: torch.Tensor, windows: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """The reward and termination heads on ``feats`` (B, T, deter + S*K) against ``rewards`` and
-        ``terminated`` (B, T), weighted by ``reward_weight`` and ``termination_weight``, and their logs."""
+        """The reward and termination heads on ``feats`` (B, T, deter + S*K) (and the objects' ``windows``
+        (B, T, 2, 3, 3) with ``object_state``) against ``rewards`` and ``terminated`` (B, T), weighted by
+        ``reward_weight`` and ``termination_weight``, and their logs."""
         reward_ce, term_bce, logs = head_losses(
-            self.reward_head(feats), self.term_head(feats).squeeze(-1), rewards, terminated
+            self._reward_logits(feats, windows), self.term_head(feats).squeeze(-1), rewards, terminated
         )
         return self.cfg.reward_weight * reward_ce + self.cfg.termination_weight * term_bce, logs
 

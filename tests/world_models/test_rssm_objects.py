@@ -1,0 +1,131 @@
+"""``rssm`` with ``object_state``: the ball and paddles as numbers beside ``h`` and ``z``, stepped by drawn moves
+and drawn into the decoded frames where the state says."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from dataset_tools.sequences import SequenceDataset
+from world_models import build_model
+from world_models.pixel.rssm import RSSMConfig
+from world_models.pixel.rssm_objects import BALL_DX, PADDLE_DY, object_features, two_hot
+
+SMALL = RSSMConfig(n_past=2, n_future=4, deter=32, stoch=4, classes=4, hidden=32, embed=32, nf=8)
+OBJECTS = dataclasses.replace(SMALL, object_state=True)
+
+
+def _batch(pong_dataset: Path, size: int = 4):
+    seqs = SequenceDataset(pong_dataset, seq_len=SMALL.n_past + SMALL.n_future, split="train")
+    return next(iter(seqs.loader(size, seed=0)))
+
+
+def test_two_hot_weights_average_to_the_value() -> None:
+    values = torch.tensor([-3.0, -2.5, 0.0, 1.25, 2.9, 3.0, 7.0, -9.0])
+    weights = two_hot(values, -3, 3)
+    grid = torch.arange(-3, 4.0)
+    assert torch.allclose(weights.sum(-1), torch.ones(8))
+    assert torch.allclose(weights @ grid, values.clamp(-3, 3))  # off the grid: its nearest end
+    assert int((weights > 0).sum(-1).max()) <= 2
+
+
+def test_object_features_zero_what_was_not_found() -> None:
+    window = torch.zeros(2, 3, 3)
+    window[0] = torch.tensor([[1.0, 0.8, 0.1], [1.0, -0.8, 0.0], [1.0, 0.2, 0.3]])
+    window[1] = torch.tensor([[1.0, 0.8, 0.0], [1.0, -0.8, 0.0], [0.0, 0.5, 0.5]])  # the ball was not seen before
+    f = object_features(window)
+    assert f.shape == (24,)
+    assert torch.allclose(f[18:20], torch.tensor([0.0, 0.5]))  # the player moved 0.1 down: its speed, x 5
+    assert torch.equal(f[22:24], torch.zeros(2))  # no speed for a ball seen once
+    assert torch.equal(f[15:18], torch.zeros(3))  # nor a place where it was not found
+
+
+def test_heat_maps_peak_on_each_objects_pixels(pong_dataset: Path) -> None:
+    """The detector's places, through field units, land on the objects' own pixels of the 64 x 64 frame."""
+    from dataset_tools.dataset import DatasetDir
+
+    model = build_model("rssm", OBJECTS, (3, 64, 64), 6)
+    model.bind_data("Pong", DatasetDir(pong_dataset).preprocess())
+    frames = _batch(pong_dataset, 8).frames.flatten(0, 1)  # (N, C, H, W)
+    found = model.objects.detect(frames)  # (N, 3, 3)
+    maps = model.objects.heat_maps(torch.stack([found, found], 1))  # (N, 3, H, W)
+    r, g, b = frames[:, 0], frames[:, 1], frames[:, 2]
+    field = frames.flatten(2).median(-1).values[..., None, None]  # (N, C, 1, 1) the field's colour
+    # the player's green; the ball, blended into one or two pixels, lighter than the field in every channel
+    looks = {0: (g > r + 0.2) & (g > b + 0.2), 2: (frames - field).amin(1) > 0.05}
+    checked = 0
+    for obj, colour in looks.items():
+        for i in torch.nonzero(found[:, obj, 0] > 0).flatten().tolist():
+            y, x = divmod(int(maps[i, obj].argmax()), 64)
+            near = colour[i, max(y - 1, 0) : y + 2, max(x - 1, 0) : x + 2]
+            assert near.any(), (obj, i, y, x)
+            checked += 1
+    assert checked > 20
+    assert maps[found[:, 2, 0] == 0, 2].abs().sum() == 0  # no ball drawn where none was found
+
+
+def test_grown_from_a_plain_rssm_it_starts_as_that_model(pong_dataset: Path) -> None:
+    torch.manual_seed(0)
+    plain = build_model("rssm", SMALL, (3, 64, 64), 6).eval()
+    grown = build_model("rssm", OBJECTS, (3, 64, 64), 6).eval()
+    missing, unexpected = grown.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and all(k.split(".")[0] in {"objects", "obj_in", "obj_prior", "obj_reward"} for k in missing)
+    batch = _batch(pong_dataset)
+    frames, actions = batch.frames[:, :2], batch.actions[:, :1]
+    with torch.no_grad():
+        states = [m.start(frames, actions, generator=torch.Generator().manual_seed(1)) for m in (plain, grown)]
+        steps = [
+            m.step(s, batch.actions[:, 1], generator=torch.Generator().manual_seed(2))
+            for m, s in zip((plain, grown), states, strict=True)
+        ]
+    assert torch.equal(states[0]["h"], states[1]["h"]) and torch.equal(states[0]["z"], states[1]["z"])
+    assert "obj" in states[1] and "obj" not in states[0]
+    h, window = steps[1].state["h"], steps[1].state["obj"]  # the objects drew first: z differs from here on
+    assert torch.allclose(steps[0].state["h"], h)
+    with torch.no_grad():
+        assert torch.allclose(plain._prior(h), grown._prior(h, window))
+        same = {"h": h, "z": steps[0].state["z"]}
+        feat = plain.features(same)
+        assert torch.allclose(plain._reward_logits(feat), grown._reward_logits(feat, window))
+        assert torch.allclose(plain.decode(same), grown.decode({**same, "obj": window}))
+        assert torch.equal(grown.features({**same, "obj": window})[:, : plain.feature_dim], feat)
+
+
+def test_it_learns_the_moves_and_a_dream_steps_them_on_the_grid(pong_dataset: Path, fit) -> None:
+    from dataset_tools.dataset import DatasetDir
+
+    torch.manual_seed(0)
+    model = build_model("rssm", OBJECTS, (3, 64, 64), 6)
+    model.bind_data("Pong", DatasetDir(pong_dataset).preprocess())
+    batch = _batch(pong_dataset)
+    history = fit(model, batch, 40)
+    for key in ("ball_move_ce", "paddle_move_ce", "object_found_bce"):  # two-hot targets keep an entropy floor
+        assert history[-1][key] < 0.6 * history[0][key], key
+    assert model.obj_in.weight.abs().sum() > 0  # the GRU reads the objects once trained
+    model.eval()
+    with torch.no_grad():
+        state = model.start(batch.frames[:, :2], batch.actions[:, :1], generator=torch.Generator().manual_seed(0))
+        before = state["obj"][:, 0]
+        new = model.step(state, batch.actions[:, 1], generator=torch.Generator().manual_seed(0)).state["obj"]
+    assert torch.equal(new[:, 1], before)  # the window shifts
+    half = model.objects._half()
+    both = (before[:, :, 0] > 0) & (new[:, 0, :, 0] > 0)
+    moves = (new[:, 0, :, 1:] - before[:, :, 1:]) * half  # raw pixels
+    assert both[:, :2].any()
+    for obj, reach in ((0, PADDLE_DY), (1, PADDLE_DY), (2, BALL_DX)):
+        m = moves[both[:, obj], obj]
+        assert torch.allclose(m, m.round(), atol=1e-3) and m.abs().max() <= reach  # whole grid moves
+    assert torch.equal(moves[both[:, 0], 0, 0], torch.zeros(int(both[:, 0].sum())))  # paddles move up or down only
+
+
+def test_object_state_refuses_what_it_cannot_do() -> None:
+    from dataset_tools.preprocess import default_preprocess
+
+    with pytest.raises(ValueError, match="teacher forced"):
+        build_model("rssm", dataclasses.replace(OBJECTS, overshoot=1.0), (3, 64, 64), 6)
+    model = build_model("rssm", OBJECTS, (3, 64, 64), 18)
+    with pytest.raises(ValueError, match="Pong's objects"):
+        model.bind_data("Boxing", default_preprocess("Boxing"))

@@ -1,0 +1,212 @@
+"""The object state of ``rssm`` with ``object_state`` (Pong): the ball and paddles as numbers, stepped by drawn moves.
+
+Last sitting's measurements put the pixel dream's failure in one place: the GRU's ball drifts ~2 px a step off
+the real one, so at the paddle its hit or miss is a coin flip. Learning kinematics from ~20k CPU updates is
+what the GRU fails at; the object models (``LearnedPong-v2``) do not, because their state holds the ball's place
+and speed as numbers and their dynamics draw a move. This module gives ``rssm`` that state beside ``h`` and
+``z``, the idea of keypoint world models (Minderer et al. 2019, Struct-VRNN) with the keypoints read by the
+project's frame detector (:func:`~world_models.objects.pong_objects.find_objects`, frames only, no labels):
+
+* the state holds, for the last two frames, each object's ``[found, x, y]`` (player, enemy, ball; the field
+  spans [-1, 1]); the GRU and the prior read it, so ``h`` and ``z`` keep what the numbers do not say;
+* a dream step draws each object's presence, then the paddles' vertical moves, then the ball's move given
+  where the paddles went (as ``slot_dynamics``' tiers), from fixed grids of 1-raw-pixel moves; an object that
+  appears is placed by regression. Moves are trained with two-hot targets (DreamerV3's two-hot, here over the
+  neighbouring grid moves), so a drawn move averages to the true one, not to the nearest grid move;
+* frames are decoded with each object drawn at its place: its Gaussian heat map, through a learned 5 x 5 conv,
+  adds to the decoder's logits, so the drawn ball is where the state says.
+
+Real frames (``start``, the real twin) are read by the detector; a dream never reads a frame.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dataset_tools.preprocess import Preprocess
+from world_models.blocks import norm_mlp
+from world_models.objects.moves import draw_choice, draw_presence
+
+OBJECTS = ("player", "enemy", "ball")
+PADDLE_DY = 26
+"""Paddle moves: vertical, -26..26 raw pixels a step (the player's reach 24 at frameskip 4)."""
+BALL_DX, BALL_DY = 13, 10
+"""Ball moves: -13..13 x -10..10 raw pixels a step (the detector's moves reach 12.5 and 9.1 on Pong data)."""
+FEATURES = 24
+"""Length of :func:`object_features`: 2 frames x 3 objects x [found, x, y], and 3 objects' [dx, dy]."""
+SPEED_SCALE = 5.0
+"""Moves in the features are scaled by this (a fast ball's 12 px is 0.15 field units: 0.75)."""
+SIGMA = ((0.8, 2.5), (0.8, 2.5), (0.5, 0.8))
+"""Heat-map widths (x, y) in pixels of a 64-pixel frame per object (a paddle is 1.6 x 6.4 there, a ball 0.8 x 1.6)."""
+HEAT_GAIN = 10.0
+"""The heat maps' peak: their conv starts at zero, and at this gain a few hundred updates of ~1e-4 give it the
+logits a sprite needs over the background (at peak 1 it would take thousands)."""
+
+
+def object_features(window: torch.Tensor) -> torch.Tensor:
+    """``window`` (..., 2, 3, 3): the latest and previous frame's ``[found, x, y]`` per object -> (..., 24)."""
+    found = window[..., 0:1]
+    placed = torch.cat([found, window[..., 1:] * found], -1)  # (..., 2, 3, 3), zero where not found
+    both = window[..., 0, :, 0:1] * window[..., 1, :, 0:1]  # (..., 3, 1)
+    speed = (window[..., 0, :, 1:] - window[..., 1, :, 1:]) * both * SPEED_SCALE  # (..., 3, 2)
+    return torch.cat([placed.flatten(-3), speed.flatten(-2)], -1)
+
+
+def two_hot(values: torch.Tensor, low: int, high: int) -> torch.Tensor:
+    """Values (...) on the integer grid low..high -> (..., high - low + 1) weights on the two neighbours (clamped)."""
+    x = values.clamp(low, high) - low
+    below = x.floor().clamp(max=high - low - 1)
+    above_w = x - below
+    n = high - low + 1
+    out = F.one_hot(below.long(), n).to(values.dtype) * (1 - above_w)[..., None]
+    return out + F.one_hot(below.long() + 1, n).to(values.dtype) * above_w[..., None]
+
+
+class ObjectState(nn.Module):
+    """The object state's heads: presence, moves and appearing places from ``[h, features, action]``, and the
+    heat maps the decoder draws the objects with. Positions are in field units, moves in raw pixels."""
+
+    def __init__(
+        self, deter: int, hidden: int, n_actions: int, frame_shape: tuple[int, int, int], crop: tuple[int, ...]
+    ) -> None:
+        super().__init__()
+        self.n_actions = n_actions
+        self.frame_shape = frame_shape
+        self.register_buffer("crop", torch.tensor([float(v) for v in crop]))  # (top, bottom, left, right) raw
+        d_in = deter + FEATURES + n_actions
+        n_paddle = 2 * PADDLE_DY + 1
+        # per object: found logit, appearing place (x, y); the two paddles' vertical moves
+        self.paddle_head = norm_mlp(d_in, hidden, 3 * 3 + 2 * n_paddle)
+        # the ball's move given the paddles' next [found, x, y]
+        self.ball_head = norm_mlp(d_in + 6, hidden, (2 * BALL_DX + 1) * (2 * BALL_DY + 1))
+        self.heat = nn.Conv2d(3, frame_shape[0], 5, padding=2)
+        nn.init.zeros_(self.heat.weight)
+        nn.init.zeros_(self.heat.bias)
+
+    # ------------------------------------------------------------------ units
+    def _half(self) -> torch.Tensor:
+        """Raw pixels per field unit (x, y)."""
+        top, bottom, left, right = self.crop.tolist()
+        return self.crop.new_tensor([(right - left) / 2.0, (bottom - top) / 2.0])
+
+    def _centre(self) -> torch.Tensor:
+        top, bottom, left, right = self.crop.tolist()
+        return self.crop.new_tensor([(left + right) / 2.0, (top + bottom) / 2.0])
+
+    def preprocess(self) -> Preprocess:
+        c, h, w = self.frame_shape
+        top, bottom, left, right = (int(v) for v in self.crop.tolist())
+        return Preprocess(crop=(top, bottom, left, right), size=(h, w), grayscale=c == 1)
+
+    @torch.no_grad()
+    def detect(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frames (..., C, H, W) in [0, 1] -> (..., 3, 3) ``[found, x, y]`` per object in field units."""
+        from world_models.objects.pong_objects import find_objects
+
+        found = find_objects(frames.detach().reshape(-1, *frames.shape[-3:]).float().cpu(), self.preprocess())
+        raw = torch.from_numpy(np.stack([found[k] for k in OBJECTS], 1)).to(frames.device)  # (N, 3, 3)
+        place = (raw[..., 1:] - self._centre()) / self._half() * raw[..., :1]
+        return torch.cat([raw[..., :1], place], -1).view(*frames.shape[:-3], 3, 3).to(frames.dtype)
+
+    # ------------------------------------------------------------------ the heads
+    def _paddle_out(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = self.paddle_head(x).float()
+        found, place = out[..., :3], torch.tanh(out[..., 3:9]).unflatten(-1, (3, 2))
+        return found, place, out[..., 9:].unflatten(-1, (2, 2 * PADDLE_DY + 1))
+
+    def _head_input(self, h: torch.Tensor, window: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        a = F.one_hot(actions.long(), self.n_actions).to(h.dtype)
+        return torch.cat([h, object_features(window).to(h.dtype), a], -1)
+
+    def step(
+        self,
+        h: torch.Tensor,
+        window: torch.Tensor,
+        actions: torch.Tensor,
+        generator: torch.Generator | None = None,
+        temperature: float = 1.0,
+    ) -> torch.Tensor:
+        """One dream step of the objects: ``h`` (B, deter) the new ``h``, ``window`` (B, 2, 3, 3) the state's,
+        ``actions`` (B,) the move's -> the new window (B, 2, 3, 3)."""
+        x = self._head_input(h, window, actions)
+        found_logits, appear, paddle_logits = self._paddle_out(x)
+        found = draw_presence(torch.sigmoid(found_logits), True, generator).to(window.dtype)  # (B, 3)
+        half = self._half()
+        last = window[:, 0]  # (B, 3, 3)
+        dy = draw_choice(paddle_logits, temperature, generator).to(window.dtype) - PADDLE_DY  # (B, 2) raw px
+        paddles = last[:, :2, 1:] + torch.stack([torch.zeros_like(dy), dy / half[1]], -1)
+        paddles = torch.where(last[:, :2, :1] > 0, paddles, appear[:, :2].to(window.dtype))
+        new_paddles = torch.cat([found[:, :2, None], paddles * found[:, :2, None]], -1)  # (B, 2, 3)
+        ball_logits = self.ball_head(torch.cat([x, new_paddles.flatten(1).to(x.dtype)], -1)).float()
+        move = draw_choice(ball_logits, temperature, generator)
+        ball_move = torch.stack([move // (2 * BALL_DY + 1) - BALL_DX, move % (2 * BALL_DY + 1) - BALL_DY], -1)
+        ball = last[:, 2, 1:] + ball_move.to(window.dtype) / half
+        ball = torch.where(last[:, 2, :1] > 0, ball, appear[:, 2].to(window.dtype))
+        new_ball = torch.cat([found[:, 2:], ball * found[:, 2:]], -1)[:, None]  # (B, 1, 3)
+        return torch.stack([torch.cat([new_paddles, new_ball], 1), last], 1)
+
+    def loss(
+        self, h: torch.Tensor, window: torch.Tensor, actions: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Teacher forced: ``h`` (B, T, deter) the new ``h`` of each move, ``window`` (B, T, 2, 3, 3) the window
+        it moved from, ``actions`` (B, T), ``target`` (B, T, 3, 3) the detector's next objects. Presence
+        cross-entropy, the moves' two-hot cross-entropy (objects found in both frames) and the appearing places'
+        Huber error (objects found only in the next)."""
+        x = self._head_input(h, window, actions)
+        found_logits, appear, paddle_logits = self._paddle_out(x)
+        now, last = target, window[..., 0, :, :]  # (B, T, 3, 3)
+        seen = now[..., 0]
+        found_bce = F.binary_cross_entropy_with_logits(found_logits, seen)
+        both = seen * last[..., 0]  # (B, T, 3)
+        move = (now[..., 1:] - last[..., 1:]) * self._half()  # raw px
+        paddle_target = two_hot(move[..., :2, 1], -PADDLE_DY, PADDLE_DY)  # (B, T, 2, n)
+        paddle_ce = -(paddle_target * paddle_logits.log_softmax(-1)).sum(-1)  # (B, T, 2)
+        paddle_ce = (paddle_ce * both[..., :2]).sum() / both[..., :2].sum().clamp(min=1.0)
+        ball_in = torch.cat([x, now[..., :2, :].flatten(-2).to(x.dtype)], -1)  # the true next paddles
+        ball_logits = self.ball_head(ball_in).float()
+        tx, ty = two_hot(move[..., 2, 0], -BALL_DX, BALL_DX), two_hot(move[..., 2, 1], -BALL_DY, BALL_DY)
+        ball_target = (tx[..., :, None] * ty[..., None, :]).flatten(-2)  # bilinear over the 2-D grid
+        ball_ce = -(ball_target * ball_logits.log_softmax(-1)).sum(-1)
+        ball_ce = (ball_ce * both[..., 2]).sum() / both[..., 2].sum().clamp(min=1.0)
+        appears = seen * (1 - last[..., 0])  # (B, T, 3)
+        place = F.smooth_l1_loss(appear, now[..., 1:].float(), reduction="none", beta=0.05).sum(-1)
+        place = (place * appears).sum() / appears.sum().clamp(min=1.0)
+        with torch.no_grad():
+            grid = torch.stack(
+                torch.meshgrid(
+                    torch.arange(-BALL_DX, BALL_DX + 1.0), torch.arange(-BALL_DY, BALL_DY + 1.0), indexing="ij"
+                ),
+                -1,
+            ).flatten(0, 1)  # (n, 2) raw px
+            expected = ball_logits.softmax(-1) @ grid.to(ball_logits.device)  # (B, T, 2)
+            error = (expected - move[..., 2, :]).norm(dim=-1)[both[..., 2] > 0]
+            ball_px = float(error.median()) if len(error) else float("nan")
+        logs = {
+            "object_found_bce": found_bce.item(),
+            "paddle_move_ce": paddle_ce.item(),
+            "ball_move_ce": ball_ce.item(),
+            "appear_place": place.item(),
+            "ball_move_px": ball_px,
+        }
+        return found_bce + paddle_ce + ball_ce + place, logs
+
+    def heat_logits(self, window: torch.Tensor) -> torch.Tensor:
+        """The objects of the latest frame drawn for the decoder: (B, 2, 3, 3) -> (B, C, H, W) logits to add."""
+        return self.heat(self.heat_maps(window).to(self.heat.weight.dtype))
+
+    def heat_maps(self, window: torch.Tensor) -> torch.Tensor:
+        """Each object of the latest frame as a Gaussian at its place: (B, 2, 3, 3) -> (B, 3, H, W), peak
+        ``HEAT_GAIN`` (zero for an object not found)."""
+        _, hgt, wid = self.frame_shape
+        last = window[:, 0].float()  # (B, 3, 3)
+        px = (last[..., 1] + 1) / 2 * wid - 0.5  # pixel centres of the frame
+        py = (last[..., 2] + 1) / 2 * hgt - 0.5
+        sigma = last.new_tensor(SIGMA)  # (3, 2)
+        xs = torch.arange(wid, device=last.device, dtype=last.dtype)
+        ys = torch.arange(hgt, device=last.device, dtype=last.dtype)
+        gx = torch.exp(-0.5 * ((xs - px[..., None]) / sigma[:, 0, None]) ** 2)  # (B, 3, W)
+        gy = torch.exp(-0.5 * ((ys - py[..., None]) / sigma[:, 1, None]) ** 2)  # (B, 3, H)
+        return gy[..., :, None] * gx[..., None, :] * last[..., 0, None, None] * HEAT_GAIN  # (B, 3, H, W)

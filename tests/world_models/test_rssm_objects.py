@@ -12,7 +12,7 @@ import torch
 from dataset_tools.sequences import SequenceDataset
 from world_models import build_model
 from world_models.pixel.rssm import RSSMConfig
-from world_models.pixel.rssm_objects import BALL_DX, PADDLE_DY, object_features, two_hot
+from world_models.pixel.rssm_objects import BALL_DX, PADDLE_DY, fill_gaps, object_features, two_hot
 
 SMALL = RSSMConfig(n_past=2, n_future=4, deter=32, stoch=4, classes=4, hidden=32, embed=32, nf=8)
 OBJECTS = dataclasses.replace(SMALL, object_state=True)
@@ -41,6 +41,17 @@ def test_object_features_zero_what_was_not_found() -> None:
     assert torch.allclose(f[18:20], torch.tensor([0.0, 0.5]))  # the player moved 0.1 down: its speed, x 5
     assert torch.equal(f[22:24], torch.zeros(2))  # no speed for a ball seen once
     assert torch.equal(f[15:18], torch.zeros(3))  # nor a place where it was not found
+
+
+def test_a_one_frame_miss_is_filled_and_a_longer_absence_is_not() -> None:
+    found = torch.zeros(1, 8, 3, 3)
+    ball = [1, 0, 1, 1, 0, 0, 1, 0]  # a one-frame miss at 1, an absence of two at 4-5, gone at the end
+    for t, seen in enumerate(ball):
+        found[0, t, 2] = torch.tensor([seen, 0.1 * t, -0.2 * t]) * seen
+    filled = fill_gaps(found)
+    assert torch.allclose(filled[0, 1, 2], torch.tensor([1.0, 0.1, -0.2]))  # halfway between frames 0 and 2
+    assert filled[0, :, 2, 0].tolist() == [1, 1, 1, 1, 0, 0, 1, 0]
+    assert torch.equal(filled[0, :, :2], found[0, :, :2])  # the paddles were never missed
 
 
 def test_heat_maps_peak_on_each_objects_pixels(pong_dataset: Path) -> None:
@@ -112,13 +123,18 @@ def test_it_learns_the_moves_and_a_dream_steps_them_on_the_grid(pong_dataset: Pa
         new = model.step(state, batch.actions[:, 1], generator=torch.Generator().manual_seed(0)).state["obj"]
     assert torch.equal(new[:, 1], before)  # the window shifts
     half = model.objects._half()
-    both = (before[:, :, 0] > 0) & (new[:, 0, :, 0] > 0)
+    inside = new[:, 0, :, 1:].abs().lt(1).all(-1)  # not stopped by the field's edge
+    both = (before[:, :, 0] > 0) & (new[:, 0, :, 0] > 0) & inside
     moves = (new[:, 0, :, 1:] - before[:, :, 1:]) * half  # raw pixels
     assert both[:, :2].any()
     for obj, reach in ((0, PADDLE_DY), (1, PADDLE_DY), (2, BALL_DX)):
         m = moves[both[:, obj], obj]
         assert torch.allclose(m, m.round(), atol=1e-3) and m.abs().max() <= reach  # whole grid moves
     assert torch.equal(moves[both[:, 0], 0, 0], torch.zeros(int(both[:, 0].sum())))  # paddles move up or down only
+    model.set_imagination({"move_temperature": 0.0})  # the likeliest moves and presences: no draw
+    with torch.no_grad():
+        cold = [model.step(state, batch.actions[:, 1], generator=torch.Generator().manual_seed(s)) for s in (0, 1)]
+    assert torch.equal(cold[0].state["obj"], cold[1].state["obj"])
 
 
 def test_object_state_refuses_what_it_cannot_do() -> None:

@@ -67,7 +67,7 @@ from world_models.blocks import norm_mlp
 from world_models.losses import head_losses, recon_loss
 from world_models.objects.moves import draw_choice
 from world_models.pixel.rnn_deconv import ConvEncoder, DeconvDecoder
-from world_models.pixel.rssm_objects import FEATURES, ObjectState, object_features
+from world_models.pixel.rssm_objects import FEATURES, ObjectState, fill_gaps, object_features
 
 
 @dataclass
@@ -129,6 +129,10 @@ class RSSMConfig(ModelConfig):
     reward head read them, and frames are decoded with each object drawn where they say
     (:mod:`world_models.pixel.rssm_objects`). Trained teacher forced: not with ``overshoot``, ``open_recon`` or
     ``open_object``. ``init_from`` a model without starts the new parts with no effect on the old ones."""
+    move_temperature: float = 1.0
+    """Imagination setting (``object_state``): temperature of the objects' drawn moves (0: the likeliest move).
+    The detector reads places to a fraction of a pixel from 64 x 64 frames, so the moves it sees, and the
+    model's distributions over them, are wider than the game's; below 1 the draws keep to the likeliest moves."""
     reward_sample: bool = False
     """Imagination setting: draw each step's reward sign from the reward head's distribution instead of taking
     the most likely one. A point is rarely more likely than no point at any one step, so the most likely sign
@@ -152,7 +156,7 @@ class RSSM(WorldModel):
     stochastic = True
     default_obs = "latent"  # agents read the state, as DreamerV3's do; frames are decoded only when asked for
     feature_bound = 1.0  # h from a GRU lies in [-1, 1], z is one-hot
-    imagination_settings = ("temperature", "reward_sample", "points_to_end")
+    imagination_settings = ("temperature", "reward_sample", "points_to_end", "move_temperature")
 
     def __init__(self, cfg: RSSMConfig, frame_shape: tuple[int, int, int], n_actions: int) -> None:
         super().__init__(cfg, frame_shape, n_actions)
@@ -264,17 +268,24 @@ class RSSM(WorldModel):
         return self._draw(probs, generator), probs
 
     def _filter(
-        self, frames: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        frames: torch.Tensor,
+        actions: torch.Tensor,
+        generator: torch.Generator | None = None,
+        fill: bool = False,
     ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], torch.Tensor | None]:
         """The posterior over ``frames`` (B, T, C, H, W) with ``actions`` (B, T-1): per frame h, z, and the
         posterior's and prior's probabilities (the prior's of frame 0 is that of the empty history), and with
-        ``object_state`` the objects' windows (B, T, 2, 3, 3) the detector reads (else None)."""
+        ``object_state`` the objects' windows (B, T, 2, 3, 3) the detector reads (else None; ``fill``: with its
+        one-frame misses filled, :func:`~world_models.pixel.rssm_objects.fill_gaps`, as training reads them)."""
         b, t = frames.shape[:2]
         stacked = stack_predecessors(frames, self.cfg.encoder_frames)  # (B, T, k*C, H, W)
         embeds = self.encoder(stacked.flatten(0, 1)).view(b, t, -1)  # (B*T, k*C, H, W) -> (B, T, embed)
         windows = None
         if self.objects is not None:
             found = self.objects.detect(frames)  # (B, T, 3, 3)
+            if fill:
+                found = fill_gaps(found)
             windows = torch.stack([found, torch.cat([found[:, :1], found[:, :-1]], 1)], 2)  # frame 0 repeated
         h = embeds.new_zeros(b, self.cfg.deter)
         hs, zs, posts, priors = [], [], [], []
@@ -308,7 +319,7 @@ class RSSM(WorldModel):
         h = self._next_h(state["h"], state["z"], actions, window)
         if window is not None:
             assert self.objects is not None
-            window = self.objects.step(h, window, actions, generator, self.cfg.temperature)
+            window = self.objects.step(h, window, actions, generator, self.cfg.move_temperature)
         z = self._draw(self._prior(h, window), generator, self.cfg.temperature)
         feat = torch.cat([h, z], -1)
         reward = self._reward(self._reward_logits(feat, window), generator)
@@ -380,7 +391,7 @@ class RSSM(WorldModel):
     # ------------------------------------------------------------------ training
     def loss(self, batch: SequenceBatch) -> tuple[torch.Tensor, dict[str, float]]:
         frames, actions = batch.frames, batch.actions  # (B, T, C, H, W), (B, T-1)
-        hs, zs, posts, priors, windows = self._filter(frames, actions)
+        hs, zs, posts, priors, windows = self._filter(frames, actions, fill=True)
         feats = _stacked(hs, zs)  # (B, T, deter + S*K)
         pred = self._frames(feats.flatten(0, 1), None if windows is None else windows.flatten(0, 1)).view(frames.shape)
         previous = torch.cat([frames[:, :1], frames[:, :-1]], 1)  # frame 0 has no previous: no change weight

@@ -78,11 +78,11 @@ def test_heat_maps_peak_on_each_objects_pixels(pong_dataset: Path) -> None:
     assert maps[found[:, 2, 0] == 0, 2].abs().sum() == 0  # no ball drawn where none was found
 
 
-def test_grown_from_a_plain_rssm_it_starts_as_that_model(pong_dataset: Path) -> None:
+def test_grown_from_a_plain_rssm_it_starts_as_that_model_but_for_the_reward(pong_dataset: Path) -> None:
     torch.manual_seed(0)
     plain = build_model("rssm", SMALL, (3, 64, 64), 6).eval()
     grown = build_model("rssm", OBJECTS, (3, 64, 64), 6).eval()
-    missing, unexpected = grown.load_state_dict(plain.state_dict(), strict=False)
+    missing, unexpected = grown.load_state_dict(plain.state_dict(), strict=False)  # as init_from does
     assert not unexpected and all(k.split(".")[0] in {"objects", "obj_in", "obj_prior", "obj_reward"} for k in missing)
     batch = _batch(pong_dataset)
     frames, actions = batch.frames[:, :2], batch.actions[:, :1]
@@ -100,8 +100,13 @@ def test_grown_from_a_plain_rssm_it_starts_as_that_model(pong_dataset: Path) -> 
         assert torch.allclose(plain._prior(h), grown._prior(h, window))
         same = {"h": h, "z": steps[0].state["z"]}
         feat = plain.features(same)
-        assert torch.allclose(plain._reward_logits(feat), grown._reward_logits(feat, window))
         assert torch.allclose(plain.decode(same), grown.decode({**same, "obj": window}))
+        # the reward is read from the objects alone: the same objects, any h and z, the same reward
+        other = grown._reward_logits(torch.randn_like(feat), window)
+        assert torch.equal(grown._reward_logits(feat, window), other)
+        moved = window.clone()
+        moved[:, 0, 2, 1] += 0.1  # the ball elsewhere
+        assert not torch.equal(grown._reward_logits(feat, moved), other)
         assert torch.equal(grown.features({**same, "obj": window})[:, : plain.feature_dim], feat)
 
 

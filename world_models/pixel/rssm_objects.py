@@ -41,6 +41,10 @@ SPEED_SCALE = 5.0
 """Moves in the features are scaled by this (a fast ball's 12 px is 0.15 field units: 0.75)."""
 SIGMA = ((0.8, 2.5), (0.8, 2.5), (0.5, 0.8))
 """Heat-map widths (x, y) in pixels of a 64-pixel frame per object (a paddle is 1.6 x 6.4 there, a ball 0.8 x 1.6)."""
+REWARD_GAIN = 20.0
+"""The objects' features enter the reward head times this (places in units of 4 raw pixels): a point is the
+ball 3 px further at the field's edge, 0.04 field units, which a head reading field units learns at ~1e-4 only
+over thousands of updates (it called no point of 11 after 500)."""
 HEAT_GAIN = 10.0
 """The heat maps' peak: their conv starts at zero, and at this gain a few hundred updates of ~1e-4 give it the
 logits a sprite needs over the background (at peak 1 it would take thousands)."""

@@ -150,3 +150,19 @@ def test_object_state_refuses_what_it_cannot_do() -> None:
     model = build_model("rssm", OBJECTS, (3, 64, 64), 18)
     with pytest.raises(ValueError, match="Pong's objects"):
         model.bind_data("Boxing", default_preprocess("Boxing"))
+
+
+def test_a_ball_stepped_past_the_fields_edge_is_not_seen() -> None:
+    model = build_model("rssm", OBJECTS, (3, 64, 64), 6).eval()
+    objects = model.objects
+    with torch.no_grad():
+        objects.paddle_head[-1].bias[:3] = 20.0  # every object stays
+        objects.ball_head[-1].bias.zero_()
+        objects.ball_head[-1].bias[(BALL_DX + 13) * 21 + 10] = 50.0  # the ball moves 13 px right, 0 down
+        window = torch.zeros(2, 2, 3, 3)
+        window[:, :, :2] = torch.tensor([[1.0, 0.78, 0.0], [1.0, -0.78, 0.0]])
+        window[0, :, 2] = torch.tensor([1.0, 0.80, 0.0])  # a ball at 0.80 in both frames
+        window[1, :, 2] = torch.tensor([1.0, 0.90, 0.0])  # one at 0.90
+        new = objects.step(torch.zeros(2, 32), window, torch.zeros(2, dtype=torch.int64), temperature=0.0)
+    assert new[0, 0, 2, 0] == 1 and torch.allclose(new[0, 0, 2, 1], torch.tensor(0.80 + 13 / 80))
+    assert torch.equal(new[1, 0, 2], torch.zeros(3))  # 0.90 + 13 px is past the edge: gone, as from the frame

@@ -163,8 +163,9 @@ class ObjectState(nn.Module):
         move = _choose(ball_logits, temperature, generator)
         ball_move = torch.stack([move // (2 * BALL_DY + 1) - BALL_DX, move % (2 * BALL_DY + 1) - BALL_DY], -1)
         ball = last[:, 2, 1:] + ball_move.to(window.dtype) / half
-        ball = torch.where(last[:, 2, :1] > 0, ball, appear[:, 2].to(window.dtype)).clamp(-1.0, 1.0)
-        new_ball = torch.cat([found[:, 2:], ball * found[:, 2:]], -1)[:, None]  # (B, 1, 3)
+        ball = torch.where(last[:, 2, :1] > 0, ball, appear[:, 2].to(window.dtype))
+        seen = found[:, 2:] * (ball.abs() <= 1).all(-1, keepdim=True)  # a ball past the field's edge is not seen
+        new_ball = torch.cat([seen, ball * seen], -1)[:, None]  # (B, 1, 3)
         return torch.stack([torch.cat([new_paddles, new_ball], 1), last], 1)
 
     def loss(

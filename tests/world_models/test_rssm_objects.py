@@ -105,7 +105,7 @@ def test_grown_from_a_plain_rssm_it_starts_as_that_model_but_for_the_reward(pong
         other = grown._reward_logits(torch.randn_like(feat), window)
         assert torch.equal(grown._reward_logits(feat, window), other)
         moved = window.clone()
-        moved[:, 0, 2, 1] += 0.1  # the ball elsewhere
+        moved[:, 0, 2] = torch.tensor([1.0, 0.5, 0.1])  # a ball, elsewhere
         assert not torch.equal(grown._reward_logits(feat, moved), other)
         assert torch.equal(grown.features({**same, "obj": window})[:, : plain.feature_dim], feat)
 

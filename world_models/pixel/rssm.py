@@ -67,7 +67,7 @@ from world_models.blocks import norm_mlp
 from world_models.losses import head_losses, recon_loss
 from world_models.objects.moves import draw_choice
 from world_models.pixel.rnn_deconv import ConvEncoder, DeconvDecoder
-from world_models.pixel.rssm_objects import FEATURES, REWARD_GAIN, ObjectState, fill_gaps, object_features
+from world_models.pixel.rssm_objects import FEATURES, FINE_GAIN, ObjectState, fill_gaps, object_features
 
 
 @dataclass
@@ -253,7 +253,7 @@ class RSSM(WorldModel):
         of real frames, gave the true sign probability 0.23-0.49 at some points whose ball was at the same places
         as at points it called at 0.99)."""
         if windows is not None:
-            return self.obj_reward(object_features(windows).to(feats.dtype) * REWARD_GAIN)
+            return self.obj_reward(object_features(windows).to(feats.dtype) * FINE_GAIN)
         return self.reward_head(feats)
 
     def _frames(self, feats: torch.Tensor, windows: torch.Tensor | None = None) -> torch.Tensor:

@@ -41,10 +41,12 @@ SPEED_SCALE = 5.0
 """Moves in the features are scaled by this (a fast ball's 12 px is 0.15 field units: 0.75)."""
 SIGMA = ((0.8, 2.5), (0.8, 2.5), (0.5, 0.8))
 """Heat-map widths (x, y) in pixels of a 64-pixel frame per object (a paddle is 1.6 x 6.4 there, a ball 0.8 x 1.6)."""
-REWARD_GAIN = 20.0
-"""The objects' features enter the reward head times this (places in units of 4 raw pixels): a point is the
-ball 3 px further at the field's edge, 0.04 field units, which a head reading field units learns at ~1e-4 only
-over thousands of updates (it called no point of 11 after 500)."""
+FINE_GAIN = 20.0
+"""The objects' features enter the reward and move heads also times this (places in units of 4 raw pixels).
+What they decide turns on a few pixels: a point is the ball 3 px further at the field's edge (0.04 field
+units), a wall bounce or a paddle's return the ball a few pixels from the wall or the paddle's end. Reading
+field units, the reward head called no point of 11 after 500 updates at 1e-4, and dreamed balls ran on into the
+corners; the move heads read both scales (the fine one added after the first runs, at zero weight)."""
 HEAT_GAIN = 10.0
 """The heat maps' peak: their conv starts at zero, and at this gain a few hundred updates of ~1e-4 give it the
 logits a sprite needs over the background (at peak 1 it would take thousands)."""
@@ -95,12 +97,12 @@ class ObjectState(nn.Module):
         self.n_actions = n_actions
         self.frame_shape = frame_shape
         self.register_buffer("crop", torch.tensor([float(v) for v in crop]))  # (top, bottom, left, right) raw
-        d_in = deter + FEATURES + n_actions
+        d_in = deter + 2 * FEATURES + n_actions
         n_paddle = 2 * PADDLE_DY + 1
         # per object: found logit, appearing place (x, y); the two paddles' vertical moves
         self.paddle_head = norm_mlp(d_in, hidden, 3 * 3 + 2 * n_paddle)
         # the ball's move given the paddles' next [found, x, y]
-        self.ball_head = norm_mlp(d_in + 6, hidden, (2 * BALL_DX + 1) * (2 * BALL_DY + 1))
+        self.ball_head = norm_mlp(d_in + 12, hidden, (2 * BALL_DX + 1) * (2 * BALL_DY + 1))
         self.heat = nn.Conv2d(3, frame_shape[0], 5, padding=2)
         nn.init.zeros_(self.heat.weight)
         nn.init.zeros_(self.heat.bias)
@@ -136,9 +138,18 @@ class ObjectState(nn.Module):
         found, place = out[..., :3], torch.tanh(out[..., 3:9]).unflatten(-1, (3, 2))
         return found, place, out[..., 9:].unflatten(-1, (2, 2 * PADDLE_DY + 1))
 
-    def _head_input(self, h: torch.Tensor, window: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def _head_input(
+        self, h: torch.Tensor, window: torch.Tensor, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The heads' inputs: ``[h, features, action]`` and the features at the fine scale (``FINE_GAIN``)."""
         a = F.one_hot(actions.long(), self.n_actions).to(h.dtype)
-        return torch.cat([h, object_features(window).to(h.dtype), a], -1)
+        f = object_features(window).to(h.dtype)
+        return torch.cat([h, f, a], -1), f * FINE_GAIN
+
+    def _ball_logits(self, x: torch.Tensor, fine: torch.Tensor, paddles: torch.Tensor) -> torch.Tensor:
+        """The ball's move logits given the paddles' next ``[found, x, y]`` (..., 2, 3), at both scales."""
+        p = paddles.flatten(-2).to(x.dtype)
+        return self.ball_head(torch.cat([x, p, fine, p * FINE_GAIN], -1)).float()
 
     def step(
         self,
@@ -150,8 +161,8 @@ class ObjectState(nn.Module):
     ) -> torch.Tensor:
         """One dream step of the objects: ``h`` (B, deter) the new ``h``, ``window`` (B, 2, 3, 3) the state's,
         ``actions`` (B,) the move's -> the new window (B, 2, 3, 3)."""
-        x = self._head_input(h, window, actions)
-        found_logits, appear, paddle_logits = self._paddle_out(x)
+        x, fine = self._head_input(h, window, actions)
+        found_logits, appear, paddle_logits = self._paddle_out(torch.cat([x, fine], -1))
         found = draw_presence(torch.sigmoid(found_logits), temperature > 0, generator).to(window.dtype)  # (B, 3)
         half = self._half()
         last = window[:, 0]  # (B, 3, 3)
@@ -159,7 +170,7 @@ class ObjectState(nn.Module):
         paddles = last[:, :2, 1:] + torch.stack([torch.zeros_like(dy), dy / half[1]], -1)
         paddles = torch.where(last[:, :2, :1] > 0, paddles, appear[:, :2].to(window.dtype)).clamp(-1.0, 1.0)
         new_paddles = torch.cat([found[:, :2, None], paddles * found[:, :2, None]], -1)  # (B, 2, 3)
-        ball_logits = self.ball_head(torch.cat([x, new_paddles.flatten(1).to(x.dtype)], -1)).float()
+        ball_logits = self._ball_logits(x, fine, new_paddles)
         move = _choose(ball_logits, temperature, generator)
         ball_move = torch.stack([move // (2 * BALL_DY + 1) - BALL_DX, move % (2 * BALL_DY + 1) - BALL_DY], -1)
         ball = last[:, 2, 1:] + ball_move.to(window.dtype) / half
@@ -175,8 +186,8 @@ class ObjectState(nn.Module):
         it moved from, ``actions`` (B, T), ``target`` (B, T, 3, 3) the detector's next objects. Presence
         cross-entropy, the moves' two-hot cross-entropy (objects found in both frames) and the appearing places'
         Huber error (objects found only in the next)."""
-        x = self._head_input(h, window, actions)
-        found_logits, appear, paddle_logits = self._paddle_out(x)
+        x, fine = self._head_input(h, window, actions)
+        found_logits, appear, paddle_logits = self._paddle_out(torch.cat([x, fine], -1))
         now, last = target, window[..., 0, :, :]  # (B, T, 3, 3)
         seen = now[..., 0]
         found_bce = F.binary_cross_entropy_with_logits(found_logits, seen)
@@ -185,8 +196,7 @@ class ObjectState(nn.Module):
         paddle_target = two_hot(move[..., :2, 1], -PADDLE_DY, PADDLE_DY)  # (B, T, 2, n)
         paddle_ce = -(paddle_target * paddle_logits.log_softmax(-1)).sum(-1)  # (B, T, 2)
         paddle_ce = (paddle_ce * both[..., :2]).sum() / both[..., :2].sum().clamp(min=1.0)
-        ball_in = torch.cat([x, now[..., :2, :].flatten(-2).to(x.dtype)], -1)  # the true next paddles
-        ball_logits = self.ball_head(ball_in).float()
+        ball_logits = self._ball_logits(x, fine, now[..., :2, :])  # given the true next paddles
         tx, ty = two_hot(move[..., 2, 0], -BALL_DX, BALL_DX), two_hot(move[..., 2, 1], -BALL_DY, BALL_DY)
         ball_target = (tx[..., :, None] * ty[..., None, :]).flatten(-2)  # bilinear over the 2-D grid
         ball_ce = -(ball_target * ball_logits.log_softmax(-1)).sum(-1)

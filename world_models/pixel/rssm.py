@@ -40,6 +40,9 @@ the draws need not decide it again. ``open_object`` > 0 puts the same head on th
 rolled out alone, as for ``overshoot``): a dream's ``h`` is asked where the detector finds the ball in the real
 frames ahead, a target that says which way a ball that drifted should move (a misplaced one-pixel ball gives
 the squared pixel error no direction once it no longer overlaps the real one).
+
+``object_state`` (Pong) keeps the ball and paddles as numbers beside ``h`` and ``z``, stepped by drawn moves, with
+the reward read from them and the frames drawn with them (:mod:`world_models.pixel.rssm_objects`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The object state of ``rssm`` with ``object_state`` (Pong): the ball and paddles as numbers, stepped by drawn moves.
 
-Last sitting's measurements put the pixel dream's failure in one place: the GRU's ball drifts ~2 px a step off
+Measured on ``LearnedPong-v5``, the pixel dream's failure is in one place: the GRU's ball drifts ~2 px a step off
 the real one, so at the paddle its hit or miss is a coin flip. Learning kinematics from ~20k CPU updates is
 what the GRU fails at; the object models (``LearnedPong-v2``) do not, because their state holds the ball's place
 and speed as numbers and their dynamics draw a move. This module gives ``rssm`` that state beside ``h`` and
@@ -8,15 +8,18 @@ and speed as numbers and their dynamics draw a move. This module gives ``rssm`` 
 project's frame detector (:func:`~world_models.objects.pong_objects.find_objects`, frames only, no labels):
 
 * the state holds, for the last two frames, each object's ``[found, x, y]`` (player, enemy, ball; the field
-  spans [-1, 1]); the GRU and the prior read it, so ``h`` and ``z`` keep what the numbers do not say;
+  spans [-1, 1]); the GRU and the prior read it, so ``h`` and ``z`` keep what the numbers do not say, and the
+  reward head reads it alone (a point is the ball leaving the field);
 * a dream step draws each object's presence, then the paddles' vertical moves, then the ball's move given
   where the paddles went (as ``slot_dynamics``' tiers), from fixed grids of 1-raw-pixel moves; an object that
-  appears is placed by regression. Moves are trained with two-hot targets (DreamerV3's two-hot, here over the
-  neighbouring grid moves), so a drawn move averages to the true one, not to the nearest grid move;
+  appears is placed by regression, a ball past the field's edge is gone. Moves are trained with two-hot targets
+  (DreamerV3's two-hot, here over the neighbouring grid moves), so a drawn move averages to the true one, not to
+  the nearest grid move; the heads read the objects in field units and finer (``FINE_GAIN``);
 * frames are decoded with each object drawn at its place: its Gaussian heat map, through a learned 5 x 5 conv,
   adds to the decoder's logits, so the drawn ball is where the state says.
 
-Real frames (``start``, the real twin) are read by the detector; a dream never reads a frame.
+Real frames (``start``, the real twin) are read by the detector; a dream never reads a frame. Training fills
+the detector's one-frame misses (:func:`fill_gaps`).
 """
 
 from __future__ import annotations

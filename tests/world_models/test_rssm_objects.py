@@ -166,3 +166,26 @@ def test_a_ball_stepped_past_the_fields_edge_is_not_seen() -> None:
         new = objects.step(torch.zeros(2, 32), window, torch.zeros(2, dtype=torch.int64), temperature=0.0)
     assert new[0, 0, 2, 0] == 1 and torch.allclose(new[0, 0, 2, 1], torch.tensor(0.80 + 13 / 80))
     assert torch.equal(new[1, 0, 2], torch.zeros(3))  # 0.90 + 13 px is past the edge: gone, as from the frame
+
+
+def test_contact_weight_weighs_the_balls_moves_where_it_may_turn() -> None:
+    torch.manual_seed(0)
+    plain = build_model("rssm", OBJECTS, (3, 64, 64), 6).objects
+    weighted = build_model("rssm", dataclasses.replace(OBJECTS, contact_weight=9.0), (3, 64, 64), 6).objects
+    weighted.load_state_dict(plain.state_dict())
+    window = torch.zeros(1, 2, 2, 3, 3)  # (B, T, frames, objects, [found, x, y])
+    window[..., :2, :] = torch.tensor([[1.0, 0.78, 0.0], [1.0, -0.78, 0.0]])
+    window[0, 0, :, 2] = torch.tensor([1.0, 0.70, 0.0])  # 6.4 px from the player's paddle: may turn
+    window[0, 1, :, 2] = torch.tensor([1.0, 0.0, 0.0])  # mid-field
+    target = window[:, :, 0].clone()
+    target[..., 2, 1] += 0.03
+    h, actions = torch.zeros(1, 2, 32), torch.zeros(1, 2, dtype=torch.int64)
+    assert plain._contact(window[:, :, 0]).tolist() == [[1.0, 0.0]]
+    with torch.no_grad():
+        per_move = [
+            plain.loss(h[:, i : i + 1], window[:, i : i + 1], actions[:, :1], target[:, i : i + 1]) for i in (0, 1)
+        ]
+        both = [m.loss(h, window, actions, target)[1]["ball_move_ce"] for m in (plain, weighted)]
+    near, far = (logs["ball_move_ce"] for _, logs in per_move)
+    assert both[0] == pytest.approx((near + far) / 2, rel=1e-5)
+    assert both[1] == pytest.approx((10 * near + far) / 2, rel=1e-5)

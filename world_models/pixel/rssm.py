@@ -132,6 +132,10 @@ class RSSMConfig(ModelConfig):
     them, the reward head reads them alone, and frames are decoded with each object drawn where they say
     (:mod:`world_models.pixel.rssm_objects`). Trained teacher forced: not with ``overshoot``, ``open_recon`` or
     ``open_object``. ``init_from`` a model without starts the new parts with no effect on the old ones."""
+    contact_weight: float = 0.0
+    """``object_state``: the ball's moves where it may turn (within 12 raw px of a paddle's column or 10 px of the top
+    or bottom edge) weigh ``1 + contact_weight`` in training. Hits, misses and bounces are a few percent of its moves,
+    the ones a dream's points turn on (as ``object_dynamics``' ``contact_weight``)."""
     move_temperature: float = 1.0
     """Imagination setting (``object_state``): temperature of the objects' drawn moves (0: the likeliest move).
     The detector reads places to a fraction of a pixel from 64 x 64 frames, so the moves it sees, and the
@@ -189,7 +193,8 @@ class RSSM(WorldModel):
         self._detector: Preprocess | None = None  # the data's preprocessing, for the frame detector
         self.objects: ObjectState | None = None
         if cfg.object_state:  # the object state's heads, its inputs to the GRU and prior, and its reward head
-            self.objects = ObjectState(cfg.deter, cfg.hidden, n_actions, frame_shape, (34, 194, 0, 160))
+            crop = (34, 194, 0, 160)  # bind_data sets the data's
+            self.objects = ObjectState(cfg.deter, cfg.hidden, n_actions, frame_shape, crop, cfg.contact_weight)
             self.obj_in = nn.Linear(FEATURES, cfg.hidden)
             self.obj_prior = nn.Linear(FEATURES, z_dim)
             self.obj_reward = norm_mlp(FEATURES, cfg.hidden, 3)  # the reward from the objects (_reward_logits)

@@ -94,10 +94,17 @@ class ObjectState(nn.Module):
     heat maps the decoder draws the objects with. Positions are in field units, moves in raw pixels."""
 
     def __init__(
-        self, deter: int, hidden: int, n_actions: int, frame_shape: tuple[int, int, int], crop: tuple[int, ...]
+        self,
+        deter: int,
+        hidden: int,
+        n_actions: int,
+        frame_shape: tuple[int, int, int],
+        crop: tuple[int, ...],
+        contact_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.n_actions = n_actions
+        self.contact_weight = contact_weight
         self.frame_shape = frame_shape
         self.register_buffer("crop", torch.tensor([float(v) for v in crop]))  # (top, bottom, left, right) raw
         d_in = deter + 2 * FEATURES + n_actions
@@ -187,8 +194,9 @@ class ObjectState(nn.Module):
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Teacher forced: ``h`` (B, T, deter) the new ``h`` of each move, ``window`` (B, T, 2, 3, 3) the window
         it moved from, ``actions`` (B, T), ``target`` (B, T, 3, 3) the detector's next objects. Presence
-        cross-entropy, the moves' two-hot cross-entropy (objects found in both frames) and the appearing places'
-        Huber error (objects found only in the next)."""
+        cross-entropy, the moves' two-hot cross-entropy (objects found in both frames; the ball's ``1 +
+        contact_weight`` times where it may turn, :meth:`_contact`) and the appearing places' Huber error (objects
+        found only in the next)."""
         x, fine = self._head_input(h, window, actions)
         found_logits, appear, paddle_logits = self._paddle_out(torch.cat([x, fine], -1))
         now, last = target, window[..., 0, :, :]  # (B, T, 3, 3)
@@ -203,7 +211,8 @@ class ObjectState(nn.Module):
         tx, ty = two_hot(move[..., 2, 0], -BALL_DX, BALL_DX), two_hot(move[..., 2, 1], -BALL_DY, BALL_DY)
         ball_target = (tx[..., :, None] * ty[..., None, :]).flatten(-2)  # bilinear over the 2-D grid
         ball_ce = -(ball_target * ball_logits.log_softmax(-1)).sum(-1)
-        ball_ce = (ball_ce * both[..., 2]).sum() / both[..., 2].sum().clamp(min=1.0)
+        weight = both[..., 2] * (1 + self.contact_weight * self._contact(last))
+        ball_ce = (ball_ce * weight).sum() / both[..., 2].sum().clamp(min=1.0)
         appears = seen * (1 - last[..., 0])  # (B, T, 3)
         place = F.smooth_l1_loss(appear, now[..., 1:].float(), reduction="none", beta=0.05).sum(-1)
         place = (place * appears).sum() / appears.sum().clamp(min=1.0)
@@ -225,6 +234,15 @@ class ObjectState(nn.Module):
             "ball_move_px": ball_px,
         }
         return found_bce + paddle_ce + ball_ce + place, logs
+
+    def _contact(self, objects: torch.Tensor) -> torch.Tensor:
+        """Where the ball of ``objects`` (..., 3, 3) may turn: within 12 raw px of a found paddle's column or 10 px
+        of the top or bottom edge -> (...) 0 / 1."""
+        half = self._half()
+        ball = objects[..., 2, 1:]
+        near_paddle = ((ball[..., None, 0] - objects[..., :2, 1]).abs() < 12 / half[0]) & (objects[..., :2, 0] > 0)
+        near_wall = (1 - ball[..., 1].abs()) < 10 / half[1]
+        return ((near_paddle.any(-1) | near_wall) & (objects[..., 2, 0] > 0)).to(objects.dtype)
 
     def heat_logits(self, window: torch.Tensor) -> torch.Tensor:
         """The objects of the latest frame drawn for the decoder: (B, 2, 3, 3) -> (B, C, H, W) logits to add."""

@@ -89,6 +89,14 @@ def play_field(game: str) -> tuple[int, int, int, int]:
     return game_spec(game).crop or (0, RAW_SHAPE[0], 0, RAW_SHAPE[1])
 
 
+def preprocess_for(crop: tuple[float, ...] | list[float], frame_shape: tuple[int, int, int]) -> Preprocess:
+    """The preprocessing that makes a model's (C, H, W) frames from the raw frame's ``crop`` (top, bottom, left,
+    right), e.g. the crop a checkpoint keeps in a buffer so its frame detector works without the dataset."""
+    c, h, w = frame_shape
+    top, bottom, left, right = (int(v) for v in crop)
+    return Preprocess(crop=(top, bottom, left, right), size=(h, w), grayscale=c == 1)
+
+
 def default_preprocess(game: str, size: tuple[int, int] = (64, 64), grayscale: bool = False) -> Preprocess:
     """The default preprocessing for ``game``: its play-field crop (if known), resized to ``size``."""
     return Preprocess(crop=game_spec(game).crop, size=size, grayscale=grayscale)

@@ -32,7 +32,7 @@ from torch import nn
 
 from dataset_tools.atari import game_spec
 from dataset_tools.dataset import DatasetDir
-from dataset_tools.preprocess import Preprocess
+from dataset_tools.preprocess import Preprocess, preprocess_for
 from dataset_tools.sequences import SequenceBatch
 from world_models.base import ModelConfig, State, StepResult, WorldModel, register, reward_classes, reward_from_logits
 from world_models.blocks import mlp
@@ -228,9 +228,7 @@ class ObjectDynamics(WorldModel):
             )
 
     def _preprocess(self) -> Preprocess:
-        c, h, w = self.frame_shape
-        top, bottom, left, right = (int(v) for v in self.crop.tolist())
-        return Preprocess(crop=(top, bottom, left, right), size=(h, w), grayscale=c == 1)
+        return preprocess_for(self.crop.tolist(), self.frame_shape)
 
     # ------------------------------------------------------------------ the network
     def _predict(

@@ -55,7 +55,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dataset_tools.atari import game_spec
-from dataset_tools.preprocess import Preprocess
+from dataset_tools.preprocess import RAW_SHAPE, Preprocess, play_field
 from dataset_tools.sequences import SequenceBatch
 from world_models.base import (
     ModelConfig,
@@ -193,7 +193,7 @@ class RSSM(WorldModel):
         self._detector: Preprocess | None = None  # the data's preprocessing, for the frame detector
         self.objects: ObjectState | None = None
         if cfg.object_state:  # the object state's heads, its inputs to the GRU and prior, and its reward head
-            crop = (34, 194, 0, 160)  # bind_data sets the data's
+            crop = play_field("Pong")  # bind_data sets the data's
             self.objects = ObjectState(cfg.deter, cfg.hidden, n_actions, frame_shape, crop, cfg.contact_weight)
             self.obj_in = nn.Linear(FEATURES, cfg.hidden)
             self.obj_prior = nn.Linear(FEATURES, z_dim)
@@ -203,18 +203,13 @@ class RSSM(WorldModel):
                 nn.init.zeros_(layer.bias)
 
     def bind_data(self, game: str | None, preprocess: Preprocess) -> None:
+        readers = [key for key, on in (("object_state", self.objects), ("object_weight", self.object_head)) if on]
+        if readers and not game_spec(game).paddle_rally:
+            raise ValueError(f"rssm's {readers[0]} reads Pong's objects with the frame detector; the data is {game}")
         if self.objects is not None:
-            if not game_spec(game).paddle_rally:
-                raise ValueError(
-                    f"rssm's object_state reads Pong's objects with the frame detector; the data is {game}"
-                )
-            crop = preprocess.crop if preprocess.crop is not None else (0, 210, 0, 160)
+            crop = preprocess.crop or (0, RAW_SHAPE[0], 0, RAW_SHAPE[1])
             self.objects.crop.copy_(torch.tensor([float(v) for v in crop]))
         if self.object_head is not None:
-            if not game_spec(game).paddle_rally:
-                raise ValueError(
-                    f"rssm's object_weight reads Pong's objects with the frame detector; the data is {game}"
-                )
             self._detector = preprocess
 
     # ------------------------------------------------------------------ pieces

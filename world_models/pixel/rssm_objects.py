@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dataset_tools.preprocess import Preprocess
+from dataset_tools.preprocess import Preprocess, preprocess_for
 from world_models.blocks import norm_mlp
 from world_models.objects.moves import draw_choice, draw_presence
 
@@ -128,9 +128,7 @@ class ObjectState(nn.Module):
         return self.crop.new_tensor([(left + right) / 2.0, (top + bottom) / 2.0])
 
     def preprocess(self) -> Preprocess:
-        c, h, w = self.frame_shape
-        top, bottom, left, right = (int(v) for v in self.crop.tolist())
-        return Preprocess(crop=(top, bottom, left, right), size=(h, w), grayscale=c == 1)
+        return preprocess_for(self.crop.tolist(), self.frame_shape)
 
     @torch.no_grad()
     def detect(self, frames: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,9 @@ def mlp(n_in: int, hidden: int, layers: int, out: int | None = None) -> nn.Seque
     return nn.Sequential(*modules)
 
 
-def norm_mlp(n_in: int, hidden: int, out: int) -> nn.Sequential:
-    """One hidden layer with LayerNorm and SiLU (DreamerV3's block), then a linear layer to ``out``."""
-    return nn.Sequential(nn.Linear(n_in, hidden), nn.LayerNorm(hidden), nn.SiLU(), nn.Linear(hidden, out))
+def norm_mlp(n_in: int, hidden: int, out: int, depth: int = 1) -> nn.Sequential:
+    """``depth`` hidden layers with LayerNorm and SiLU (DreamerV3's block), then a linear layer to ``out``."""
+    layers: list[nn.Module] = []
+    for k in range(depth):
+        layers += [nn.Linear(n_in if k == 0 else hidden, hidden), nn.LayerNorm(hidden), nn.SiLU()]
+    return nn.Sequential(*layers, nn.Linear(hidden, out))

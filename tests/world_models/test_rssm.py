@@ -101,6 +101,23 @@ def tiny_object_rssm(tiny_rssm: Path, pong_dataset: Path, tmp_path_factory: pyte
     return train("rssm", pong_dataset, tmp_path_factory.mktemp("rssm_objects"), overrides, progress=False)
 
 
+def test_init_from_swaps_the_ball_head_and_keeps_the_rest(tiny_object_rssm: Path, pong_dataset: Path, tmp_path: Path):
+    """``ball_moves=objects`` from a model whose ball head reads ``h``: the new head starts from scratch, the old
+    one is left out, every other weight is copied."""
+    from world_models import load_model
+    from world_models.training import train
+
+    overrides = ["object_state=true", "ball_moves=objects", "steps=1", "lr=0", f"init_from={tiny_object_rssm}"]
+    swapped = train("rssm", pong_dataset, tmp_path / "swapped", [*overrides, *TINY_KEYS], progress=False)
+    (source, _), (model, _) = load_model(tiny_object_rssm), load_model(swapped)
+    old, new = source.state_dict(), model.state_dict()
+    assert any(k.startswith("objects.ball_head.") for k in old) and not any("ball_head" in k for k in new)
+    assert any(k.startswith("objects.ball_net.") for k in new)
+    shared = [k for k in new if k in old]
+    assert len(shared) == len(new) - sum(k.startswith("objects.ball_net.") for k in new)
+    assert all(torch.equal(old[k], new[k]) for k in shared)
+
+
 @pytest.mark.parametrize(("encoder_frames", "object_state"), [(1, False), (3, False), (1, True)])
 def test_the_real_twin_filters_the_whole_game(
     tiny_rssm: Path, pong_dataset: Path, tmp_path: Path, encoder_frames: int, object_state: bool, request

@@ -11,11 +11,13 @@ import torch
 
 from dataset_tools.sequences import SequenceDataset
 from world_models import build_model
+from world_models.pixel import rssm_objects
 from world_models.pixel.rssm import RSSMConfig
-from world_models.pixel.rssm_objects import BALL_DX, PADDLE_DY, fill_gaps, object_features, two_hot
+from world_models.pixel.rssm_objects import BALL_DX, BALL_DY, PADDLE_DY, fill_gaps, object_features, two_hot
 
 SMALL = RSSMConfig(n_past=2, n_future=4, deter=32, stoch=4, classes=4, hidden=32, embed=32, nf=8)
 OBJECTS = dataclasses.replace(SMALL, object_state=True)
+OBJECT_BALL = dataclasses.replace(OBJECTS, ball_moves="objects")
 
 
 def _batch(pong_dataset: Path, size: int = 4):
@@ -110,11 +112,12 @@ def test_grown_from_a_plain_rssm_it_starts_as_that_model_but_for_the_reward(pong
         assert torch.equal(grown.features({**same, "obj": window})[:, : plain.feature_dim], feat)
 
 
-def test_it_learns_the_moves_and_a_dream_steps_them_on_the_grid(pong_dataset: Path, fit) -> None:
+@pytest.mark.parametrize("config", [OBJECTS, dataclasses.replace(OBJECT_BALL, ball_replay=32)], ids=["h", "objects"])
+def test_it_learns_the_moves_and_a_dream_steps_them_on_the_grid(pong_dataset: Path, fit, config: RSSMConfig) -> None:
     from dataset_tools.dataset import DatasetDir
 
     torch.manual_seed(0)
-    model = build_model("rssm", OBJECTS, (3, 64, 64), 6)
+    model = build_model("rssm", config, (3, 64, 64), 6)
     model.bind_data("Pong", DatasetDir(pong_dataset).preprocess())
     batch = _batch(pong_dataset)
     history = fit(model, batch, 40)
@@ -147,18 +150,28 @@ def test_object_state_refuses_what_it_cannot_do() -> None:
 
     with pytest.raises(ValueError, match="teacher forced"):
         build_model("rssm", dataclasses.replace(OBJECTS, overshoot=1.0), (3, 64, 64), 6)
+    with pytest.raises(ValueError, match="ball_moves must be one of h, objects"):
+        build_model("rssm", dataclasses.replace(OBJECTS, ball_moves="pixels"), (3, 64, 64), 6)
+    with pytest.raises(ValueError, match="ball_replay needs ball_moves=objects"):
+        build_model("rssm", dataclasses.replace(OBJECTS, ball_replay=8), (3, 64, 64), 6)
     model = build_model("rssm", OBJECTS, (3, 64, 64), 18)
     with pytest.raises(ValueError, match="Pong's objects"):
         model.bind_data("Boxing", default_preprocess("Boxing"))
 
 
-def test_a_ball_stepped_past_the_fields_edge_is_not_seen() -> None:
-    model = build_model("rssm", OBJECTS, (3, 64, 64), 6).eval()
+@pytest.mark.parametrize("config", [OBJECTS, OBJECT_BALL], ids=["h", "objects"])
+def test_a_ball_stepped_past_the_fields_edge_is_not_seen(config: RSSMConfig) -> None:
+    model = build_model("rssm", config, (3, 64, 64), 6).eval()
     objects = model.objects
     with torch.no_grad():
         objects.paddle_head[-1].bias[:3] = 20.0  # every object stays
-        objects.ball_head[-1].bias.zero_()
-        objects.ball_head[-1].bias[(BALL_DX + 13) * 21 + 10] = 50.0  # the ball moves 13 px right, 0 down
+        last = objects.ball_net[-1] if config.ball_moves == "objects" else objects.ball_head[-1]
+        last.weight.zero_()
+        last.bias.zero_()
+        if config.ball_moves == "objects":  # the ball moves 13 px right, then 0 down
+            last.bias[BALL_DX + 13] = last.bias[2 * BALL_DX + 1 + BALL_DY] = 50.0
+        else:
+            last.bias[(BALL_DX + 13) * (2 * BALL_DY + 1) + BALL_DY] = 50.0
         window = torch.zeros(2, 2, 3, 3)
         window[:, :, :2] = torch.tensor([[1.0, 0.78, 0.0], [1.0, -0.78, 0.0]])
         window[0, :, 2] = torch.tensor([1.0, 0.80, 0.0])  # a ball at 0.80 in both frames
@@ -189,3 +202,60 @@ def test_contact_weight_weighs_the_balls_moves_where_it_may_turn() -> None:
     near, far = (logs["ball_move_ce"] for _, logs in per_move)
     assert both[0] == pytest.approx((near + far) / 2, rel=1e-5)
     assert both[1] == pytest.approx((10 * near + far) / 2, rel=1e-5)
+
+
+def _one_ball(moves: list[tuple[float, float]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Windows (1, T, 2, 3, 3) of a ball at mid-field between two still paddles and the targets it moves to by
+    ``moves`` (raw px)."""
+    window = torch.zeros(1, len(moves), 2, 3, 3)
+    window[..., :2, :] = torch.tensor([[1.0, 0.78, 0.0], [1.0, -0.78, 0.0]])
+    window[..., 2, :] = torch.tensor([1.0, 0.0, 0.0])
+    target = window[:, :, 0].clone()
+    target[0, :, 2, 1:] = torch.tensor(moves) / 80  # 80 raw px a field unit, Pong's crop
+    return window, target
+
+
+def test_objects_ball_head_draws_the_vertical_move_given_the_horizontal_one() -> None:
+    """Served up and right or down and left, never across: drawn one after the other the moves keep together
+    (drawn apart, each at its own odds, half would cross); and the ball's move reads no ``h``."""
+    torch.manual_seed(0)
+    objects = build_model("rssm", OBJECT_BALL, (3, 64, 64), 6).objects
+    window, target = _one_ball([(4.0, -3.0), (-4.0, 3.0)] * 4)
+    h, actions = torch.zeros(1, 8, 32), torch.zeros(1, 8, dtype=torch.int64)
+    optim = torch.optim.Adam(objects.ball_net.parameters(), lr=1e-2)
+    for _ in range(150):
+        loss, _ = objects.loss(h, window, actions, target)
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+    objects.eval()
+    with torch.no_grad():
+        start, still = window[0, :1].repeat(400, 1, 1, 1), torch.zeros(400, dtype=torch.int64)
+        objects.paddle_head[-1].bias[:3] = 20.0  # every object stays
+        g = torch.Generator().manual_seed(0)
+        new = [objects.step(torch.randn(400, 32, generator=g), start, still, g) for _ in range(2)]
+    moves = (new[0][:, 0, 2, 1:] - start[:, 0, 2, 1:]) * 80
+    assert 0.3 < (moves[:, 0] > 0).float().mean() < 0.7  # both ways
+    assert ((moves[:, 0] > 0) == (moves[:, 1] < 0)).float().mean() > 0.95
+    with torch.no_grad():
+        cold = [objects.step(torch.randn(400, 32, generator=g), start, still, g, 0.0) for _ in range(2)]
+    assert torch.equal(cold[0][:, 0, 2], cold[1][:, 0, 2])  # another h, the same likeliest move
+
+
+def test_ball_replay_trains_on_the_transitions_of_earlier_batches(monkeypatch) -> None:
+    monkeypatch.setattr(rssm_objects, "REPLAY_KEEP", 5)
+    torch.manual_seed(0)
+    objects = build_model("rssm", dataclasses.replace(OBJECT_BALL, ball_replay=3), (3, 64, 64), 6).objects.train()
+    h, actions = torch.zeros(1, 4, 32), torch.zeros(1, 4, dtype=torch.int64)
+    for moves in ([(4.0, 1.0)] * 4, [(-3.0, 2.0)] * 4):
+        window, target = _one_ball(moves)
+        objects.loss(h, window, actions, target)
+    assert len(objects._replay[0]) == 5  # the latest five moves the detector read
+    assert (objects._replay[2][:, 2, 1] * 80).round().tolist() == [4.0, -3.0, -3.0, -3.0, -3.0]
+    window, target = _one_ball([(0.0, 0.0)] * 4)
+    window[..., 2, :] = target[..., 2, :] = 0.0  # a batch without a ball
+    _, logs = objects.loss(h, window, actions, target)
+    assert logs["ball_move_ce"] > 0  # the replayed moves
+    assert len(objects._replay[0]) == 5
+    objects.eval()  # evaluation reads this batch alone
+    assert objects.loss(h, window, actions, target)[1]["ball_move_ce"] == 0

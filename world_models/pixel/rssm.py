@@ -136,6 +136,17 @@ class RSSMConfig(ModelConfig):
     """``object_state``: the ball's moves where it may turn (within 12 raw px of a paddle's column or 10 px of the top
     or bottom edge) weigh ``1 + contact_weight`` in training. Hits, misses and bounces are a few percent of its moves,
     the ones a dream's points turn on (as ``object_dynamics``' ``contact_weight``)."""
+    ball_moves: str = "h"
+    """``object_state``: what the ball's move is drawn from. ``h``: the GRU's state and the objects (one hidden
+    layer, one draw over the 2-D grid of moves). ``objects``: the objects and the action alone (two hidden layers;
+    the horizontal move drawn first, the vertical one given it). Whether a ball comes back off a paddle turns on a
+    few pixels between the ball and the paddle; a head that reads ``h`` learns it from what ``h`` knows of the real
+    frames, which a dream's ``h``, made from prior draws, does not know (``rssm_os4``: the dream returned 0.11 of
+    the balls the real player returned, 0.41 with the same head on the real frames' ``h``)."""
+    ball_replay: int = 0
+    """``ball_moves=objects``: the ball's head also trains on this many transitions a batch drawn from the latest
+    50,000 the detector read in earlier batches (the head reads no ``h``, so old transitions are as good as new;
+    returns off a paddle are ~1 in 40 moves, and one batch holds ~240 moves). 0: this batch's alone."""
     move_temperature: float = 1.0
     """Imagination setting (``object_state``): temperature of the objects' drawn moves (0: the likeliest move).
     The detector reads places to a fraction of a pixel from 64 x 64 frames, so the moves it sees, and the
@@ -194,7 +205,9 @@ class RSSM(WorldModel):
         self.objects: ObjectState | None = None
         if cfg.object_state:  # the object state's heads, its inputs to the GRU and prior, and its reward head
             crop = play_field("Pong")  # bind_data sets the data's
-            self.objects = ObjectState(cfg.deter, cfg.hidden, n_actions, frame_shape, crop, cfg.contact_weight)
+            self.objects = ObjectState(
+                cfg.deter, cfg.hidden, n_actions, frame_shape, crop, cfg.contact_weight, cfg.ball_moves, cfg.ball_replay
+            )
             self.obj_in = nn.Linear(FEATURES, cfg.hidden)
             self.obj_prior = nn.Linear(FEATURES, z_dim)
             self.obj_reward = norm_mlp(FEATURES, cfg.hidden, 3)  # the reward from the objects (_reward_logits)

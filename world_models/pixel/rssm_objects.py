@@ -50,6 +50,12 @@ What they decide turns on a few pixels: a point is the ball 3 px further at the 
 units), a wall bounce or a paddle's return the ball a few pixels from the wall or the paddle's end. Reading
 field units, the reward head called no point of 11 after 500 updates at 1e-4, and dreamed balls ran on into the
 corners; the move heads read both scales (the fine one added after the first runs, at zero weight)."""
+BALL_MOVES = ("h", "objects")
+"""What the ball's move is drawn from (``rssm``'s ``ball_moves``): ``h`` and the objects, one hidden layer, one
+draw over the 2-D grid; or the objects alone, two hidden layers, the horizontal move drawn first and the vertical
+one given it (:class:`ObjectState`)."""
+REPLAY_KEEP = 50_000
+"""Transitions the detector read that ``ball_replay`` draws from (the latest; ~200 updates of 16 x 16 steps)."""
 HEAT_GAIN = 10.0
 """The heat maps' peak: their conv starts at zero, and at this gain a few hundred updates of ~1e-4 give it the
 logits a sprite needs over the background (at peak 1 it would take thousands)."""
@@ -101,10 +107,19 @@ class ObjectState(nn.Module):
         frame_shape: tuple[int, int, int],
         crop: tuple[int, ...],
         contact_weight: float = 0.0,
+        ball_moves: str = "h",
+        ball_replay: int = 0,
     ) -> None:
         super().__init__()
+        if ball_moves not in BALL_MOVES:
+            raise ValueError(f"rssm's ball_moves must be one of {', '.join(BALL_MOVES)}, not {ball_moves!r}")
+        if ball_replay and ball_moves != "objects":
+            raise ValueError("rssm's ball_replay needs ball_moves=objects (a head that reads h cannot replay)")
         self.n_actions = n_actions
         self.contact_weight = contact_weight
+        self.ball_moves = ball_moves
+        self.ball_replay = ball_replay
+        self._replay: list[torch.Tensor] = []  # the detector's past transitions (not saved; ball_replay)
         self.frame_shape = frame_shape
         self.register_buffer("crop", torch.tensor([float(v) for v in crop]))  # (top, bottom, left, right) raw
         d_in = deter + 2 * FEATURES + n_actions
@@ -112,7 +127,11 @@ class ObjectState(nn.Module):
         # per object: found logit, appearing place (x, y); the two paddles' vertical moves
         self.paddle_head = norm_mlp(d_in, hidden, 3 * 3 + 2 * n_paddle)
         # the ball's move given the paddles' next [found, x, y]
-        self.ball_head = norm_mlp(d_in + 12, hidden, (2 * BALL_DX + 1) * (2 * BALL_DY + 1))
+        if ball_moves == "h":
+            self.ball_head = norm_mlp(d_in + 12, hidden, (2 * BALL_DX + 1) * (2 * BALL_DY + 1))
+        else:  # the objects, the action, the next paddles at both scales, and the horizontal move when drawn
+            n_in = 2 * FEATURES + n_actions + 2 * 6 + 2 * BALL_DX + 1
+            self.ball_net = norm_mlp(n_in, hidden, 2 * BALL_DX + 1 + 2 * BALL_DY + 1, depth=2)
         self.heat = nn.Conv2d(3, frame_shape[0], 5, padding=2)
         nn.init.zeros_(self.heat.weight)
         nn.init.zeros_(self.heat.bias)
@@ -155,9 +174,28 @@ class ObjectState(nn.Module):
         return torch.cat([h, f, a], -1), f * FINE_GAIN
 
     def _ball_logits(self, x: torch.Tensor, fine: torch.Tensor, paddles: torch.Tensor) -> torch.Tensor:
-        """The ball's move logits given the paddles' next ``[found, x, y]`` (..., 2, 3), at both scales."""
+        """The ball's move logits given the paddles' next ``[found, x, y]`` (..., 2, 3), at both scales
+        (``ball_moves=h``)."""
         p = paddles.flatten(-2).to(x.dtype)
         return self.ball_head(torch.cat([x, p, fine, p * FINE_GAIN], -1)).float()
+
+    def _ball_input(self, window: torch.Tensor, actions: torch.Tensor, paddles: torch.Tensor) -> torch.Tensor:
+        """``ball_moves=objects``: the objects' features, the action and the next paddles, at both scales."""
+        f = object_features(window).float()
+        p = paddles.flatten(-2).float()
+        return torch.cat([f, F.one_hot(actions.long(), self.n_actions).float(), p, f * FINE_GAIN, p * FINE_GAIN], -1)
+
+    def _ball_x(self, inputs: torch.Tensor) -> torch.Tensor:
+        """``ball_moves=objects``: the horizontal move's log-probabilities (..., 2 * BALL_DX + 1)."""
+        nx = 2 * BALL_DX + 1
+        out = self.ball_net(torch.cat([inputs, inputs.new_zeros(*inputs.shape[:-1], nx)], -1)).float()
+        return out[..., :nx].log_softmax(-1)
+
+    def _ball_y(self, inputs: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+        """``ball_moves=objects``: the vertical move's log-probabilities given the horizontal one, ``dx``
+        (..., 2 * BALL_DX + 1) as weights on its grid (one-hot when drawn, two-hot in training)."""
+        out = self.ball_net(torch.cat([inputs, dx.to(inputs.dtype)], -1)).float()
+        return out[..., 2 * BALL_DX + 1 :].log_softmax(-1)
 
     def step(
         self,
@@ -178,9 +216,14 @@ class ObjectState(nn.Module):
         paddles = last[:, :2, 1:] + torch.stack([torch.zeros_like(dy), dy / half[1]], -1)
         paddles = torch.where(last[:, :2, :1] > 0, paddles, appear[:, :2].to(window.dtype)).clamp(-1.0, 1.0)
         new_paddles = torch.cat([found[:, :2, None], paddles * found[:, :2, None]], -1)  # (B, 2, 3)
-        ball_logits = self._ball_logits(x, fine, new_paddles)
-        move = _choose(ball_logits, temperature, generator)
-        ball_move = torch.stack([move // (2 * BALL_DY + 1) - BALL_DX, move % (2 * BALL_DY + 1) - BALL_DY], -1)
+        if self.ball_moves == "objects":
+            inputs = self._ball_input(window, actions, new_paddles)
+            mx = _choose(self._ball_x(inputs), temperature, generator)
+            my = _choose(self._ball_y(inputs, F.one_hot(mx, 2 * BALL_DX + 1)), temperature, generator)
+            ball_move = torch.stack([mx - BALL_DX, my - BALL_DY], -1)
+        else:
+            move = _choose(self._ball_logits(x, fine, new_paddles), temperature, generator)
+            ball_move = torch.stack([move // (2 * BALL_DY + 1) - BALL_DX, move % (2 * BALL_DY + 1) - BALL_DY], -1)
         ball = last[:, 2, 1:] + ball_move.to(window.dtype) / half
         ball = torch.where(last[:, 2, :1] > 0, ball, appear[:, 2].to(window.dtype))
         seen = found[:, 2:] * (ball.abs() <= 1).all(-1, keepdim=True)  # a ball past the field's edge is not seen
@@ -205,25 +248,14 @@ class ObjectState(nn.Module):
         paddle_target = two_hot(move[..., :2, 1], -PADDLE_DY, PADDLE_DY)  # (B, T, 2, n)
         paddle_ce = -(paddle_target * paddle_logits.log_softmax(-1)).sum(-1)  # (B, T, 2)
         paddle_ce = (paddle_ce * both[..., :2]).sum() / both[..., :2].sum().clamp(min=1.0)
-        ball_logits = self._ball_logits(x, fine, now[..., :2, :])  # given the true next paddles
-        tx, ty = two_hot(move[..., 2, 0], -BALL_DX, BALL_DX), two_hot(move[..., 2, 1], -BALL_DY, BALL_DY)
-        ball_target = (tx[..., :, None] * ty[..., None, :]).flatten(-2)  # bilinear over the 2-D grid
-        ball_ce = -(ball_target * ball_logits.log_softmax(-1)).sum(-1)
-        weight = both[..., 2] * (1 + self.contact_weight * self._contact(last))
-        ball_ce = (ball_ce * weight).sum() / both[..., 2].sum().clamp(min=1.0)
+        if self.ball_moves == "h":
+            ball_logits = self._ball_logits(x, fine, now[..., :2, :])  # given the true next paddles
+            ball_ce, ball_px = self._ball_ce(ball_logits.log_softmax(-1), window, target)
+        else:
+            ball_ce, ball_px = self._ball_objects_loss(window, actions, target)
         appears = seen * (1 - last[..., 0])  # (B, T, 3)
         place = F.smooth_l1_loss(appear, now[..., 1:].float(), reduction="none", beta=0.05).sum(-1)
         place = (place * appears).sum() / appears.sum().clamp(min=1.0)
-        with torch.no_grad():
-            grid = torch.stack(
-                torch.meshgrid(
-                    torch.arange(-BALL_DX, BALL_DX + 1.0), torch.arange(-BALL_DY, BALL_DY + 1.0), indexing="ij"
-                ),
-                -1,
-            ).flatten(0, 1)  # (n, 2) raw px
-            expected = ball_logits.softmax(-1) @ grid.to(ball_logits.device)  # (B, T, 2)
-            error = (expected - move[..., 2, :]).norm(dim=-1)[both[..., 2] > 0]
-            ball_px = float(error.median()) if len(error) else float("nan")
         logs = {
             "object_found_bce": found_bce.item(),
             "paddle_move_ce": paddle_ce.item(),
@@ -232,6 +264,53 @@ class ObjectState(nn.Module):
             "ball_move_px": ball_px,
         }
         return found_bce + paddle_ce + ball_ce + place, logs
+
+    def _ball_ce(
+        self, log_probs: torch.Tensor, window: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, float]:
+        """The ball's two-hot cross-entropy from its move's ``log_probs`` (..., grid) where it is found in both
+        frames, ``1 + contact_weight`` times where it may turn, and the median pixels between the expected and
+        the true move (a log)."""
+        last, now = window[..., 0, :, :], target
+        both = now[..., 2, 0] * last[..., 2, 0]
+        move = (now[..., 2, 1:] - last[..., 2, 1:]) * self._half()  # raw px
+        tx, ty = two_hot(move[..., 0], -BALL_DX, BALL_DX), two_hot(move[..., 1], -BALL_DY, BALL_DY)
+        ce = -((tx[..., :, None] * ty[..., None, :]).flatten(-2) * log_probs).sum(-1)  # bilinear over the grid
+        weight = both * (1 + self.contact_weight * self._contact(last))
+        with torch.no_grad():
+            grid = torch.stack(
+                torch.meshgrid(
+                    torch.arange(-BALL_DX, BALL_DX + 1.0), torch.arange(-BALL_DY, BALL_DY + 1.0), indexing="ij"
+                ),
+                -1,
+            ).flatten(0, 1)  # (n, 2) raw px
+            expected = log_probs.exp() @ grid.to(log_probs.device)
+            error = (expected - move).norm(dim=-1)[both > 0]
+            ball_px = float(error.median()) if len(error) else float("nan")
+        return (ce * weight).sum() / both.sum().clamp(min=1.0), ball_px
+
+    def _ball_objects_loss(
+        self, window: torch.Tensor, actions: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, float]:
+        """``ball_moves=objects``: :meth:`_ball_ce` of the horizontal move and of the vertical one given the true
+        horizontal one, on this batch's transitions and, with ``ball_replay``, as many drawn from the ones the
+        detector read in earlier batches (the head reads no ``h``, so they are as good as new ones)."""
+        window, actions, target = window.reshape(-1, 2, 3, 3), actions.reshape(-1), target.reshape(-1, 3, 3)
+        if self.ball_replay and self.training:
+            moved = (window[:, 0, 2, 0] > 0) & (target[:, 2, 0] > 0)
+            kept = [t.detach()[moved] for t in (window, actions, target)]
+            if self._replay:
+                kept = [torch.cat([old, new])[-REPLAY_KEEP:] for old, new in zip(self._replay, kept, strict=True)]
+            self._replay = kept
+            pick = torch.randint(0, len(kept[0]), (self.ball_replay,), device=kept[0].device)
+            window, actions, target = (
+                torch.cat([t, r[pick]]) for t, r in zip((window, actions, target), kept, strict=True)
+            )
+        inputs = self._ball_input(window, actions, target[:, :2])  # given the true next paddles
+        dx = (target[:, 2, 1] - window[:, 0, 2, 1]) * self._half()[0] * target[:, 2, 0] * window[:, 0, 2, 0]
+        y = self._ball_y(inputs, two_hot(dx, -BALL_DX, BALL_DX))
+        log_probs = (self._ball_x(inputs)[:, :, None] + y[:, None, :]).flatten(-2)
+        return self._ball_ce(log_probs, window, target)
 
     def _contact(self, objects: torch.Tensor) -> torch.Tensor:
         """Where the ball of ``objects`` (..., 3, 3) may turn: within 12 raw px of a found paddle's column or 10 px

@@ -23,21 +23,39 @@ def init_weights(model: Model, source: str, device: torch.device) -> None:
         raise TrainError(f"init_from={source} holds a {config.model} model, this run trains {model.name}")
     target = model.state_dict()
     weights, grown = grow_inputs(src.state_dict(), target)
-    # whole modules the source lacks (a head a new setting adds, e.g. rssm's object_weight) keep their fresh
-    # initialisation; any other mismatch is an error
-    known = {k.split(".", 1)[0] for k in weights}  # the source's top-level modules
-    new = {k: v for k, v in target.items() if k.split(".", 1)[0] not in known}
+    # modules the source lacks (a head a new setting adds, e.g. rssm's object_weight) keep their fresh
+    # initialisation; modules this model lacks (a head a setting replaces) are left out; any other mismatch is
+    # an error
+    new = {k: v for k, v in target.items() if _module_absent(k, weights)}
+    fresh = sorted({_absent_module(k, weights) for k in new})
+    dropped = sorted({_absent_module(k, target) for k in weights if _module_absent(k, target)})
+    weights = {k: v for k, v in weights.items() if not _module_absent(k, target)}
     weights.update(new)
     try:
         model.load_state_dict(weights)
     except RuntimeError as err:
         raise TrainError(f"init_from={source}: weights do not fit this model's config ({err})") from None
     log.info("initialised from %s (step %s)", source, config.step)
-    if new:
-        fresh = sorted({k.split(".", 1)[0] for k in new})
+    if fresh:
         log.info("init_from: %s not in the source; they start from scratch", ", ".join(fresh))
+    if dropped:
+        log.info("init_from: %s not in this model; left out", ", ".join(dropped))
     if grown:
         log.info("init_from: more inputs than the source in %s; their weights start at zero", ", ".join(grown))
+
+
+def _absent_module(key: str, weights: dict[str, torch.Tensor]) -> str:
+    """The outermost module on ``key``'s path none of whose weights are in ``weights`` ("" if every one is)."""
+    parts = key.split(".")
+    for n in range(1, len(parts)):
+        prefix = ".".join(parts[:n])
+        if not any(k.startswith(prefix + ".") for k in weights):
+            return prefix
+    return ""
+
+
+def _module_absent(key: str, weights: dict[str, torch.Tensor]) -> bool:
+    return key not in weights and _absent_module(key, weights) != ""
 
 
 def grow_inputs(

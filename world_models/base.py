@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from dataset_tools.preprocess import Preprocess
-from dataset_tools.sequences import SequenceBatch
+from dataset_tools.sequences import SequenceBatch, SequenceDataset
 
 State = dict[str, torch.Tensor]
 REWARD_VALUES = (-1.0, 0.0, 1.0)
@@ -84,6 +84,12 @@ class Model(nn.Module, ABC):
         """Optional hook, called by the trainer before :meth:`data_options` (and before the model is built):
         write what the model needs beside the dataset ``data`` (e.g. cached object states) and complete
         ``cfg`` in place. Must be idempotent: every run and ``--resume`` calls it. The default does nothing."""
+
+    def prefit(self, data: SequenceDataset, progress: bool = True) -> dict[str, float]:
+        """Optional hook, called by the trainer once before the first update of a run that does not resume
+        (after :meth:`bind_data`): fit the parts that can be fitted from the training split ``data`` alone, before
+        the whole model trains. Returns logs (empty: nothing fitted). The default fits nothing."""
+        return {}
 
     def on_step(self, step: int) -> None:  # noqa: B027  (optional hook)
         """Called by the trainer with the global step (1, 2, ...) before every training loss, for

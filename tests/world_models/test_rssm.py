@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -101,14 +102,20 @@ def tiny_object_rssm(tiny_rssm: Path, pong_dataset: Path, tmp_path_factory: pyte
     return train("rssm", pong_dataset, tmp_path_factory.mktemp("rssm_objects"), overrides, progress=False)
 
 
-def test_init_from_swaps_the_ball_head_and_keeps_the_rest(tiny_object_rssm: Path, pong_dataset: Path, tmp_path: Path):
-    """``ball_moves=objects`` from a model whose ball head reads ``h``: the new head starts from scratch, the old
-    one is left out, every other weight is copied."""
+def test_init_from_swaps_the_ball_head_and_keeps_the_rest(
+    tiny_object_rssm: Path, pong_dataset: Path, tmp_path: Path, caplog
+):
+    """``ball_moves=objects`` from a model whose ball head reads ``h``: the new head starts from scratch (and is
+    prefitted), the old one is left out, every other weight is copied."""
     from world_models import load_model
     from world_models.training import train
 
     overrides = ["object_state=true", "ball_moves=objects", "steps=1", "lr=0", f"init_from={tiny_object_rssm}"]
-    swapped = train("rssm", pong_dataset, tmp_path / "swapped", [*overrides, *TINY_KEYS], progress=False)
+    with caplog.at_level(logging.INFO, logger="world_models.training.trainer"):
+        swapped = train(
+            "rssm", pong_dataset, tmp_path / "swapped", [*overrides, "ball_prefit=5", *TINY_KEYS], progress=False
+        )
+    assert "prefit: prefit_ball_move_ce" in caplog.text
     (source, _), (model, _) = load_model(tiny_object_rssm), load_model(swapped)
     old, new = source.state_dict(), model.state_dict()
     assert any(k.startswith("objects.ball_head.") for k in old) and not any("ball_head" in k for k in new)

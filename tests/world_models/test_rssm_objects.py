@@ -289,3 +289,26 @@ def test_the_paddles_read_the_action_before_which_the_state_carries(pong_dataset
         assert torch.equal(stepped["act"], batch.actions[:, 2])
         observed = model.observe_step(state, batch.actions[:, 2], batch.frames[:, 3])
         assert torch.equal(observed["act"], batch.actions[:, 2])
+
+
+def test_ball_prefit_fits_the_ball_head_alone_on_the_detectors_moves(pong_dataset: Path) -> None:
+    from dataset_tools.dataset import DatasetDir
+
+    torch.manual_seed(0)
+    model = build_model("rssm", dataclasses.replace(OBJECT_BALL, ball_prefit=400), (3, 64, 64), 6)
+    model.bind_data("Pong", DatasetDir(pong_dataset).preprocess())
+    data = SequenceDataset(pong_dataset, seq_len=SMALL.n_past + SMALL.n_future, split="train")
+    batch = _batch(pong_dataset, 8)
+    others = {k: v.clone() for k, v in model.state_dict().items() if ".ball_net." not in k}
+    model.eval()  # this batch's moves alone
+    with torch.no_grad():
+        before = model.loss(batch)[1]["ball_move_ce"]
+    logs = model.prefit(data, progress=False)
+    with torch.no_grad():
+        after = model.loss(batch)[1]["ball_move_ce"]
+    assert logs["prefit_moves"] > 100 and after < 0.6 * before
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in others.items())  # nothing else moved
+    plain = build_model("rssm", OBJECTS, (3, 64, 64), 6)
+    assert plain.prefit(data, progress=False) == {}
+    with pytest.raises(ValueError, match="ball_prefit needs ball_moves=objects"):
+        build_model("rssm", dataclasses.replace(OBJECTS, ball_prefit=10), (3, 64, 64), 6)

@@ -54,6 +54,8 @@ BALL_MOVES = ("h", "objects")
 """What the ball's move is drawn from (``rssm``'s ``ball_moves``): ``h`` and the objects, one hidden layer, one
 draw over the 2-D grid; or the objects alone, two hidden layers, the horizontal move drawn first and the vertical
 one given it (:class:`ObjectState`)."""
+PREFIT_BATCH, PREFIT_LR = 256, 3e-4
+"""``ball_prefit``'s moves a step and learning rate (Adam)."""
 REPLAY_KEEP = 50_000
 """Transitions the detector read that ``ball_replay`` draws from (the latest; ~200 updates of 16 x 16 steps)."""
 HEAT_GAIN = 10.0
@@ -327,11 +329,39 @@ class ObjectState(nn.Module):
             window, actions, target = (
                 torch.cat([t, r[pick]]) for t, r in zip((window, actions, target), kept, strict=True)
             )
+        return self._ball_objects_ce(window, actions, target)
+
+    def _ball_objects_ce(
+        self, window: torch.Tensor, actions: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, float]:
+        """:meth:`_ball_ce` of the objects-only head on moves (N, 2, 3, 3), (N,), (N, 3, 3)."""
         inputs = self._ball_input(window, actions, target[:, :2])  # given the true next paddles
         dx = (target[:, 2, 1] - window[:, 0, 2, 1]) * self._half()[0] * target[:, 2, 0] * window[:, 0, 2, 0]
         y = self._ball_y(inputs, two_hot(dx, -BALL_DX, BALL_DX))
         log_probs = (self._ball_x(inputs)[:, :, None] + y[:, None, :]).flatten(-2)
         return self._ball_ce(log_probs, window, target)
+
+    def prefit_ball(
+        self, window: torch.Tensor, actions: torch.Tensor, target: torch.Tensor, steps: int, progress: bool = True
+    ) -> dict[str, float]:
+        """``ball_prefit``: fit the objects-only ball head alone on the detector's moves (N, 2, 3, 3), (N,),
+        (N, 3, 3) for ``steps`` steps of ``PREFIT_BATCH`` drawn moves -> logs (the last 100 steps' mean loss)."""
+        from tqdm import tqdm
+
+        moved = (window[:, 0, 2, 0] > 0) & (target[:, 2, 0] > 0)
+        window, actions, target = window[moved], actions[moved], target[moved]
+        if not len(window):
+            return {}
+        optim = torch.optim.Adam(self.ball_net.parameters(), lr=PREFIT_LR)
+        last: list[float] = []
+        for _ in tqdm(range(steps), desc="ball prefit", disable=not progress, dynamic_ncols=True):
+            pick = torch.randint(0, len(window), (PREFIT_BATCH,), device=window.device)
+            ce, _ = self._ball_objects_ce(window[pick], actions[pick], target[pick])
+            optim.zero_grad(set_to_none=True)
+            ce.backward()
+            optim.step()
+            last = [*last[-99:], ce.item()]
+        return {"prefit_ball_move_ce": float(np.mean(last)), "prefit_moves": float(len(window))}
 
     def _contact(self, objects: torch.Tensor) -> torch.Tensor:
         """Where the ball of ``objects`` (..., 3, 3) may turn: within 12 raw px of a found paddle's column or 10 px

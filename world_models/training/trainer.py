@@ -164,6 +164,10 @@ def _train(
         model.bind_data(manifest.get("game"), dataset.preprocess)
     except ValueError as err:
         raise TrainError(f"{data}: {err}") from None
+    if ckpt is None:  # parts fitted from the data alone, before the first update (a resumed run has them)
+        fitted = model.prefit(dataset, progress=progress and dd.main)
+        if fitted:
+            log.info("prefit: %s", ", ".join(f"{k} {v:.4g}" for k, v in fitted.items()))
     adversary = model.adversary()
     adversary_params = list(adversary.parameters()) if adversary is not None else []
     ids = {id(p) for p in adversary_params}

@@ -14,7 +14,6 @@ from world_models import build_model
 from world_models.pixel import rssm_objects
 from world_models.pixel.rssm import RSSMConfig
 from world_models.pixel.rssm_objects import BALL_DX, BALL_DY, PADDLE_DY, fill_gaps, object_features, two_hot
-from world_models.training.weights import grow_inputs
 
 SMALL = RSSMConfig(n_past=2, n_future=4, deter=32, stoch=4, classes=4, hidden=32, embed=32, nf=8)
 OBJECTS = dataclasses.replace(SMALL, object_state=True)
@@ -115,8 +114,8 @@ def test_grown_from_a_plain_rssm_it_starts_as_that_model_but_for_the_reward(pong
 
 @pytest.mark.parametrize(
     "config",
-    [OBJECTS, dataclasses.replace(OBJECT_BALL, ball_replay=32, previous_action=True)],
-    ids=["h", "objects, previous action"],
+    [OBJECTS, dataclasses.replace(OBJECT_BALL, ball_replay=32)],
+    ids=["h", "objects"],
 )
 def test_it_learns_the_moves_and_a_dream_steps_them_on_the_grid(pong_dataset: Path, fit, config: RSSMConfig) -> None:
     from dataset_tools.dataset import DatasetDir
@@ -264,31 +263,6 @@ def test_ball_replay_trains_on_the_transitions_of_earlier_batches(monkeypatch) -
     assert len(objects._replay[0]) == 5
     objects.eval()  # evaluation reads this batch alone
     assert objects.loss(h, window, actions, target)[1]["ball_move_ce"] == 0
-
-
-def test_the_paddles_read_the_action_before_which_the_state_carries(pong_dataset: Path) -> None:
-    torch.manual_seed(0)
-    plain = build_model("rssm", OBJECTS, (3, 64, 64), 6).eval()
-    model = build_model("rssm", dataclasses.replace(OBJECTS, previous_action=True), (3, 64, 64), 6).eval()
-    weights, grown = grow_inputs(plain.state_dict(), model.state_dict())  # as init_from does
-    model.load_state_dict(weights)
-    assert grown == ["objects.paddle_head.0.weight"]
-    batch = _batch(pong_dataset)
-    with torch.no_grad():
-        state = model.start(batch.frames[:, :3], batch.actions[:, :2])
-        assert torch.equal(state["act"], batch.actions[:, 1])  # the action into the latest frame
-        assert torch.equal(model.start(batch.frames[:, :1], batch.actions[:, :0])["act"], torch.full((4,), -1))
-        x, fine = model.objects._head_input(torch.zeros(4, 32), state["obj"], batch.actions[:, 2])
-        before = [model.objects._paddle_out(x, fine, p)[2] for p in (None, torch.zeros(4), torch.full((4,), 3))]
-        assert torch.equal(before[0], plain.objects._paddle_out(x, fine, None)[2])  # grown: no effect yet
-        assert all(torch.equal(b, before[0]) for b in before)
-        model.objects.paddle_head[0].weight[:, -6:] = torch.randn(32, 6)
-        after = [model.objects._paddle_out(x, fine, p)[2] for p in (None, torch.zeros(4), torch.full((4,), 3))]
-        assert not torch.equal(after[1], after[2]) and not torch.equal(after[0], after[1])
-        stepped = model.step(state, batch.actions[:, 2]).state
-        assert torch.equal(stepped["act"], batch.actions[:, 2])
-        observed = model.observe_step(state, batch.actions[:, 2], batch.frames[:, 3])
-        assert torch.equal(observed["act"], batch.actions[:, 2])
 
 
 def test_ball_prefit_fits_the_ball_head_alone_on_the_detectors_moves(pong_dataset: Path) -> None:

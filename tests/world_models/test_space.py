@@ -171,10 +171,7 @@ def test_config_file_and_overrides(tmp_path: Path) -> None:
     path.write_text("train: true\nlr: !!python/object/apply:os.system ['true']\n")  # the safe loader constructs nothing
     with pytest.raises(ConfigError, match="not valid YAML"):
         read_config_file(path)
-    with pytest.raises(
-        ConfigError,
-        match="shipped for space_time: atari_boxing.yaml, atari_breakout.yaml, atari_freeway.yaml, atari_pong.yaml",
-    ):
+    with pytest.raises(ConfigError, match="shipped for space_time: atari_boxing.yaml, atari_breakout.yaml, atari_freeway.yaml, atari_pong.yaml"):
         config_file("atari_nope.yaml", "space_time")
 
 

@@ -110,7 +110,9 @@ def check_dataset(config: CheckpointConfig, manifest: dict[str, Any]) -> None:
     if n_ds and int(config.n_actions) != n_ds:
         problems.append(f"number of actions: checkpoint {config.n_actions}, dataset {n_ds}")
     elif config.action_meanings and manifest.get("action_meanings") != config.action_meanings:
-        problems.append(f"action meanings: checkpoint {config.action_meanings}, dataset {manifest['action_meanings']}")
+        problems.append(
+            f"action meanings: checkpoint {config.action_meanings}, dataset {manifest['action_meanings']}"
+        )
     if problems:
         raise EvaluationDataError("dataset does not match the checkpoint: " + "; ".join(problems))
     missing = [k for k, v in (("game", config.game), ("env", config.env)) if not v]

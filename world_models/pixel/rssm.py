@@ -149,11 +149,6 @@ class RSSMConfig(ModelConfig):
     part). On ``pong_mix`` the head fitted alone for 16,000 steps turns the ball back at 0.80 of the held-out
     returns off the player's paddle; trained with the whole model for 1,500 updates (``ball_replay=2048``), 0.15.
     0: off."""
-    previous_action: bool = False
-    """``object_state``: the paddles' moves read the action before the move's too (the state carries it). Pong's
-    paddle answers an action partly a step later: on ``pong_mix`` held out, the player's next move from its place,
-    its last move and the action is off by 3.1 px (median; gradient-boosted trees), and 1.4 px given the action
-    before as well. A dream's ``h`` carries the actions only as well as its GRU learned to."""
     ball_replay: int = 0
     """``ball_moves=objects``: the ball's head also trains on this many transitions a batch drawn from the latest
     50,000 the detector read in earlier batches (the head reads no ``h``, so old transitions are as good as new;
@@ -227,7 +222,6 @@ class RSSM(WorldModel):
                 cfg.contact_weight,
                 cfg.ball_moves,
                 cfg.ball_replay,
-                cfg.previous_action,
             )
             self.obj_in = nn.Linear(FEATURES, cfg.hidden)
             self.obj_prior = nn.Linear(FEATURES, z_dim)
@@ -371,9 +365,6 @@ class RSSM(WorldModel):
         state = {"h": hs[-1], "z": zs[-1]}
         if windows is not None:
             state["obj"] = windows[:, -1]
-        if self.cfg.previous_action:  # the action into the latest frame (-1: none known)
-            last = actions[:, -1] if actions.shape[1] else actions.new_full(actions.shape[:1], -1)
-            state["act"] = last.long()
         if self.cfg.encoder_frames > 1:  # the latest frames, latest first, for the real twin's next observe_step
             k = self.cfg.encoder_frames - 1
             state["past"] = stack_predecessors(frames[:, -k:], k)[:, -1]  # (B, k*C, H, W)
@@ -386,7 +377,7 @@ class RSSM(WorldModel):
         h = self._next_h(state["h"], state["z"], actions, window)
         if window is not None:
             assert self.objects is not None
-            window = self.objects.step(h, window, actions, generator, self.cfg.move_temperature, state.get("act"))
+            window = self.objects.step(h, window, actions, generator, self.cfg.move_temperature)
         z = self._draw(self._prior(h, window), generator, self.cfg.temperature)
         feat = torch.cat([h, z], -1)
         reward = self._reward(self._reward_logits(feat, window), generator)
@@ -394,8 +385,6 @@ class RSSM(WorldModel):
         new: State = {"h": h, "z": z}
         if window is not None:
             new["obj"] = window
-        if self.cfg.previous_action:
-            new["act"] = actions.long()
         if self.cfg.points_to_end > 0:
             points = state.get("points", torch.zeros_like(h[:, :2]))
             points = points + torch.stack([reward > 0, reward < 0], -1).to(points.dtype)
@@ -425,8 +414,6 @@ class RSSM(WorldModel):
             new["past"] = seen[:, : (k - 1) * frames.shape[1]]
         if self.objects is not None:  # the detector reads the real frame
             new["obj"] = torch.stack([self.objects.detect(frames), state["obj"][:, 0]], 1)
-        if self.cfg.previous_action:
-            new["act"] = actions.long()
         return new
 
     @torch.no_grad()
@@ -482,10 +469,7 @@ class RSSM(WorldModel):
         loss = recon + kl_loss + heads
         if windows is not None:
             assert self.objects is not None
-            previous = torch.cat([torch.full_like(actions[:, :1], -1), actions[:, :-1]], 1)  # none before the first
-            moves, move_logs = self.objects.loss(
-                torch.stack(hs[1:], 1), windows[:, :-1], actions, windows[:, 1:, 0], previous
-            )
+            moves, move_logs = self.objects.loss(torch.stack(hs[1:], 1), windows[:, :-1], actions, windows[:, 1:, 0])
             loss = loss + moves
             logs.update(move_logs)
         targets = None

@@ -111,7 +111,6 @@ class ObjectState(nn.Module):
         contact_weight: float = 0.0,
         ball_moves: str = "h",
         ball_replay: int = 0,
-        previous_action: bool = False,
     ) -> None:
         super().__init__()
         if ball_moves not in BALL_MOVES:
@@ -122,15 +121,13 @@ class ObjectState(nn.Module):
         self.contact_weight = contact_weight
         self.ball_moves = ball_moves
         self.ball_replay = ball_replay
-        self.previous_action = previous_action
         self._replay: list[torch.Tensor] = []  # the detector's past transitions (not saved; ball_replay)
         self.frame_shape = frame_shape
         self.register_buffer("crop", torch.tensor([float(v) for v in crop]))  # (top, bottom, left, right) raw
         d_in = deter + 2 * FEATURES + n_actions
         n_paddle = 2 * PADDLE_DY + 1
         # per object: found logit, appearing place (x, y); the two paddles' vertical moves
-        # (and the action before, previous_action: appended last, so init_from a model without starts it at zero)
-        self.paddle_head = norm_mlp(d_in + (n_actions if previous_action else 0), hidden, 3 * 3 + 2 * n_paddle)
+        self.paddle_head = norm_mlp(d_in, hidden, 3 * 3 + 2 * n_paddle)
         # the ball's move given the paddles' next [found, x, y]
         if ball_moves == "h":
             self.ball_head = norm_mlp(d_in + 12, hidden, (2 * BALL_DX + 1) * (2 * BALL_DY + 1))
@@ -165,18 +162,8 @@ class ObjectState(nn.Module):
         return torch.cat([raw[..., :1], place], -1).view(*frames.shape[:-3], 3, 3).to(frames.dtype)
 
     # ------------------------------------------------------------------ the heads
-    def _paddle_out(
-        self, x: torch.Tensor, fine: torch.Tensor, previous: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Presence logits, appearing places and the paddles' move logits from the heads' inputs and, with
-        ``previous_action``, the action before (-1 or None: none known, as before a sequence's first)."""
-        parts = [x, fine]
-        if self.previous_action:
-            if previous is None:
-                previous = torch.full(x.shape[:-1], -1, dtype=torch.long, device=x.device)
-            known = (previous >= 0).unsqueeze(-1).to(x.dtype)
-            parts.append(F.one_hot(previous.long().clamp(min=0), self.n_actions).to(x.dtype) * known)
-        out = self.paddle_head(torch.cat(parts, -1)).float()
+    def _paddle_out(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = self.paddle_head(x).float()
         found, place = out[..., :3], torch.tanh(out[..., 3:9]).unflatten(-1, (3, 2))
         return found, place, out[..., 9:].unflatten(-1, (2, 2 * PADDLE_DY + 1))
 
@@ -219,13 +206,11 @@ class ObjectState(nn.Module):
         actions: torch.Tensor,
         generator: torch.Generator | None = None,
         temperature: float = 1.0,
-        previous: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One dream step of the objects: ``h`` (B, deter) the new ``h``, ``window`` (B, 2, 3, 3) the state's,
-        ``actions`` (B,) the move's, ``previous`` (B,) the one before (``previous_action``) -> the new window
-        (B, 2, 3, 3)."""
+        ``actions`` (B,) the move's -> the new window (B, 2, 3, 3)."""
         x, fine = self._head_input(h, window, actions)
-        found_logits, appear, paddle_logits = self._paddle_out(x, fine, previous)
+        found_logits, appear, paddle_logits = self._paddle_out(torch.cat([x, fine], -1))
         found = draw_presence(torch.sigmoid(found_logits), temperature > 0, generator).to(window.dtype)  # (B, 3)
         half = self._half()
         last = window[:, 0]  # (B, 3, 3)
@@ -248,21 +233,15 @@ class ObjectState(nn.Module):
         return torch.stack([torch.cat([new_paddles, new_ball], 1), last], 1)
 
     def loss(
-        self,
-        h: torch.Tensor,
-        window: torch.Tensor,
-        actions: torch.Tensor,
-        target: torch.Tensor,
-        previous: torch.Tensor | None = None,
+        self, h: torch.Tensor, window: torch.Tensor, actions: torch.Tensor, target: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Teacher forced: ``h`` (B, T, deter) the new ``h`` of each move, ``window`` (B, T, 2, 3, 3) the window
-        it moved from, ``actions`` (B, T), ``target`` (B, T, 3, 3) the detector's next objects, ``previous``
-        (B, T) the actions before (-1: none known; ``previous_action``). Presence
+        it moved from, ``actions`` (B, T), ``target`` (B, T, 3, 3) the detector's next objects. Presence
         cross-entropy, the moves' two-hot cross-entropy (objects found in both frames; the ball's ``1 +
         contact_weight`` times where it may turn, :meth:`_contact`) and the appearing places' Huber error (objects
         found only in the next)."""
         x, fine = self._head_input(h, window, actions)
-        found_logits, appear, paddle_logits = self._paddle_out(x, fine, previous)
+        found_logits, appear, paddle_logits = self._paddle_out(torch.cat([x, fine], -1))
         now, last = target, window[..., 0, :, :]  # (B, T, 3, 3)
         seen = now[..., 0]
         found_bce = F.binary_cross_entropy_with_logits(found_logits, seen)

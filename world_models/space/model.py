@@ -35,7 +35,6 @@ from world_models.space.scene import Classifier, Scene, scene_description, zwher
 
 log = logging.getLogger(__name__)
 
-
 @dataclass
 class Inference:
     """Per image, per cell (N = G * G): what :meth:`SpaceTime.infer` extracts."""

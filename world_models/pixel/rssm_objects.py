@@ -56,8 +56,6 @@ draw over the 2-D grid; or the objects alone, two hidden layers, the horizontal 
 one given it (:class:`ObjectState`)."""
 PREFIT_BATCH, PREFIT_LR = 256, 3e-4
 """``ball_prefit``'s moves a step and learning rate (Adam)."""
-REPLAY_KEEP = 50_000
-"""Transitions the detector read that ``ball_replay`` draws from (the latest; ~200 updates of 16 x 16 steps)."""
 HEAT_GAIN = 10.0
 """The heat maps' peak: their conv starts at zero, and at this gain a few hundred updates of ~1e-4 give it the
 logits a sprite needs over the background (at peak 1 it would take thousands)."""
@@ -110,18 +108,17 @@ class ObjectState(nn.Module):
         crop: tuple[int, ...],
         contact_weight: float = 0.0,
         ball_moves: str = "h",
-        ball_replay: int = 0,
+        ball_held: bool = False,
     ) -> None:
         super().__init__()
         if ball_moves not in BALL_MOVES:
             raise ValueError(f"rssm's ball_moves must be one of {', '.join(BALL_MOVES)}, not {ball_moves!r}")
-        if ball_replay and ball_moves != "objects":
-            raise ValueError("rssm's ball_replay needs ball_moves=objects (a head that reads h cannot replay)")
+        if ball_held and ball_moves != "objects":
+            raise ValueError("rssm's ball_prefit needs ball_moves=objects (a head that reads h cannot be fitted alone)")
         self.n_actions = n_actions
         self.contact_weight = contact_weight
         self.ball_moves = ball_moves
-        self.ball_replay = ball_replay
-        self._replay: list[torch.Tensor] = []  # the detector's past transitions (not saved; ball_replay)
+        self.ball_held = ball_held  # fitted alone first (ball_prefit), then not trained with the rest
         self.frame_shape = frame_shape
         self.register_buffer("crop", torch.tensor([float(v) for v in crop]))  # (top, bottom, left, right) raw
         d_in = deter + 2 * FEATURES + n_actions
@@ -239,7 +236,7 @@ class ObjectState(nn.Module):
         it moved from, ``actions`` (B, T), ``target`` (B, T, 3, 3) the detector's next objects. Presence
         cross-entropy, the moves' two-hot cross-entropy (objects found in both frames; the ball's ``1 +
         contact_weight`` times where it may turn, :meth:`_contact`) and the appearing places' Huber error (objects
-        found only in the next)."""
+        found only in the next). With ``ball_held`` the ball's term is logged, not trained."""
         x, fine = self._head_input(h, window, actions)
         found_logits, appear, paddle_logits = self._paddle_out(torch.cat([x, fine], -1))
         now, last = target, window[..., 0, :, :]  # (B, T, 3, 3)
@@ -254,7 +251,9 @@ class ObjectState(nn.Module):
             ball_logits = self._ball_logits(x, fine, now[..., :2, :])  # given the true next paddles
             ball_ce, ball_px = self._ball_ce(ball_logits.log_softmax(-1), window, target)
         else:
-            ball_ce, ball_px = self._ball_objects_loss(window, actions, target)
+            moves = (window.reshape(-1, 2, 3, 3), actions.reshape(-1), target.reshape(-1, 3, 3))
+            with torch.set_grad_enabled(torch.is_grad_enabled() and not self.ball_held):
+                ball_ce, ball_px = self._ball_objects_ce(*moves)
         appears = seen * (1 - last[..., 0])  # (B, T, 3)
         place = F.smooth_l1_loss(appear, now[..., 1:].float(), reduction="none", beta=0.05).sum(-1)
         place = (place * appears).sum() / appears.sum().clamp(min=1.0)
@@ -265,7 +264,8 @@ class ObjectState(nn.Module):
             "appear_place": place.item(),
             "ball_move_px": ball_px,
         }
-        return found_bce + paddle_ce + ball_ce + place, logs
+        trained = 0.0 if self.ball_held else ball_ce  # a held head's loss is logged, not trained
+        return found_bce + paddle_ce + trained + place, logs
 
     def _ball_ce(
         self, log_probs: torch.Tensor, window: torch.Tensor, target: torch.Tensor
@@ -291,29 +291,11 @@ class ObjectState(nn.Module):
             ball_px = float(error.median()) if len(error) else float("nan")
         return (ce * weight).sum() / both.sum().clamp(min=1.0), ball_px
 
-    def _ball_objects_loss(
-        self, window: torch.Tensor, actions: torch.Tensor, target: torch.Tensor
-    ) -> tuple[torch.Tensor, float]:
-        """``ball_moves=objects``: :meth:`_ball_ce` of the horizontal move and of the vertical one given the true
-        horizontal one, on this batch's transitions and, with ``ball_replay``, as many drawn from the ones the
-        detector read in earlier batches (the head reads no ``h``, so they are as good as new ones)."""
-        window, actions, target = window.reshape(-1, 2, 3, 3), actions.reshape(-1), target.reshape(-1, 3, 3)
-        if self.ball_replay and self.training:
-            moved = (window[:, 0, 2, 0] > 0) & (target[:, 2, 0] > 0)
-            kept = [t.detach()[moved] for t in (window, actions, target)]
-            if self._replay:
-                kept = [torch.cat([old, new])[-REPLAY_KEEP:] for old, new in zip(self._replay, kept, strict=True)]
-            self._replay = kept
-            pick = torch.randint(0, len(kept[0]), (self.ball_replay,), device=kept[0].device)
-            window, actions, target = (
-                torch.cat([t, r[pick]]) for t, r in zip((window, actions, target), kept, strict=True)
-            )
-        return self._ball_objects_ce(window, actions, target)
-
     def _ball_objects_ce(
         self, window: torch.Tensor, actions: torch.Tensor, target: torch.Tensor
     ) -> tuple[torch.Tensor, float]:
-        """:meth:`_ball_ce` of the objects-only head on moves (N, 2, 3, 3), (N,), (N, 3, 3)."""
+        """``ball_moves=objects``: :meth:`_ball_ce` of the horizontal move and of the vertical one given the true
+        horizontal one, on moves (N, 2, 3, 3), (N,), (N, 3, 3)."""
         inputs = self._ball_input(window, actions, target[:, :2])  # given the true next paddles
         dx = (target[:, 2, 1] - window[:, 0, 2, 1]) * self._half()[0] * target[:, 2, 0] * window[:, 0, 2, 0]
         y = self._ball_y(inputs, two_hot(dx, -BALL_DX, BALL_DX))
@@ -340,6 +322,7 @@ class ObjectState(nn.Module):
             ce.backward()
             optim.step()
             last = [*last[-99:], ce.item()]
+        optim.zero_grad(set_to_none=True)
         return {"prefit_ball_move_ce": float(np.mean(last)), "prefit_moves": float(len(window))}
 
     def _contact(self, objects: torch.Tensor) -> torch.Tensor:

@@ -148,10 +148,10 @@ class RSSMConfig(ModelConfig):
     (Adam, 3e-4), on every move the detector reads in the training split (it reads no ``h``, so it needs no other
     part), and then held: the whole model's training does not move it (its loss is logged). On ``pong_mix``,
     trained with the whole model for 1,500 updates it turned the ball back at 0.15 of the held-out returns off the
-    player's paddle (teacher forced); fitted alone for 20,000 steps, 0.80. Trained on after its fit, it got worse
-    (given the real paddles, its dream returned 0.59 of the real returns after 500 updates, 0.79 fitted alone):
-    the model's batches draw windows that hold a point at ``point_share``, which over-represent balls let past a
-    paddle. 0: off (the head trains with the rest)."""
+    player's paddle (teacher forced); fitted alone for 20,000-24,000 steps, 0.77-0.80. Trained on after its fit, it
+    got worse (given the real paddles, its dream returned 0.59 of the real returns after 500 updates, 0.79 fitted
+    alone): the model's batches draw windows that hold a point at ``point_share``, which over-represent balls let
+    past a paddle. 0: off (the head trains with the rest)."""
     move_temperature: float = 1.0
     """Imagination setting (``object_state``): temperature of the objects' drawn moves (0: the likeliest move).
     The detector reads places to a fraction of a pixel from 64 x 64 frames, so the moves it sees, and the

@@ -207,9 +207,31 @@ def test_closed_loop_grades_a_trained_rssm(fixture: str, pong_dataset: Path, tmp
     assert json.dumps(saved["reward_head"], sort_keys=True) == json.dumps(head, sort_keys=True)  # NaN where none called
     assert "valid frames (dream)" in (tmp_path / "cl" / "closed_loop.md").read_text()
     assert "Imagination settings: reward_sample=true." in (tmp_path / "cl" / "closed_loop.md").read_text()
+    for returns in (result["dreams"]["returns"], result["real"]["returns"], saved["agent_dreams"]["returns"]):
+        assert len(returns["bins"]) == 6 and sum(b["n"] for b in returns["bins"]) == returns["n"]
+    assert "Balls that come at the player's paddle" in (tmp_path / "cl" / "closed_loop.md").read_text()
     import imageio.v3 as iio
 
     assert iio.imread(tmp_path / "cl" / "closed_loop.png").shape == (3 * 64 * 2, 2 * 64 * 2, 3)
+
+
+def test_paddle_returns_counts_each_ball_by_its_distance_from_the_paddle() -> None:
+    from world_models.evaluation.closed_loop import paddle_returns
+
+    steps = 12
+    ball, player = np.zeros((4, steps, 3), np.float32), np.zeros((4, steps, 3), np.float32)
+    player[:] = [1.0, 142.0, 100.0]
+    xs = 116.0 + 4 * np.arange(steps)  # 116, 120, ..., 160: at the paddle's column at step 6
+    for run, y in enumerate((102.0, 50.0, 110.0, 100.0)):
+        ball[run, :, 0], ball[run, :, 1], ball[run, :, 2] = 1.0, xs, y
+    ball[0, 7:, 1] = 140.0 - 4 * np.arange(steps - 7)  # 2 px off: turned back after the column
+    ball[2, 7:] = 0.0  # 10 px off: lost at the column
+    ball[3, :, 1] = xs[::-1]  # moving left: it never comes at the paddle
+    out = paddle_returns(ball, player)
+    got = {(b["from"], b["to"]): (b["n"], b["returned"]) for b in out["bins"]}
+    assert got[(0, 4)] == (1, 1.0) and got[(8, 12)] == (1, 0.0) and got[(24, None)] == (1, 0.0)  # 50 px off: past
+    assert out["n"] == 3 and out["returned"] == pytest.approx(1 / 3)
+    assert got[(4, 8)] == (0, None)
 
 
 def test_tracking_measures_how_far_the_dream_is_from_the_real_frames() -> None:

@@ -20,6 +20,12 @@ for hundreds of steps on what the model itself drew; this grades that (the pixel
    frame detector also reads those dreams' decoded frames beside the real ones (``tracking``): how far apart
    the ball and the player's paddle are at each step, and how many missed points the dream kept in play.
 
+4. **Returns at the paddle.** In the long dreams and the real games, every ball that comes at the player's
+   paddle (read by the frame detector at every step) is returned or let past; the share returned by how far
+   the ball is from the paddle's centre when it gets there (:func:`paddle_returns`). The game returns nearly
+   every ball within 8 px and nearly none beyond 24; a dream that returns balls whatever its paddle does (or
+   none) does not pay an agent for meeting the ball.
+
 The RAM is read only to score (where the ball is at serves). Outputs: ``closed_loop.json``, ``closed_loop.md``
 and ``closed_loop.png`` (the first dreams' frames at every ``every``-th step).
 """
@@ -50,6 +56,8 @@ SERVE_STEPS = 12
 """Steps each serve's samples run (the ball's first move is found well within them)."""
 SHOWN = 8
 """Dreams whose frames ``closed_loop.png`` shows."""
+RETURN_BINS = (0, 4, 8, 12, 16, 24)
+"""Bins (raw px from the player's paddle's centre, the last is open) of :func:`paddle_returns`."""
 
 
 @dataclass
@@ -110,12 +118,12 @@ def long_dreams(
     """Dreams from real contexts ``frames`` (B, P, C, H, W), ``actions`` (B, P-1), random actions (or ``policy``'s,
     SB3's ``predict``, deterministic, on ``obs_type`` observations) for ``steps`` steps: the scene check's shares
     at every ``every``-th step, points and terminations per 1,000 steps, and the first :data:`SHOWN` dreams'
-    frames there (K, SHOWN, C, H, W)."""
+    frames there (K, SHOWN, C, H, W), and :func:`paddle_returns` of the frame detector's reading of every step."""
     gen = torch.Generator(device=frames.device).manual_seed(seed)
     state = model.start(frames, actions, generator=gen)
     b = frames.shape[0]
     won = lost = ends = 0.0
-    rows, shown = [], []
+    rows, shown, balls, players = [], [], [], []
     for t in range(1, steps + 1):
         if policy is None:
             a = torch.randint(model.n_actions, (b,), generator=gen, device=frames.device)
@@ -130,8 +138,11 @@ def long_dreams(
         won += float((reward > 0).sum())
         lost += float((reward < 0).sum())
         ends += float((term > 0.5).sum())
+        drawn = model.decode(state).float().clamp(0, 1)
+        found = find_objects(drawn.cpu(), preprocess)
+        balls.append(found["ball"])
+        players.append(found["player"])
         if t % every == 0:
-            drawn = model.decode(state).float().clamp(0, 1)
             rows.append({"step": t, **_shares(drawn, preprocess)})
             shown.append(drawn[:SHOWN].cpu())
     per = 1000.0 / (b * steps)
@@ -140,6 +151,7 @@ def long_dreams(
         "won_per_1000": won * per,
         "lost_per_1000": lost * per,
         "ends_per_1000": ends * per,
+        "returns": paddle_returns(np.stack(balls, 1), np.stack(players, 1)),
         "frames": torch.stack(shown) if shown else None,
     }
 
@@ -149,16 +161,19 @@ def real_random_play(
 ) -> dict[str, Any]:
     """The real game (``env``: a checkpoint's env settings) under the protocol of :func:`long_dreams`: ``envs``
     games of uniformly random actions for ``steps`` steps each (a finished game starts again), the scene check
-    of its preprocessed frames at every ``every``-th step, points and game ends per 1,000 steps."""
+    of its preprocessed frames at every ``every``-th step, points and game ends per 1,000 steps, and
+    :func:`paddle_returns` of every step's frames."""
     from dataset_tools.games import EnvSettings, make_env
 
     settings = EnvSettings.from_dict({**env, "max_episode_steps": None})
     rng = np.random.default_rng(seed)
     won = lost = ends = 0.0
     checks: dict[int, list[np.ndarray]] = {}
+    balls, players = [], []
     for i in range(envs):
         game = make_env(settings)
         game.reset(seed=seed + i)
+        seen = []
         for t in range(1, steps + 1):
             raw, reward, terminated, truncated, _ = game.step(int(rng.integers(game.action_space.n)))
             won += float(reward > 0)
@@ -166,14 +181,63 @@ def real_random_play(
             if terminated or truncated:
                 ends += 1
                 game.reset(seed=seed + i + 1000 * t)
+            seen.append(preprocess(raw))
             if t % every == 0:
-                checks.setdefault(t, []).append(preprocess(raw))
+                checks.setdefault(t, []).append(seen[-1])
         game.close()
+        found = find_objects(torch.from_numpy(to_tensor_layout(np.stack(seen))), preprocess)
+        balls.append(found["ball"])
+        players.append(found["player"])
     rows = []
     for t, frames in sorted(checks.items()):
         rows.append({"step": t, **_shares(torch.from_numpy(to_tensor_layout(np.stack(frames))), preprocess)})
     per = 1000.0 / (envs * steps)
-    return {"per_step": rows, "won_per_1000": won * per, "lost_per_1000": lost * per, "ends_per_1000": ends * per}
+    return {
+        "per_step": rows,
+        "won_per_1000": won * per,
+        "lost_per_1000": lost * per,
+        "ends_per_1000": ends * per,
+        "returns": paddle_returns(np.stack(balls), np.stack(players)),
+    }
+
+
+def paddle_returns(ball: np.ndarray, player: np.ndarray) -> dict[str, Any]:
+    """Balls that come at the player's paddle, returned or let past, by how far the ball is from the paddle.
+
+    ``ball``, ``player`` (B, T, 3): the frame detector's ``[found, x, y]`` (raw px) over B runs of T steps. A ball
+    comes at the paddle where it moves right into 6-14 px short of the paddle's column; it is returned if it
+    then moves left, let past if it is lost or goes 8 px beyond the column, within 8 steps (else not counted).
+    Its distance is ``|ball y - paddle y|`` at its last step before the column's far side. Returns per bin of
+    :data:`RETURN_BINS`: ``{"from", "to", "n", "returned"}`` (``returned`` None where ``n`` is 0), and the
+    overall share."""
+    events: list[tuple[float, int]] = []
+    for b in range(ball.shape[0]):
+        found, bx, by = ball[b, :, 0] > 0, ball[b, :, 1], ball[b, :, 2]
+        t, end = 1, ball.shape[1]
+        while t < end - 1:
+            column = player[b, t, 1]
+            coming = found[t] and found[t - 1] and bx[t] > bx[t - 1] and column - 14 <= bx[t] < column - 6
+            if not (coming and player[b, t, 0] > 0):
+                t += 1
+                continue
+            outcome, k = None, t
+            while outcome is None and k < min(end - 1, t + 8):
+                k += 1
+                if not found[k] or bx[k] > column + 8:
+                    outcome = 0
+                elif bx[k] < bx[k - 1] - 1:
+                    outcome = 1
+            if outcome is not None:
+                last = max(i for i in range(t, k) if found[i] and bx[i] <= column + 1)
+                if player[b, last, 0] > 0:
+                    events.append((abs(float(by[last] - player[b, last, 2])), outcome))
+            t = k + 1
+    bins = []
+    edges = [*RETURN_BINS, None]
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        got = [r for d, r in events if d >= lo and (hi is None or d < hi)]
+        bins.append({"from": lo, "to": hi, "n": len(got), "returned": float(np.mean(got)) if got else None})
+    return {"bins": bins, "n": len(events), "returned": float(np.mean([r for _, r in events])) if events else None}
 
 
 def _shares(frames: torch.Tensor, preprocess: Preprocess) -> dict[str, float]:
@@ -456,6 +520,18 @@ def markdown(result: dict[str, Any]) -> str:
         f"| points lost | {d['lost_per_1000']:.1f} | {r['lost_per_1000']:.1f} |",
         f"| episode ends | {d['ends_per_1000']:.2f} | {r['ends_per_1000']:.2f} |",
         "",
+        "Balls that come at the player's paddle, share returned by the ball's distance from the paddle's centre "
+        "(raw px; balls counted):",
+        "",
+        "| | " + " | ".join(_bin_name(b) for b in d["returns"]["bins"]) + " | all |",
+        "|---|" + "---:|" * (len(d["returns"]["bins"]) + 1),
+        *(
+            f"| {name} | "
+            + " | ".join(f"{_num(b['returned'], 2)} ({b['n']})" for b in x["returns"]["bins"])
+            + f" | {_num(x['returns']['returned'], 2)} ({x['returns']['n']}) |"
+            for name, x in (("dream", d), ("real", r))
+        ),
+        "",
         *_agent_lines(result),
         f"Serves ({s['n']} held out, {cfg['samples']} samples each): samples go in more than one direction at "
         f"{s['more_than_one_direction']:.2f} of them ({s['mean_directions']:.2f} directions on average); the ball "
@@ -491,6 +567,10 @@ def markdown(result: dict[str, Any]) -> str:
             "",
         ]
     return "\n".join(lines)
+
+
+def _bin_name(b: dict[str, Any]) -> str:
+    return f"> {b['from']}" if b["to"] is None else f"{b['from']}-{b['to']}"
 
 
 def _num(value: float | None, digits: int) -> str:

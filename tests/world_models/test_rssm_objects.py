@@ -265,3 +265,21 @@ def test_ball_prefit_fits_the_ball_head_alone_on_the_detectors_moves(pong_datase
     assert plain.prefit(data, progress=False) == {}
     with pytest.raises(ValueError, match="ball_prefit needs ball_moves=objects"):
         build_model("rssm", dataclasses.replace(OBJECTS, ball_prefit=10), (3, 64, 64), 6)
+
+
+def test_ball_noise_moves_what_the_head_reads_not_what_it_is_taught() -> None:
+    torch.manual_seed(0)
+    objects = build_model("rssm", dataclasses.replace(OBJECT_BALL, ball_prefit=1, ball_noise=1.25), (3, 64, 64), 6)
+    objects = objects.objects
+    window, target = _one_ball([(4.0, -3.0), (-4.0, 3.0), (3.0, 1.0)])
+    window, target, actions = window[0], target[0], torch.zeros(3, dtype=torch.int64)
+    with torch.no_grad():
+        clean = objects._ball_objects_ce(window, actions, target)[0]
+        noisy = objects._ball_objects_ce(window, actions, target, noise=1.25)[0]
+        assert not torch.equal(clean, noisy)  # the head reads other places
+        objects.ball_net[-1].weight.zero_()  # a head that reads nothing: the same loss, so the same targets
+        objects.ball_net[-1].bias.normal_()
+        assert torch.equal(
+            objects._ball_objects_ce(window, actions, target)[0],
+            objects._ball_objects_ce(window, actions, target, noise=1.25)[0],
+        )

@@ -292,21 +292,37 @@ class ObjectState(nn.Module):
         return (ce * weight).sum() / both.sum().clamp(min=1.0), ball_px
 
     def _ball_objects_ce(
-        self, window: torch.Tensor, actions: torch.Tensor, target: torch.Tensor
+        self, window: torch.Tensor, actions: torch.Tensor, target: torch.Tensor, noise: float = 0.0
     ) -> tuple[torch.Tensor, float]:
         """``ball_moves=objects``: :meth:`_ball_ce` of the horizontal move and of the vertical one given the true
-        horizontal one, on moves (N, 2, 3, 3), (N,), (N, 3, 3)."""
-        inputs = self._ball_input(window, actions, target[:, :2])  # given the true next paddles
+        horizontal one, on moves (N, 2, 3, 3), (N,), (N, 3, 3). ``noise`` > 0: every place the head reads (each
+        object in each frame, and the next paddles) is off by up to that many raw px, uniformly; the moves it is
+        taught stay the true ones."""
+        seen, paddles = window, target[:, :2]  # given the true next paddles
+        if noise > 0:
+            half = self._half()
+            seen = window.clone()
+            seen[..., 1:] += (torch.rand_like(seen[..., 1:]) * 2 - 1) * noise / half * seen[..., :1]
+            paddles = paddles.clone()
+            paddles[..., 1:] += (torch.rand_like(paddles[..., 1:]) * 2 - 1) * noise / half * paddles[..., :1]
+        inputs = self._ball_input(seen, actions, paddles)
         dx = (target[:, 2, 1] - window[:, 0, 2, 1]) * self._half()[0] * target[:, 2, 0] * window[:, 0, 2, 0]
         y = self._ball_y(inputs, two_hot(dx, -BALL_DX, BALL_DX))
         log_probs = (self._ball_x(inputs)[:, :, None] + y[:, None, :]).flatten(-2)
         return self._ball_ce(log_probs, window, target)
 
     def prefit_ball(
-        self, window: torch.Tensor, actions: torch.Tensor, target: torch.Tensor, steps: int, progress: bool = True
+        self,
+        window: torch.Tensor,
+        actions: torch.Tensor,
+        target: torch.Tensor,
+        steps: int,
+        progress: bool = True,
+        noise: float = 0.0,
     ) -> dict[str, float]:
         """``ball_prefit``: fit the objects-only ball head alone on the detector's moves (N, 2, 3, 3), (N,),
-        (N, 3, 3) for ``steps`` steps of ``PREFIT_BATCH`` drawn moves -> logs (the last 100 steps' mean loss)."""
+        (N, 3, 3) for ``steps`` steps of ``PREFIT_BATCH`` drawn moves, the places it reads off by up to ``noise``
+        raw px (``ball_noise``) -> logs (the last 100 steps' mean loss)."""
         from tqdm import tqdm
 
         moved = (window[:, 0, 2, 0] > 0) & (target[:, 2, 0] > 0)
@@ -317,7 +333,7 @@ class ObjectState(nn.Module):
         last: list[float] = []
         for _ in tqdm(range(steps), desc="ball prefit", disable=not progress, dynamic_ncols=True):
             pick = torch.randint(0, len(window), (PREFIT_BATCH,), device=window.device)
-            ce, _ = self._ball_objects_ce(window[pick], actions[pick], target[pick])
+            ce, _ = self._ball_objects_ce(window[pick], actions[pick], target[pick], noise)
             optim.zero_grad(set_to_none=True)
             ce.backward()
             optim.step()

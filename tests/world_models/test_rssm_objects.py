@@ -265,6 +265,8 @@ def test_ball_prefit_fits_the_ball_head_alone_on_the_detectors_moves(pong_datase
     assert plain.prefit(data, progress=False) == {}
     with pytest.raises(ValueError, match="ball_prefit needs ball_moves=objects"):
         build_model("rssm", dataclasses.replace(OBJECTS, ball_prefit=10), (3, 64, 64), 6)
+    with pytest.raises(ValueError, match="ball_noise is the ball_prefit fit's"):
+        build_model("rssm", dataclasses.replace(OBJECT_BALL, ball_noise=1.0), (3, 64, 64), 6)
 
 
 def test_ball_noise_moves_what_the_head_reads_not_what_it_is_taught() -> None:

@@ -157,9 +157,9 @@ class RSSMConfig(ModelConfig):
     paddles) is off by up to this many raw px, uniformly; the moves it is taught stay the true ones. The
     detector reads places on the lattice of a 64 x 64 frame, and fitted on them the head keys on exact readings
     at real contacts that a dream's places never repeat (``rssm_os8p``: on a made-up contact, the paddle level
-    with the ball, it turns the ball at 0.03-0.07). Fitted offline with 1.25 px, the made-up contact turns at
-    0.55-0.63, and in the dream the balls that reach the paddle within 4 px come back at 0.42 (0.24 without).
-    0: the places as read."""
+    with the ball, it turns the ball at 0.03-0.07). With 1.25 px (``rssm_os8n``) it turns at 0.48-0.54, and in
+    ``closed-loop``'s dreams the balls that reach the paddle within 4 px come back at 0.46 (``rssm_os8p``: 0.14;
+    the game: 1.00); its agent still lost (-20.2). 0: the places as read."""
     move_temperature: float = 1.0
     """Imagination setting (``object_state``): temperature of the objects' drawn moves (0: the likeliest move).
     The detector reads places to a fraction of a pixel from 64 x 64 frames, so the moves it sees, and the
@@ -200,6 +200,8 @@ class RSSM(WorldModel):
             raise ValueError(f"rssm's encoder_frames must be >= 1, got {cfg.encoder_frames}")
         if cfg.stoch < 1 or cfg.classes < 2:
             raise ValueError(f"rssm needs stoch >= 1 and classes >= 2, got {cfg.stoch} and {cfg.classes}")
+        if cfg.ball_noise and not cfg.ball_prefit:
+            raise ValueError("rssm's ball_noise is the ball_prefit fit's: set ball_prefit too")
         if cfg.ball_prefit and cfg.ball_moves != "objects":
             raise ValueError("rssm's ball_prefit needs ball_moves=objects (a head that reads h cannot be fitted alone)")
         if cfg.object_state and (cfg.overshoot > 0 or cfg.open_recon > 0 or cfg.open_object > 0):

@@ -70,7 +70,14 @@ from world_models.blocks import norm_mlp
 from world_models.losses import head_losses, recon_loss
 from world_models.objects.moves import draw_choice
 from world_models.pixel.rnn_deconv import ConvEncoder, DeconvDecoder
-from world_models.pixel.rssm_objects import FEATURES, FINE_GAIN, ObjectState, fill_gaps, object_features
+from world_models.pixel.rssm_objects import (
+    FEATURES,
+    FINE_GAIN,
+    ObjectState,
+    fill_gaps,
+    object_features,
+    object_windows,
+)
 
 
 @dataclass
@@ -265,7 +272,7 @@ class RSSM(WorldModel):
             found = fill_gaps(found[None].float())[0]  # (T + 1, 3, 3)
             if len(found) < 3:
                 continue
-            windows.append(torch.stack([found[1:-1], found[:-2]], 1))  # the window at frame t, t = 1 .. T - 1
+            windows.append(object_windows(found[None])[0, 1:-1])  # the windows of frames 1 .. T - 1
             targets.append(found[2:])
             actions.append(torch.as_tensor(np.array(episode.actions[1 : len(found) - 1], dtype=np.int64)))
         if not windows:
@@ -353,7 +360,7 @@ class RSSM(WorldModel):
             found = self.objects.detect(frames)  # (B, T, 3, 3)
             if fill:
                 found = fill_gaps(found)
-            windows = torch.stack([found, torch.cat([found[:, :1], found[:, :-1]], 1)], 2)  # frame 0 repeated
+            windows = object_windows(found)
         h = embeds.new_zeros(b, self.cfg.deter)
         hs, zs, posts, priors = [], [], [], []
         z = None

@@ -70,6 +70,12 @@ def object_features(window: torch.Tensor) -> torch.Tensor:
     return torch.cat([placed.flatten(-3), speed.flatten(-2)], -1)
 
 
+def object_windows(found: torch.Tensor) -> torch.Tensor:
+    """Detected objects over sequences (B, T, 3, 3) -> each frame's window (B, T, 2, 3, 3): the frame's objects
+    and the previous frame's (frame 0's repeated)."""
+    return torch.stack([found, torch.cat([found[:, :1], found[:, :-1]], 1)], 2)
+
+
 def fill_gaps(found: torch.Tensor) -> torch.Tensor:
     """Detected objects over sequences (B, T, 3, 3) with one-frame misses filled: an object found in the frames
     before and after one where it is not is placed halfway between them. The detector misses the ball, blended
@@ -113,8 +119,6 @@ class ObjectState(nn.Module):
         super().__init__()
         if ball_moves not in BALL_MOVES:
             raise ValueError(f"rssm's ball_moves must be one of {', '.join(BALL_MOVES)}, not {ball_moves!r}")
-        if ball_held and ball_moves != "objects":
-            raise ValueError("rssm's ball_prefit needs ball_moves=objects (a head that reads h cannot be fitted alone)")
         self.n_actions = n_actions
         self.contact_weight = contact_weight
         self.ball_moves = ball_moves

@@ -12,11 +12,22 @@ import torch
 from dataset_tools.sequences import SequenceDataset
 from world_models import build_model
 from world_models.pixel.rssm import RSSMConfig
-from world_models.pixel.rssm_objects import BALL_DX, BALL_DY, PADDLE_DY, fill_gaps, object_features, two_hot
+from world_models.pixel.rssm_objects import (
+    BALL_DX,
+    BALL_DY,
+    PADDLE_DY,
+    RELATIVE,
+    fill_gaps,
+    mirrored,
+    object_features,
+    relative_features,
+    two_hot,
+)
 
 SMALL = RSSMConfig(n_past=2, n_future=4, deter=32, stoch=4, classes=4, hidden=32, embed=32, nf=8)
 OBJECTS = dataclasses.replace(SMALL, object_state=True)
 OBJECT_BALL = dataclasses.replace(OBJECTS, ball_moves="objects")
+OBJECT_REL = dataclasses.replace(OBJECTS, ball_moves="relative")
 
 
 def _batch(pong_dataset: Path, size: int = 4):
@@ -113,8 +124,8 @@ def test_grown_from_a_plain_rssm_it_starts_as_that_model_but_for_the_reward(pong
 
 @pytest.mark.parametrize(
     "config",
-    [OBJECTS, OBJECT_BALL],
-    ids=["h", "objects"],
+    [OBJECTS, OBJECT_BALL, OBJECT_REL],
+    ids=["h", "objects", "relative"],
 )
 def test_it_learns_the_moves_and_a_dream_steps_them_on_the_grid(pong_dataset: Path, fit, config: RSSMConfig) -> None:
     from dataset_tools.dataset import DatasetDir
@@ -160,16 +171,16 @@ def test_object_state_refuses_what_it_cannot_do() -> None:
         model.bind_data("Boxing", default_preprocess("Boxing"))
 
 
-@pytest.mark.parametrize("config", [OBJECTS, OBJECT_BALL], ids=["h", "objects"])
+@pytest.mark.parametrize("config", [OBJECTS, OBJECT_BALL, OBJECT_REL], ids=["h", "objects", "relative"])
 def test_a_ball_stepped_past_the_fields_edge_is_not_seen(config: RSSMConfig) -> None:
     model = build_model("rssm", config, (3, 64, 64), 6).eval()
     objects = model.objects
     with torch.no_grad():
         objects.paddle_head[-1].bias[:3] = 20.0  # every object stays
-        last = objects.ball_net[-1] if config.ball_moves == "objects" else objects.ball_head[-1]
+        last = objects.ball_net[-1] if config.ball_moves != "h" else objects.ball_head[-1]
         last.weight.zero_()
         last.bias.zero_()
-        if config.ball_moves == "objects":  # the ball moves 13 px right, then 0 down
+        if config.ball_moves != "h":  # the ball moves 13 px right, then 0 down
             last.bias[BALL_DX + 13] = last.bias[2 * BALL_DX + 1 + BALL_DY] = 50.0
         else:
             last.bias[(BALL_DX + 13) * (2 * BALL_DY + 1) + BALL_DY] = 50.0
@@ -216,11 +227,12 @@ def _one_ball(moves: list[tuple[float, float]]) -> tuple[torch.Tensor, torch.Ten
     return window, target
 
 
-def test_objects_ball_head_draws_the_vertical_move_given_the_horizontal_one() -> None:
+@pytest.mark.parametrize("config", [OBJECT_BALL, OBJECT_REL], ids=["objects", "relative"])
+def test_objects_ball_head_draws_the_vertical_move_given_the_horizontal_one(config: RSSMConfig) -> None:
     """Served up and right or down and left, never across: drawn one after the other the moves keep together
     (drawn apart, each at its own odds, half would cross); and the ball's move reads no ``h``."""
     torch.manual_seed(0)
-    objects = build_model("rssm", OBJECT_BALL, (3, 64, 64), 6).objects
+    objects = build_model("rssm", config, (3, 64, 64), 6).objects
     window, target = _one_ball([(4.0, -3.0), (-4.0, 3.0)] * 4)
     h, actions = torch.zeros(1, 8, 32), torch.zeros(1, 8, dtype=torch.int64)
     optim = torch.optim.Adam(objects.ball_net.parameters(), lr=1e-2)
@@ -232,7 +244,10 @@ def test_objects_ball_head_draws_the_vertical_move_given_the_horizontal_one() ->
     objects.eval()
     with torch.no_grad():
         start, still = window[0, :1].repeat(400, 1, 1, 1), torch.zeros(400, dtype=torch.int64)
-        objects.paddle_head[-1].bias[:3] = 20.0  # every object stays
+        objects.paddle_head[-1].weight.zero_()  # every object stays and the paddles stand still, whatever h
+        objects.paddle_head[-1].bias.zero_()
+        objects.paddle_head[-1].bias[:3] = 20.0
+        objects.paddle_head[-1].bias[9 + PADDLE_DY] = objects.paddle_head[-1].bias[9 + 3 * PADDLE_DY + 1] = 50.0
         g = torch.Generator().manual_seed(0)
         new = [objects.step(torch.randn(400, 32, generator=g), start, still, g) for _ in range(2)]
     moves = (new[0][:, 0, 2, 1:] - start[:, 0, 2, 1:]) * 80
@@ -263,7 +278,7 @@ def test_ball_prefit_fits_the_ball_head_alone_on_the_detectors_moves(pong_datase
     assert model.objects.paddle_head[0].weight.grad is not None
     plain = build_model("rssm", OBJECTS, (3, 64, 64), 6)
     assert plain.prefit(data, progress=False) == {}
-    with pytest.raises(ValueError, match="ball_prefit needs ball_moves=objects"):
+    with pytest.raises(ValueError, match="ball_prefit needs ball_moves=objects or relative"):
         build_model("rssm", dataclasses.replace(OBJECTS, ball_prefit=10), (3, 64, 64), 6)
     with pytest.raises(ValueError, match="ball_noise is the ball_prefit fit's"):
         build_model("rssm", dataclasses.replace(OBJECT_BALL, ball_noise=1.0), (3, 64, 64), 6)
@@ -285,3 +300,69 @@ def test_ball_noise_moves_what_the_head_reads_not_what_it_is_taught() -> None:
             objects._ball_objects_ce(window, actions, target)[0],
             objects._ball_objects_ce(window, actions, target, noise=1.25)[0],
         )
+
+
+def _contact(ball_y: float, player_y: float) -> torch.Tensor:
+    """A window (2, 3, 3): the ball moving right at the player's column (0.78) at ``ball_y``, the player at
+    ``player_y``, the enemy at its column (-0.78) level with mid-field."""
+    window = torch.zeros(2, 3, 3)
+    window[:, :2] = torch.tensor([[1.0, 0.78, player_y], [1.0, -0.78, 0.0]])
+    window[0, 2] = torch.tensor([1.0, 0.74, ball_y])
+    window[1, 2] = torch.tensor([1.0, 0.69, ball_y - 0.02])
+    return window
+
+
+def test_relative_features_read_the_ball_from_each_paddle() -> None:
+    """The same stand of ball and paddles reads the same at any height but for the ball's own height (the walls);
+    the player's paddle moved away changes the player's pair only; what is not found reads zero."""
+    window = _contact(0.1, 0.12)
+    f = relative_features(window, window[0, :2])
+    assert f.shape == (RELATIVE,)
+    raised = window.clone()
+    raised[..., 2] -= 0.3 * raised[..., 0]
+    g = relative_features(raised, raised[0, :2])
+    height = 4  # seen, moved, speed x 2, then the ball's height
+    assert torch.allclose(g[height], f[height] - 0.3)
+    others = [i for i in range(RELATIVE) if i != height]
+    assert torch.allclose(g[others], f[others], atol=1e-6)
+    away = window.clone()
+    away[:, 0, 2] = -0.5  # the player far above the ball
+    h = relative_features(away, away[0, :2])
+    assert not torch.allclose(h[5:11], f[5:11]) and torch.allclose(h[11:], f[11:])
+    gone = window.clone()
+    gone[:, 2] = 0.0  # no ball: nothing to read from the paddles
+    assert torch.equal(
+        relative_features(gone, gone[0, :2])[[0, 1, 2, 3, 4, 6, 7, 8, 9, 12, 13, 14, 15]], torch.zeros(13)
+    )
+
+
+def test_mirrored_swaps_the_paddles_and_the_sides() -> None:
+    objects = torch.tensor([[1.0, 0.78, 0.1], [1.0, -0.78, -0.2], [1.0, 0.5, 0.3]])
+    m = mirrored(objects)
+    assert torch.equal(m[0], torch.tensor([1.0, 0.78, -0.2]))  # the enemy, now on the player's side
+    assert torch.equal(m[1], torch.tensor([1.0, -0.78, 0.1]))
+    assert torch.equal(m[2], torch.tensor([1.0, -0.5, 0.3]))
+    assert torch.equal(mirrored(m), objects)
+    # the relative head reads a contact off the enemy's paddle, mirrored, as the same contact off the player's
+    window = _contact(0.1, 0.12)
+    enemy = mirrored(window)
+    assert torch.allclose(
+        relative_features(mirrored(enemy), mirrored(enemy)[0, :2]), relative_features(window, window[0, :2])
+    )
+
+
+def test_ball_mirror_fits_on_both_sides_moves(pong_dataset: Path) -> None:
+    from dataset_tools.dataset import DatasetDir
+
+    data = SequenceDataset(pong_dataset, seq_len=SMALL.n_past + SMALL.n_future, split="train")
+    counts = []
+    for mirror in (False, True):
+        torch.manual_seed(0)
+        config = dataclasses.replace(OBJECT_REL, ball_prefit=2, ball_mirror=mirror)
+        model = build_model("rssm", config, (3, 64, 64), 6)
+        model.bind_data("Pong", DatasetDir(pong_dataset).preprocess())
+        counts.append(model.prefit(data, progress=False)["prefit_moves"])
+    assert counts[0] > 100 and counts[1] == 2 * counts[0]
+    for bad in (dataclasses.replace(OBJECT_BALL, ball_prefit=10), OBJECT_REL):  # not relative; no prefit
+        with pytest.raises(ValueError, match="ball_mirror is the ball_prefit fit's of ball_moves=relative"):
+            build_model("rssm", dataclasses.replace(bad, ball_mirror=True), (3, 64, 64), 6)

@@ -50,10 +50,16 @@ What they decide turns on a few pixels: a point is the ball 3 px further at the 
 units), a wall bounce or a paddle's return the ball a few pixels from the wall or the paddle's end. Reading
 field units, the reward head called no point of 11 after 500 updates at 1e-4, and dreamed balls ran on into the
 corners; the move heads read both scales (the fine one added after the first runs, at zero weight)."""
-BALL_MOVES = ("h", "objects")
+BALL_MOVES = ("h", "objects", "relative")
 """What the ball's move is drawn from (``rssm``'s ``ball_moves``): ``h`` and the objects, one hidden layer, one
 draw over the 2-D grid; or the objects alone, two hidden layers, the horizontal move drawn first and the vertical
-one given it (:class:`ObjectState`)."""
+one given it (:class:`ObjectState`); ``relative``: as ``objects``, reading where the ball is from each paddle
+instead of where each object is (:func:`relative_features`)."""
+RELATIVE = 17
+"""Length of :func:`relative_features`."""
+FINE_CLIP = 5.0
+"""``relative_features`` at the fine scale are clipped to this (0.25 field units, 20 raw px either way on Pong):
+a ball further from a paddle looks the same to the fine inputs wherever it is."""
 PREFIT_BATCH, PREFIT_LR = 256, 3e-4
 """``ball_prefit``'s moves a step and learning rate (Adam)."""
 HEAT_GAIN = 10.0
@@ -68,6 +74,35 @@ def object_features(window: torch.Tensor) -> torch.Tensor:
     both = window[..., 0, :, 0:1] * window[..., 1, :, 0:1]  # (..., 3, 1)
     speed = (window[..., 0, :, 1:] - window[..., 1, :, 1:]) * both * SPEED_SCALE  # (..., 3, 2)
     return torch.cat([placed.flatten(-3), speed.flatten(-2)], -1)
+
+
+def relative_features(window: torch.Tensor, paddles: torch.Tensor) -> torch.Tensor:
+    """The ball as the paddles see it (``ball_moves=relative``), in the manner of interaction networks' pairwise
+    relations (Battaglia et al. 2016): ``window`` (..., 2, 3, 3) the state's objects, ``paddles`` (..., 2, 3) the
+    paddles' next ``[found, x, y]`` -> (..., 17): whether the ball was found in each frame, its move and height
+    (the walls are at fixed heights), and for each paddle whether it is found next, the ball's place from it now
+    and next, and the paddle's vertical move. Nothing says where a contact happens, only how the ball and the
+    paddle stand, so every place along a paddle's column reads alike."""
+    last, before = window[..., 0, :, :], window[..., 1, :, :]
+    ball, seen = last[..., 2, 1:], last[..., 2, :1]
+    moved = seen * before[..., 2, :1]
+    speed = (ball - before[..., 2, 1:]) * moved * SPEED_SCALE
+    now = last[..., :2, :]  # (..., 2, 3) the paddles now
+    both_now = now[..., :1] * seen[..., None, :]
+    both_next = paddles[..., :1] * seen[..., None, :]
+    from_now = (ball[..., None, :] - now[..., 1:]) * both_now  # (..., 2, 2)
+    from_next = (ball[..., None, :] - paddles[..., 1:]) * both_next
+    paddle_move = (paddles[..., 2:] - now[..., 2:]) * paddles[..., :1] * now[..., :1] * SPEED_SCALE  # (..., 2, 1)
+    pairs = torch.cat([paddles[..., :1], from_now, from_next, paddle_move], -1)  # (..., 2, 6)
+    return torch.cat([seen, moved, speed, ball[..., 1:] * seen, pairs.flatten(-2)], -1)
+
+
+def mirrored(objects: torch.Tensor) -> torch.Tensor:
+    """Objects (..., 3, 3) as the field mirrored left to right would show them (``ball_mirror``): each x negated
+    (zero stays zero where an object is not found) and the player and the enemy swapped."""
+    out = objects.clone()
+    out[..., 1] = -out[..., 1]
+    return out[..., [1, 0, 2], :]
 
 
 def object_windows(found: torch.Tensor) -> torch.Tensor:
@@ -132,8 +167,9 @@ class ObjectState(nn.Module):
         # the ball's move given the paddles' next [found, x, y]
         if ball_moves == "h":
             self.ball_head = norm_mlp(d_in + 12, hidden, (2 * BALL_DX + 1) * (2 * BALL_DY + 1))
-        else:  # the objects, the action, the next paddles at both scales, and the horizontal move when drawn
-            n_in = 2 * FEATURES + n_actions + 2 * 6 + 2 * BALL_DX + 1
+        else:  # the objects (or the ball from the paddles) at both scales, and the horizontal move when drawn
+            n_in = 2 * FEATURES + n_actions + 2 * 6 if ball_moves == "objects" else 2 * RELATIVE
+            n_in += 2 * BALL_DX + 1
             self.ball_net = norm_mlp(n_in, hidden, 2 * BALL_DX + 1 + 2 * BALL_DY + 1, depth=2)
         self.heat = nn.Conv2d(3, frame_shape[0], 5, padding=2)
         nn.init.zeros_(self.heat.weight)
@@ -183,7 +219,12 @@ class ObjectState(nn.Module):
         return self.ball_head(torch.cat([x, p, fine, p * FINE_GAIN], -1)).float()
 
     def _ball_input(self, window: torch.Tensor, actions: torch.Tensor, paddles: torch.Tensor) -> torch.Tensor:
-        """``ball_moves=objects``: the objects' features, the action and the next paddles, at both scales."""
+        """``ball_moves=objects``: the objects' features, the action and the next paddles, at both scales;
+        ``relative``: :func:`relative_features` at both scales (the fine one of the paddles' columns clipped to
+        ``FINE_CLIP``), no action (it moves the ball only through the player's next place, which is read)."""
+        if self.ball_moves == "relative":
+            r = relative_features(window.float(), paddles.float())
+            return torch.cat([r, r[..., :5] * FINE_GAIN, (r[..., 5:] * FINE_GAIN).clamp(-FINE_CLIP, FINE_CLIP)], -1)
         f = object_features(window).float()
         p = paddles.flatten(-2).float()
         return torch.cat([f, F.one_hot(actions.long(), self.n_actions).float(), p, f * FINE_GAIN, p * FINE_GAIN], -1)
@@ -219,7 +260,7 @@ class ObjectState(nn.Module):
         paddles = last[:, :2, 1:] + torch.stack([torch.zeros_like(dy), dy / half[1]], -1)
         paddles = torch.where(last[:, :2, :1] > 0, paddles, appear[:, :2].to(window.dtype)).clamp(-1.0, 1.0)
         new_paddles = torch.cat([found[:, :2, None], paddles * found[:, :2, None]], -1)  # (B, 2, 3)
-        if self.ball_moves == "objects":
+        if self.ball_moves != "h":
             inputs = self._ball_input(window, actions, new_paddles)
             mx = _choose(self._ball_x(inputs), temperature, generator)
             my = _choose(self._ball_y(inputs, F.one_hot(mx, 2 * BALL_DX + 1)), temperature, generator)

@@ -153,11 +153,11 @@ class RSSMConfig(ModelConfig):
     the balls the real player returned, 0.41 with the same head on the real frames' ``h``). ``relative``: as
     ``objects``, reading how the ball stands from each paddle instead of where each object is, and no action
     (:func:`~world_models.pixel.rssm_objects.relative_features`). Fitted alone on ``pong_mix``'s 37,000 training
-    moves (20,000 steps, ``ball_noise=1.25``), the ``objects`` head turned the held-out returns off the player's
+    moves (20,000 steps, ``ball_noise=1.25``, no ``contact_weight``), the ``objects`` head turned the held-out returns off the player's
     paddle back at 0.45 and still at 0.25 with the paddle moved 24 px away from the ball; ``relative`` at 0.73,
     falling to 0.26 (``ball_mirror``: 0.66, falling to 0.12)."""
     ball_prefit: int = 0
-    """``ball_moves=objects``: before the first update the ball's head is fitted alone, this many steps of 256 moves
+    """``ball_moves=objects`` or ``relative``: before the first update the ball's head is fitted alone, this many steps of 256 moves
     (Adam, 3e-4), on every move the detector reads in the training split (it reads no ``h``, so it needs no other
     part), and then held: the whole model's training does not move it (its loss is logged). On ``pong_mix``,
     trained with the whole model for 1,500 updates it turned the ball back at 0.15 of the held-out returns off the
@@ -178,7 +178,7 @@ class RSSMConfig(ModelConfig):
     place's x negated, the player and the enemy swapped), so the enemy's returns teach the player's paddle too.
     Pong's field is symmetric (the detector reads the paddles' columns at 17.8 and 142.2 px of 160) and a return
     off either paddle is the same bounce; a training split holds a few hundred of each (``pong_mix``: 308 off the
-    player's, 330 off the enemy's). Offline (20,000 steps, ``ball_noise=1.25``, held out): the player's real
+    player's, 330 off the enemy's). Offline (20,000 steps, ``ball_noise=1.25``, no ``contact_weight``, held out): the player's real
     returns turn back at 0.66 (0.73 without), and with the paddle moved 8 / 16 / 24 px away 0.37 / 0.15 / 0.12
     (without: 0.52 / 0.31 / 0.26); the game turns none at 24."""
     move_temperature: float = 1.0

@@ -153,7 +153,7 @@ def test_it_learns_the_moves_and_a_dream_steps_them_on_the_grid(pong_dataset: Pa
         m = moves[both[:, obj], obj]
         assert torch.allclose(m, m.round(), atol=1e-3) and m.abs().max() <= reach  # whole grid moves
     assert torch.equal(moves[both[:, 0], 0, 0], torch.zeros(int(both[:, 0].sum())))  # paddles move up or down only
-    model.set_imagination({"move_temperature": 0.0})  # the likeliest moves and presences: no draw
+    model.set_imagination({"move_temperature": 0.0, "sample_presence": False})  # the likeliest: no draw
     with torch.no_grad():
         cold = [model.step(state, batch.actions[:, 1], generator=torch.Generator().manual_seed(s)) for s in (0, 1)]
     assert torch.equal(cold[0].state["obj"], cold[1].state["obj"])
@@ -366,3 +366,20 @@ def test_ball_mirror_fits_on_both_sides_moves(pong_dataset: Path) -> None:
     for bad in (dataclasses.replace(OBJECT_BALL, ball_prefit=10), OBJECT_REL):  # not relative; no prefit
         with pytest.raises(ValueError, match="ball_mirror is the ball_prefit fit's of ball_moves=relative"):
             build_model("rssm", dataclasses.replace(bad, ball_mirror=True), (3, 64, 64), 6)
+
+
+def test_a_served_ball_appears_at_its_odds_whatever_the_move_temperature() -> None:
+    """A ball whose presence is 0.3 likely appears in about 0.3 of the dreams at ``move_temperature`` 0 (drawn,
+    as a serve after a random wait), and in none when thresholded (``sample_presence`` false)."""
+    objects = build_model("rssm", OBJECT_REL, (3, 64, 64), 6).objects.eval()
+    with torch.no_grad():
+        objects.paddle_head[-1].weight.zero_()
+        objects.paddle_head[-1].bias.zero_()
+        objects.paddle_head[-1].bias[:3] = torch.tensor([20.0, 20.0, float(torch.logit(torch.tensor(0.3)))])
+        window = torch.zeros(400, 2, 3, 3)
+        window[:, :, :2] = torch.tensor([[1.0, 0.78, 0.0], [1.0, -0.78, 0.0]])  # no ball in either frame
+        still = torch.zeros(400, dtype=torch.int64)
+        drawn = objects.step(torch.zeros(400, 32), window, still, torch.Generator().manual_seed(0), 0.0)
+        held = objects.step(torch.zeros(400, 32), window, still, torch.Generator().manual_seed(0), 0.0, False)
+    assert 0.22 < drawn[:, 0, 2, 0].mean() < 0.38
+    assert held[:, 0, 2, 0].sum() == 0

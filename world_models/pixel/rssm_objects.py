@@ -248,12 +248,14 @@ class ObjectState(nn.Module):
         actions: torch.Tensor,
         generator: torch.Generator | None = None,
         temperature: float = 1.0,
+        sample_presence: bool = True,
     ) -> torch.Tensor:
         """One dream step of the objects: ``h`` (B, deter) the new ``h``, ``window`` (B, 2, 3, 3) the state's,
-        ``actions`` (B,) the move's -> the new window (B, 2, 3, 3)."""
+        ``actions`` (B,) the move's -> the new window (B, 2, 3, 3). The moves are drawn at ``temperature`` (0: the
+        likeliest), the presences drawn (``sample_presence``) or thresholded at 0.5."""
         x, fine = self._head_input(h, window, actions)
         found_logits, appear, paddle_logits = self._paddle_out(torch.cat([x, fine], -1))
-        found = draw_presence(torch.sigmoid(found_logits), temperature > 0, generator).to(window.dtype)  # (B, 3)
+        found = draw_presence(torch.sigmoid(found_logits), sample_presence, generator).to(window.dtype)  # (B, 3)
         half = self._half()
         last = window[:, 0]  # (B, 3, 3)
         dy = _choose(paddle_logits, temperature, generator).to(window.dtype) - PADDLE_DY  # (B, 2) raw px

@@ -208,6 +208,30 @@ def _stacked(hs: list[torch.Tensor], zs: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack([torch.cat([h, z], -1) for h, z in zip(hs, zs, strict=True)], 1)
 
 
+def detector_moves(
+    objects: ObjectState, data: SequenceDataset, progress: bool = True
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """Every move the frame detector reads in ``data``'s episodes (one-frame misses filled, as training reads
+    them): the windows it moved from (N, 2, 3, 3), the actions (N,) and the objects it moved to (N, 3, 3); None
+    where no episode has three frames. ``ball_prefit`` fits on them (and ``benchmarks/ball_head.py``)."""
+    from tqdm import tqdm
+
+    windows, actions, targets = [], [], []
+    for index in tqdm(data.episodes, desc="detector", disable=not progress, dynamic_ncols=True):
+        episode = data.ds.load(index)
+        frames = torch.from_numpy(to_tensor_layout(data.preprocess(np.asarray(episode.frames))))
+        found = torch.cat([objects.detect(chunk) for chunk in frames.split(2048)])
+        found = fill_gaps(found[None].float())[0]  # (T + 1, 3, 3)
+        if len(found) < 3:
+            continue
+        windows.append(object_windows(found[None])[0, 1:-1])  # the windows of frames 1 .. T - 1
+        targets.append(found[2:])
+        actions.append(torch.as_tensor(np.array(episode.actions[1 : len(found) - 1], dtype=np.int64)))
+    if not windows:
+        return None
+    return torch.cat(windows), torch.cat(actions), torch.cat(targets)
+
+
 @register
 class RSSM(WorldModel):
     name = "rssm"
@@ -286,23 +310,10 @@ class RSSM(WorldModel):
         training reads them) and the objects-only ball head is fitted on the moves."""
         if self.objects is None or self.cfg.ball_prefit <= 0:
             return {}
-        from tqdm import tqdm
-
-        device = next(self.parameters()).device
-        windows, actions, targets = [], [], []
-        for index in tqdm(data.episodes, desc="ball prefit: detector", disable=not progress, dynamic_ncols=True):
-            episode = data.ds.load(index)
-            frames = torch.from_numpy(to_tensor_layout(data.preprocess(np.asarray(episode.frames))))
-            found = torch.cat([self.objects.detect(chunk) for chunk in frames.split(2048)])
-            found = fill_gaps(found[None].float())[0]  # (T + 1, 3, 3)
-            if len(found) < 3:
-                continue
-            windows.append(object_windows(found[None])[0, 1:-1])  # the windows of frames 1 .. T - 1
-            targets.append(found[2:])
-            actions.append(torch.as_tensor(np.array(episode.actions[1 : len(found) - 1], dtype=np.int64)))
-        if not windows:
+        moves = detector_moves(self.objects, data, progress)
+        if moves is None:
             return {}
-        moves = [torch.cat(parts).to(device) for parts in (windows, actions, targets)]
+        moves = [part.to(next(self.parameters()).device) for part in moves]
         if self.cfg.ball_mirror:
             window, action, target = moves
             moves = [torch.cat([window, mirrored(window)]), action.repeat(2), torch.cat([target, mirrored(target)])]

@@ -1,0 +1,137 @@
+"""Does the object-state dream's ball head read the paddle? Its returns off the player's paddle, offline.
+
+    python benchmarks/ball_head.py --data data/pong_mix --steps 20000
+    python benchmarks/ball_head.py --data data/pong_mix --heads objects relative --noise 0 1.25
+
+``rssm`` with ``object_state`` draws the ball's move from a head that ``ball_prefit`` fits alone, before the rest
+of the model, on every move the frame detector reads in the training split. In a dream the head decides whether
+a ball that reaches the player's paddle comes back, and so whether the dream pays an agent for meeting the ball.
+This script fits each head as ``ball_prefit`` does (``--steps`` steps of 256 moves, the places read off by up to
+``--noise`` raw px, ``relative+mirror`` with ``ball_mirror``; no ``contact_weight``) and asks it, on the
+held-out episodes' moves, at the steps where the real ball moving right at the player's paddle turns back next:
+how likely it turns back (as read; with the player's paddle, now and next, moved 4 to 24 px further from the ball,
+where the game turns none at 24; with the ball 2 px to either side), and how likely it turns back a ball that
+goes on (false turns). The detector reads frames only; nothing here reads the RAM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from dataset_tools.sequences import SequenceDataset
+from world_models import build_model
+from world_models.pixel.rssm import RSSMConfig, detector_moves
+from world_models.pixel.rssm_objects import BALL_DX, ObjectState, mirrored
+
+AWAY = (4, 8, 12, 16, 24)
+"""Raw px the player's paddle is moved further from the ball."""
+_READ: dict[tuple[Path, str], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+
+
+def split_moves(objects: ObjectState, data: Path, split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The detector's moves of one split of ``data`` (read once per run: every head reads the same frames)."""
+    if (data, split) not in _READ:
+        moves = detector_moves(objects, SequenceDataset(data, seq_len=2, split=split), progress=False)  # type: ignore[arg-type]
+        if moves is None:
+            raise SystemExit(f"{data}: no {split} episode of three frames or more")
+        _READ[data, split] = moves
+    return _READ[data, split]
+
+
+def fit_head(data: Path, head: str, noise: float, steps: int, seed: int, hidden: int) -> tuple[ObjectState, float]:
+    """A fitted ball head (``objects``, ``relative`` or ``relative+mirror``) and its fit's seconds."""
+    moves_kind = head.split("+")[0]
+    cfg = RSSMConfig(hidden=hidden, object_state=True, ball_moves=moves_kind)
+    train = SequenceDataset(data, seq_len=2, split="train")
+    h, w, c = train.preprocess.shape
+    model = build_model("rssm", cfg, (c, h, w), len(train.ds.read_manifest()["action_meanings"]))
+    model.bind_data("Pong", train.preprocess)
+    window, action, target = split_moves(model.objects, data, "train")
+    if head.endswith("+mirror"):
+        window, action, target = (
+            torch.cat([window, mirrored(window)]),
+            action.repeat(2),
+            torch.cat([target, mirrored(target)]),
+        )
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    model.objects.prefit_ball(window, action, target, steps, progress=False, noise=noise)
+    return model.objects.eval(), time.perf_counter() - t0
+
+
+@torch.no_grad()
+def returns_table(objects: ObjectState, data: Path) -> dict[str, float]:
+    """The held-out figures of the module docstring for one fitted head."""
+    window, action, target = split_moves(objects, data, "val")
+    half, centre = objects._half(), objects._centre()
+    column = float((window[:, 0, 0, 1][window[:, 0, 0, 0] > 0] * half[0] + centre[0]).median())  # player's x
+    ball_x = window[:, 0, 2, 1] * half[0] + centre[0]
+    seen = (window[:, 0, 2, 0] > 0) & (window[:, 1, 2, 0] > 0) & (target[:, 2, 0] > 0)
+    coming = seen & (window[:, 0, 2, 1] > window[:, 1, 2, 1]) & (ball_x > column - 14)
+    turns, goes_on = coming & (target[:, 2, 1] < window[:, 0, 2, 1]), coming & (target[:, 2, 1] > window[:, 0, 2, 1])
+
+    def back(w: torch.Tensor, t: torch.Tensor, sel: torch.Tensor) -> float:
+        log_probs = objects._ball_x(objects._ball_input(w[sel], action[sel], t[sel, :2]))
+        return float(log_probs[:, :BALL_DX].exp().sum(-1).mean())  # a move to the left
+
+    out = {
+        "turns": float(turns.sum()),
+        "as read": back(window, target, turns),
+        "false turns": back(window, target, goes_on),
+    }
+    above = torch.where(window[:, 0, 2, 2] > window[:, 0, 0, 2], -1.0, 1.0)  # away from the ball
+    for px in AWAY:
+        w, t = window.clone(), target.clone()
+        w[:, :, 0, 2] += above[:, None] * px / half[1]
+        t[:, 0, 2] += above * px / half[1]
+        out[f"{px} px"] = back(w, t, turns)
+    across = []
+    for px in (-2.0, 2.0):
+        w, t = window.clone(), target.clone()
+        w[:, :, 2, 1] += px / half[0] * w[:, :, 2, 0]
+        t[:, 2, 1] += px / half[0] * t[:, 2, 0]
+        across.append(back(w, t, turns))
+    out["ball 2 px across"] = min(across)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="a Pong dataset directory")
+    parser.add_argument("--heads", nargs="+", default=["objects", "relative", "relative+mirror"])
+    parser.add_argument("--noise", nargs="+", type=float, default=[1.25], help="ball_noise values (raw px)")
+    parser.add_argument("--steps", type=int, default=20000)
+    parser.add_argument("--hidden", type=int, default=256, help="the head's width (rssm's hidden; v5's 256)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    for head in args.heads:
+        if head not in ("objects", "relative", "relative+mirror"):
+            raise SystemExit(f"--heads: {head!r} is not one of objects, relative, relative+mirror")
+    rows = []
+    for head in args.heads:
+        for noise in args.noise:
+            objects, seconds = fit_head(args.data, head, noise, args.steps, args.seed, args.hidden)
+            rows.append((head, noise, seconds, returns_table(objects, args.data)))
+            print(f"fitted {head}, noise {noise}: {seconds:.0f} s", flush=True)
+    n = int(rows[0][3]["turns"])
+    print(
+        f"\nReturns off the player's paddle, {n} held-out turns ({args.data}, {args.steps} fit steps, seed {args.seed}):\n"
+    )
+    away = " / ".join(f"{px}" for px in AWAY)
+    print(
+        f"| head | noise (px) | turned back, as read | the paddle {away} px further | ball 2 px across (worse side) | false turns |"
+    )
+    print("|---|---:|---:|---|---:|---:|")
+    for head, noise, _, r in rows:
+        moved = " / ".join(f"{r[f'{px} px']:.2f}" for px in AWAY)
+        print(
+            f"| {head} | {noise:g} | {r['as read']:.2f} | {moved} | {r['ball 2 px across']:.2f} | {r['false turns']:.2f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

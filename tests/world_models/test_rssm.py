@@ -207,9 +207,16 @@ def test_closed_loop_grades_a_trained_rssm(fixture: str, pong_dataset: Path, tmp
     assert json.dumps(saved["reward_head"], sort_keys=True) == json.dumps(head, sort_keys=True)  # NaN where none called
     assert "valid frames (dream)" in (tmp_path / "cl" / "closed_loop.md").read_text()
     assert "Imagination settings: reward_sample=true." in (tmp_path / "cl" / "closed_loop.md").read_text()
-    for returns in (result["dreams"]["returns"], result["real"]["returns"], saved["agent_dreams"]["returns"]):
+    for returns in (
+        result["dreams"]["returns"],
+        result["real"]["returns"],
+        saved["agent_dreams"]["returns"],
+        result["dreams"]["enemy_returns"],
+        result["real"]["enemy_returns"],
+    ):
         assert len(returns["bins"]) == 6 and sum(b["n"] for b in returns["bins"]) == returns["n"]
     assert "Balls that come at the player's paddle" in (tmp_path / "cl" / "closed_loop.md").read_text()
+    assert "| real, the enemy's paddle |" in (tmp_path / "cl" / "closed_loop.md").read_text()
     import imageio.v3 as iio
 
     assert iio.imread(tmp_path / "cl" / "closed_loop.png").shape == (3 * 64 * 2, 2 * 64 * 2, 3)
@@ -232,6 +239,15 @@ def test_paddle_returns_counts_each_ball_by_its_distance_from_the_paddle() -> No
     assert got[(0, 4)] == (1, 1.0) and got[(8, 12)] == (1, 0.0) and got[(24, None)] == (1, 0.0)  # 50 px off: past
     assert out["n"] == 3 and out["returned"] == pytest.approx(1 / 3)
     assert got[(4, 8)] == (0, None)
+    # the enemy's paddle, the field read mirrored: the same balls flying left at a paddle on the left
+    from world_models.evaluation.closed_loop import _mirrored
+
+    enemy = player.copy()
+    enemy[..., 1] = 160.0 - player[..., 1]
+    flown = ball.copy()
+    flown[..., 1] = np.where(ball[..., 0] > 0, 160.0 - ball[..., 1], 0.0)
+    assert paddle_returns(_mirrored(flown), _mirrored(enemy)) == out
+    assert paddle_returns(flown, enemy) != out  # read unmirrored, not the same balls
 
 
 def test_tracking_measures_how_far_the_dream_is_from_the_real_frames() -> None:

@@ -24,7 +24,9 @@ for hundreds of steps on what the model itself drew; this grades that (the pixel
    paddle (read by the frame detector at every step) is returned or let past; the share returned by how far
    the ball is from the paddle's centre when it gets there (:func:`paddle_returns`). The game returns nearly
    every ball within 8 px and nearly none beyond 24; a dream that returns balls whatever its paddle does (or
-   none) does not pay an agent for meeting the ball.
+   none) does not pay an agent for meeting the ball. The same of the enemy's paddle (``enemy_returns``, the
+   field read mirrored): the game's enemy returns nearly every ball, and a dream's enemy that lets balls past
+   pays an agent points the game never gives.
 
 The RAM is read only to score (where the ball is at serves). Outputs: ``closed_loop.json``, ``closed_loop.md``
 and ``closed_loop.png`` (the first dreams' frames at every ``every``-th step).
@@ -123,7 +125,7 @@ def long_dreams(
     state = model.start(frames, actions, generator=gen)
     b = frames.shape[0]
     won = lost = ends = 0.0
-    rows, shown, balls, players = [], [], [], []
+    rows, shown, balls, players, enemies = [], [], [], [], []
     for t in range(1, steps + 1):
         if policy is None:
             a = torch.randint(model.n_actions, (b,), generator=gen, device=frames.device)
@@ -142,6 +144,7 @@ def long_dreams(
         found = find_objects(drawn.cpu(), preprocess)
         balls.append(found["ball"])
         players.append(found["player"])
+        enemies.append(found["enemy"])
         if t % every == 0:
             rows.append({"step": t, **_shares(drawn, preprocess)})
             shown.append(drawn[:SHOWN].cpu())
@@ -152,6 +155,7 @@ def long_dreams(
         "lost_per_1000": lost * per,
         "ends_per_1000": ends * per,
         "returns": paddle_returns(np.stack(balls, 1), np.stack(players, 1)),
+        "enemy_returns": paddle_returns(_mirrored(np.stack(balls, 1)), _mirrored(np.stack(enemies, 1))),
         "frames": torch.stack(shown) if shown else None,
     }
 
@@ -169,7 +173,7 @@ def real_random_play(
     rng = np.random.default_rng(seed)
     won = lost = ends = 0.0
     checks: dict[int, list[np.ndarray]] = {}
-    balls, players = [], []
+    balls, players, enemies = [], [], []
     for i in range(envs):
         game = make_env(settings)
         game.reset(seed=seed + i)
@@ -188,6 +192,7 @@ def real_random_play(
         found = find_objects(torch.from_numpy(to_tensor_layout(np.stack(seen))), preprocess)
         balls.append(found["ball"])
         players.append(found["player"])
+        enemies.append(found["enemy"])
     rows = []
     for t, frames in sorted(checks.items()):
         rows.append({"step": t, **_shares(torch.from_numpy(to_tensor_layout(np.stack(frames))), preprocess)})
@@ -198,7 +203,16 @@ def real_random_play(
         "lost_per_1000": lost * per,
         "ends_per_1000": ends * per,
         "returns": paddle_returns(np.stack(balls), np.stack(players)),
+        "enemy_returns": paddle_returns(_mirrored(np.stack(balls)), _mirrored(np.stack(enemies))),
     }
+
+
+def _mirrored(found: np.ndarray) -> np.ndarray:
+    """The detector's ``[found, x, y]`` (..., 3) of the field mirrored left to right (x negated): the enemy's
+    paddle read as :func:`paddle_returns` reads the player's."""
+    out = found.copy()
+    out[..., 1] = -out[..., 1]
+    return out
 
 
 def paddle_returns(ball: np.ndarray, player: np.ndarray) -> dict[str, Any]:
@@ -520,8 +534,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"| points lost | {d['lost_per_1000']:.1f} | {r['lost_per_1000']:.1f} |",
         f"| episode ends | {d['ends_per_1000']:.2f} | {r['ends_per_1000']:.2f} |",
         "",
-        "Balls that come at the player's paddle, share returned by the ball's distance from the paddle's centre "
-        "(raw px; balls counted):",
+        "Balls that come at the player's paddle (and at the enemy's, the field read mirrored), share returned by the "
+        "ball's distance from the paddle's centre (raw px; balls counted):",
         "",
         "| | " + " | ".join(_bin_name(b) for b in d["returns"]["bins"]) + " | all |",
         "|---|" + "---:|" * (len(d["returns"]["bins"]) + 1),
@@ -530,6 +544,13 @@ def markdown(result: dict[str, Any]) -> str:
             + " | ".join(f"{_num(b['returned'], 2)} ({b['n']})" for b in x["returns"]["bins"])
             + f" | {_num(x['returns']['returned'], 2)} ({x['returns']['n']}) |"
             for name, x in (("dream", d), ("real", r))
+        ),
+        *(
+            f"| {name}, the enemy's paddle | "
+            + " | ".join(f"{_num(b['returned'], 2)} ({b['n']})" for b in x["enemy_returns"]["bins"])
+            + f" | {_num(x['enemy_returns']['returned'], 2)} ({x['enemy_returns']['n']}) |"
+            for name, x in (("dream", d), ("real", r))
+            if "enemy_returns" in x
         ),
         "",
         *_agent_lines(result),

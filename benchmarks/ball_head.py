@@ -35,7 +35,8 @@ _READ: dict[tuple[Path, str], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] =
 def split_moves(objects: ObjectState, data: Path, split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The detector's moves of one split of ``data`` (read once per run: every head reads the same frames)."""
     if (data, split) not in _READ:
-        moves = detector_moves(objects, SequenceDataset(data, seq_len=2, split=split), progress=False)  # type: ignore[arg-type]
+        split_data = SequenceDataset(data, seq_len=2, split="train" if split == "train" else "val")
+        moves = detector_moves(objects, split_data, progress=False)
         if moves is None:
             raise SystemExit(f"{data}: no {split} episode of three frames or more")
         _READ[data, split] = moves
@@ -118,19 +119,16 @@ def main() -> None:
             rows.append((head, noise, seconds, returns_table(objects, args.data)))
             print(f"fitted {head}, noise {noise}: {seconds:.0f} s", flush=True)
     n = int(rows[0][3]["turns"])
-    print(
-        f"\nReturns off the player's paddle, {n} held-out turns ({args.data}, {args.steps} fit steps, seed {args.seed}):\n"
-    )
+    print(f"\nReturns off the player's paddle, {n} held-out turns ", end="")
+    print(f"({args.data}, {args.steps} fit steps, seed {args.seed}):\n")
     away = " / ".join(f"{px}" for px in AWAY)
-    print(
-        f"| head | noise (px) | turned back, as read | the paddle {away} px further | ball 2 px across (worse side) | false turns |"
-    )
+    print(f"| head | noise (px) | turned back, as read | the paddle {away} px further ", end="")
+    print("| ball 2 px across (worse side) | false turns |")
     print("|---|---:|---:|---|---:|---:|")
     for head, noise, _, r in rows:
         moved = " / ".join(f"{r[f'{px} px']:.2f}" for px in AWAY)
-        print(
-            f"| {head} | {noise:g} | {r['as read']:.2f} | {moved} | {r['ball 2 px across']:.2f} | {r['false turns']:.2f} |"
-        )
+        across, false = r["ball 2 px across"], r["false turns"]
+        print(f"| {head} | {noise:g} | {r['as read']:.2f} | {moved} | {across:.2f} | {false:.2f} |")
 
 
 if __name__ == "__main__":

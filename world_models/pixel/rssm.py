@@ -145,26 +145,30 @@ class RSSMConfig(ModelConfig):
     or bottom edge) weigh ``1 + contact_weight`` in training. Hits, misses and bounces are a few percent of its moves,
     the ones a dream's points turn on (as ``object_dynamics``' ``contact_weight``)."""
     ball_moves: str = "h"
-    """``object_state``: what the ball's move is drawn from. ``h``: the GRU's state and the objects (one hidden
-    layer, one draw over the 2-D grid of moves). ``objects``: the objects and the action alone (two hidden layers;
-    the horizontal move drawn first, the vertical one given it). Whether a ball comes back off a paddle turns on a
-    few pixels between the ball and the paddle; a head that reads ``h`` learns it from what ``h`` knows of the real
-    frames, which a dream's ``h``, made from prior draws, does not know (``rssm_os4``: the dream returned 0.11 of
-    the balls the real player returned, 0.41 with the same head on the real frames' ``h``). ``relative``: as
-    ``objects``, reading how the ball stands from each paddle instead of where each object is, and no action
-    (:func:`~world_models.pixel.rssm_objects.relative_features`). Fitted alone on ``pong_mix``'s 37,000 training
-    moves (20,000 steps, ``ball_noise=1.25``, no ``contact_weight``), the ``objects`` head turned the held-out returns off the player's
-    paddle back at 0.45 and still at 0.25 with the paddle moved 24 px away from the ball; ``relative`` at 0.73,
-    falling to 0.26 (``ball_mirror``: 0.66, falling to 0.12)."""
+    """``object_state``: what the ball's move is drawn from. ``h``: the GRU's state and the objects (one hidden layer,
+    one draw over the 2-D grid of moves). ``objects``: the objects and the action alone (two hidden layers; the
+    horizontal move drawn first, the vertical one given it). Whether a ball comes back off a paddle turns on a few
+    pixels between the ball and the paddle; a head that reads ``h`` learns it from what ``h`` knows of the real frames,
+    which a dream's ``h``, made from prior draws, does not know (``rssm_os4``: the dream returned 0.11 of the balls the
+    real player returned, 0.41 with the same head on the real frames' ``h``). ``relative``: as ``objects``, reading how
+    the ball stands from each paddle instead of where each object is, and no action
+    (:func:`~world_models.pixel.rssm_objects.relative_features`). Fitted alone on ``pong_mix``'s 37,000 training moves
+    (20,000 steps, ``ball_noise=1.25``, no ``contact_weight``), the ``objects`` head turned the held-out returns off the
+    player's paddle back at 0.45 and still at 0.25 with the paddle moved 24 px away from the ball; ``relative`` at 0.73,
+    falling to 0.26 (``ball_mirror``: 0.66, falling to 0.12). In a dream (``closed-loop``, 5,000 updates from v5,
+    ``ball_mirror``, ``move_temperature=0``) the balls that reach the player's paddle within 0-4 / 4-8 / 8-12 / 12-16 /
+    16-24 / > 24 px come back at 0.65 / 0.67 / 0.55 / 0.35 / 0.17 / 0.01 (``objects``: 0.56 / 0.29 / 0.30 / 0.35 / 0.10
+    / 0.09; the game 1.00 / 1.00 / 0.66 / 0.27 / 0.07 / 0.00), but its ball drifts further in flight, and its agent lost
+    (-20.9): the dream's enemy paddle does not follow the ball (its moves read ``h``)."""
     ball_prefit: int = 0
-    """``ball_moves=objects`` or ``relative``: before the first update the ball's head is fitted alone, this many steps of 256 moves
-    (Adam, 3e-4), on every move the detector reads in the training split (it reads no ``h``, so it needs no other
-    part), and then held: the whole model's training does not move it (its loss is logged). On ``pong_mix``,
+    """``ball_moves=objects`` or ``relative``: before the first update the ball's head is fitted alone, this many steps
+    of 256 moves (Adam, 3e-4), on every move the detector reads in the training split (it reads no ``h``, so it needs no
+    other part), and then held: the whole model's training does not move it (its loss is logged). On ``pong_mix``,
     trained with the whole model for 1,500 updates it turned the ball back at 0.15 of the held-out returns off the
-    player's paddle (teacher forced); fitted alone for 20,000-24,000 steps, 0.77-0.80. Trained on after its fit, it
-    got worse (given the real paddles, its dream returned 0.59 of the real returns after 500 updates, 0.79 fitted
-    alone): the model's batches draw windows that hold a point at ``point_share``, which over-represent balls let
-    past a paddle. 0: off (the head trains with the rest)."""
+    player's paddle (teacher forced); fitted alone for 20,000-24,000 steps, 0.77-0.80. Trained on after its fit, it got
+    worse (given the real paddles, its dream returned 0.59 of the real returns after 500 updates, 0.79 fitted alone):
+    the model's batches draw windows that hold a point at ``point_share``, which over-represent balls let past a paddle.
+    0: off (the head trains with the rest)."""
     ball_noise: float = 0.0
     """``ball_prefit``: every place the ball's head reads in its fit (each object in each frame, and the next
     paddles) is off by up to this many raw px, uniformly; the moves it is taught stay the true ones. The
@@ -178,9 +182,9 @@ class RSSMConfig(ModelConfig):
     place's x negated, the player and the enemy swapped), so the enemy's returns teach the player's paddle too.
     Pong's field is symmetric (the detector reads the paddles' columns at 17.8 and 142.2 px of 160) and a return
     off either paddle is the same bounce; a training split holds a few hundred of each (``pong_mix``: 308 off the
-    player's, 330 off the enemy's). Offline (20,000 steps, ``ball_noise=1.25``, no ``contact_weight``, held out): the player's real
-    returns turn back at 0.66 (0.73 without), and with the paddle moved 8 / 16 / 24 px away 0.37 / 0.15 / 0.12
-    (without: 0.52 / 0.31 / 0.26); the game turns none at 24."""
+    player's, 330 off the enemy's). Offline (20,000 steps, ``ball_noise=1.25``, no ``contact_weight``, held
+    out): the player's real returns turn back at 0.66 (0.73 without), and with the paddle moved 8 / 16 / 24 px
+    away 0.37 / 0.15 / 0.12 (without: 0.52 / 0.31 / 0.26); the game turns none at 24."""
     move_temperature: float = 1.0
     """Imagination setting (``object_state``): temperature of the objects' drawn moves (0: the likeliest move).
     The detector reads places to a fraction of a pixel from 64 x 64 frames, so the moves it sees, and the

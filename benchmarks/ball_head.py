@@ -12,6 +12,10 @@ held-out episodes' moves, at the steps where the real ball moving right at the p
 how likely it turns back (as read; with the player's paddle, now and next, moved 4 to 24 px further from the ball,
 where the game turns none at 24; with the ball 2 px to either side), and how likely it turns back a ball that
 goes on (false turns). The detector reads frames only; nothing here reads the RAM.
+
+It also asks how far the enemy's next vertical move is a function of the objects it sees (``--enemy``):
+gradient-boosted trees fitted on the training split's moves (the ball's offset from the enemy's paddle, the
+ball's move, the paddle's height and last move), scored on the held-out moves against repeating the last move.
 """
 
 from __future__ import annotations
@@ -100,6 +104,44 @@ def returns_table(objects: ObjectState, data: Path) -> dict[str, float]:
     return out
 
 
+def enemy_fit(data: Path, seed: int) -> dict[str, float]:
+    """The enemy's next vertical move (raw px) from the objects: held-out median and 90th-percentile errors of
+    gradient-boosted trees, of repeating the last move, and of no move."""
+    import numpy as np
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    def rows(split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        window, _, target = _READ[data, split]
+        half = 80.0  # raw px a field unit on Pong's crop, both ways
+        ball, before, enemy, was = window[:, 0, 2], window[:, 1, 2], window[:, 0, 1], window[:, 1, 1]
+        ok = (enemy[:, 0] > 0) & (was[:, 0] > 0) & (target[:, 1, 0] > 0)
+        seen, moved = ball[:, 0], ball[:, 0] * before[:, 0]
+        x = torch.stack(
+            [
+                seen,
+                (ball[:, 1] - enemy[:, 1]) * half * seen,
+                (ball[:, 2] - enemy[:, 2]) * half * seen,
+                (ball[:, 1] - before[:, 1]) * half * moved,
+                (ball[:, 2] - before[:, 2]) * half * moved,
+                enemy[:, 2] * half,
+                (enemy[:, 2] - was[:, 2]) * half,
+            ],
+            1,
+        )
+        move = (target[:, 1, 2] - enemy[:, 2]) * half
+        return x[ok].numpy(), move[ok].numpy(), x[ok, 6].numpy()
+
+    x, y, _ = rows("train")
+    xv, yv, last = rows("val")
+    trees = HistGradientBoostingRegressor(max_iter=300, random_state=seed).fit(x, y)
+    out = {"moves": float(len(yv))}
+    for name, guess in (("objects", trees.predict(xv)), ("last move", last), ("no move", np.zeros_like(yv))):
+        error = np.abs(guess - yv)
+        out[name] = float(np.median(error))
+        out[name + " p90"] = float(np.quantile(error, 0.9))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="a Pong dataset directory")
@@ -108,6 +150,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20000)
     parser.add_argument("--hidden", type=int, default=256, help="the head's width (rssm's hidden; v5's 256)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--enemy", action="store_true", help="also: the enemy's move from the objects")
     args = parser.parse_args()
     for head in args.heads:
         if head not in ("objects", "relative", "relative+mirror"):
@@ -129,6 +172,12 @@ def main() -> None:
         moved = " / ".join(f"{r[f'{px} px']:.2f}" for px in AWAY)
         across, false = r["ball 2 px across"], r["false turns"]
         print(f"| {head} | {noise:g} | {r['as read']:.2f} | {moved} | {across:.2f} | {false:.2f} |")
+
+    if args.enemy:
+        e = enemy_fit(args.data, args.seed)
+        print(f"\nThe enemy's next vertical move, {int(e['moves'])} held-out moves: error (raw px, median / 90th pct)")
+        for name in ("objects", "last move", "no move"):
+            print(f"- {name}: {e[name]:.2f} / {e[name + ' p90']:.2f}")
 
 
 if __name__ == "__main__":

@@ -182,9 +182,9 @@ class RSSMConfig(ModelConfig):
     x negated, the player and the enemy swapped), so the enemy's returns teach the player's paddle too. Pong's field is
     symmetric (the detector reads the paddles' columns at 17.8 and 142.2 px of 160) and a return off either paddle is
     the same bounce; a training split holds a few hundred of each (``pong_mix``: 308 off the player's, 330 off the
-    enemy's). Offline (``benchmarks/ball_head.py``, seed 0): with ``ball_noise=1.25`` no better than without (the
-    player's returns turned back at 0.78 and 0.75, at 0.17 and 0.14 with the paddle 24 px away; a scratch fit with
-    another seed gave 0.66 and 0.73, 0.12 and 0.26: the seeds differ by more than the mirror does); without the noise it
+    enemy's). Offline (``benchmarks/ball_head.py``, seed 0): with ``ball_noise=1.25`` no better than no mirror (the
+    player's returns turned back at 0.78 and 0.75, at 0.17 and 0.14 with the paddle 24 px away; a scratch fit with other
+    random draws gave 0.66 and 0.73, 0.12 and 0.26: the seeds differ by more than the mirror does); without the noise it
     falls further (0.27 against 0.34 at 24 px). The runs of BENCHMARKS used it."""
     move_temperature: float = 1.0
     """Imagination setting (``object_state``): temperature of the objects' drawn moves (0: the likeliest move).

@@ -29,7 +29,7 @@ import torch
 from dataset_tools.sequences import SequenceDataset
 from world_models import build_model
 from world_models.pixel.rssm import RSSMConfig, detector_moves
-from world_models.pixel.rssm_objects import BALL_DX, ObjectState, mirrored
+from world_models.pixel.rssm_objects import BALL_DX, ObjectState, with_mirrored
 
 AWAY = (4, 8, 12, 16, 24)
 """Raw px the player's paddle is moved further from the ball."""
@@ -57,11 +57,7 @@ def fit_head(data: Path, head: str, noise: float, steps: int, seed: int, hidden:
     model.bind_data("Pong", train.preprocess)
     window, action, target = split_moves(model.objects, data, "train")
     if head.endswith("+mirror"):
-        window, action, target = (
-            torch.cat([window, mirrored(window)]),
-            action.repeat(2),
-            torch.cat([target, mirrored(target)]),
-        )
+        window, action, target = with_mirrored(window, action, target)
     torch.manual_seed(seed)
     t0 = time.perf_counter()
     model.objects.prefit_ball(window, action, target, steps, progress=False, noise=noise)
@@ -104,31 +100,31 @@ def returns_table(objects: ObjectState, data: Path) -> dict[str, float]:
     return out
 
 
-def enemy_fit(data: Path, seed: int) -> dict[str, float]:
+def enemy_fit(objects: ObjectState, data: Path, seed: int) -> dict[str, float]:
     """The enemy's next vertical move (raw px) from the objects: held-out median and 90th-percentile errors of
     gradient-boosted trees, of repeating the last move, and of no move."""
     import numpy as np
     from sklearn.ensemble import HistGradientBoostingRegressor
 
     def rows(split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        window, _, target = _READ[data, split]
-        half = 80.0  # raw px a field unit on Pong's crop, both ways
+        window, _, target = split_moves(objects, data, split)
+        across, down = objects._half().tolist()  # raw px a field unit
         ball, before, enemy, was = window[:, 0, 2], window[:, 1, 2], window[:, 0, 1], window[:, 1, 1]
         ok = (enemy[:, 0] > 0) & (was[:, 0] > 0) & (target[:, 1, 0] > 0)
         seen, moved = ball[:, 0], ball[:, 0] * before[:, 0]
         x = torch.stack(
             [
                 seen,
-                (ball[:, 1] - enemy[:, 1]) * half * seen,
-                (ball[:, 2] - enemy[:, 2]) * half * seen,
-                (ball[:, 1] - before[:, 1]) * half * moved,
-                (ball[:, 2] - before[:, 2]) * half * moved,
-                enemy[:, 2] * half,
-                (enemy[:, 2] - was[:, 2]) * half,
+                (ball[:, 1] - enemy[:, 1]) * across * seen,
+                (ball[:, 2] - enemy[:, 2]) * down * seen,
+                (ball[:, 1] - before[:, 1]) * across * moved,
+                (ball[:, 2] - before[:, 2]) * down * moved,
+                enemy[:, 2] * down,
+                (enemy[:, 2] - was[:, 2]) * down,
             ],
             1,
         )
-        move = (target[:, 1, 2] - enemy[:, 2]) * half
+        move = (target[:, 1, 2] - enemy[:, 2]) * down
         return x[ok].numpy(), move[ok].numpy(), x[ok, 6].numpy()
 
     x, y, _ = rows("train")
@@ -174,7 +170,7 @@ def main() -> None:
         print(f"| {head} | {noise:g} | {r['as read']:.2f} | {moved} | {across:.2f} | {false:.2f} |")
 
     if args.enemy:
-        e = enemy_fit(args.data, args.seed)
+        e = enemy_fit(objects, args.data, args.seed)
         print(f"\nThe enemy's next vertical move, {int(e['moves'])} held-out moves: error (raw px, median / 90th pct)")
         for name in ("objects", "last move", "no move"):
             print(f"- {name}: {e[name]:.2f} / {e[name + ' p90']:.2f}")

@@ -154,8 +154,7 @@ def long_dreams(
         "won_per_1000": won * per,
         "lost_per_1000": lost * per,
         "ends_per_1000": ends * per,
-        "returns": paddle_returns(np.stack(balls, 1), np.stack(players, 1)),
-        "enemy_returns": paddle_returns(_mirrored(np.stack(balls, 1)), _mirrored(np.stack(enemies, 1))),
+        **_returns(np.stack(balls, 1), np.stack(players, 1), np.stack(enemies, 1)),
         "frames": torch.stack(shown) if shown else None,
     }
 
@@ -202,9 +201,13 @@ def real_random_play(
         "won_per_1000": won * per,
         "lost_per_1000": lost * per,
         "ends_per_1000": ends * per,
-        "returns": paddle_returns(np.stack(balls), np.stack(players)),
-        "enemy_returns": paddle_returns(_mirrored(np.stack(balls)), _mirrored(np.stack(enemies))),
+        **_returns(np.stack(balls), np.stack(players), np.stack(enemies)),
     }
+
+
+def _returns(ball: np.ndarray, player: np.ndarray, enemy: np.ndarray) -> dict[str, dict[str, Any]]:
+    """:func:`paddle_returns` at the player's paddle (``returns``) and at the enemy's (``enemy_returns``)."""
+    return {"returns": paddle_returns(ball, player), "enemy_returns": paddle_returns(_mirrored(ball), _mirrored(enemy))}
 
 
 def _mirrored(found: np.ndarray) -> np.ndarray:
@@ -540,17 +543,12 @@ def markdown(result: dict[str, Any]) -> str:
         "| | " + " | ".join(_bin_name(b) for b in d["returns"]["bins"]) + " | all |",
         "|---|" + "---:|" * (len(d["returns"]["bins"]) + 1),
         *(
-            f"| {name} | "
-            + " | ".join(f"{_num(b['returned'], 2)} ({b['n']})" for b in x["returns"]["bins"])
-            + f" | {_num(x['returns']['returned'], 2)} ({x['returns']['n']}) |"
+            f"| {name}{side} | "
+            + " | ".join(f"{_num(b['returned'], 2)} ({b['n']})" for b in x[key]["bins"])
+            + f" | {_num(x[key]['returned'], 2)} ({x[key]['n']}) |"
+            for key, side in (("returns", ""), ("enemy_returns", ", the enemy's paddle"))
             for name, x in (("dream", d), ("real", r))
-        ),
-        *(
-            f"| {name}, the enemy's paddle | "
-            + " | ".join(f"{_num(b['returned'], 2)} ({b['n']})" for b in x["enemy_returns"]["bins"])
-            + f" | {_num(x['enemy_returns']['returned'], 2)} ({x['enemy_returns']['n']}) |"
-            for name, x in (("dream", d), ("real", r))
-            if "enemy_returns" in x
+            if key in x
         ),
         "",
         *_agent_lines(result),

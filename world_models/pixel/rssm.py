@@ -75,9 +75,9 @@ from world_models.pixel.rssm_objects import (
     FINE_GAIN,
     ObjectState,
     fill_gaps,
-    mirrored,
     object_features,
     object_windows,
+    with_mirrored,
 )
 
 
@@ -320,8 +320,7 @@ class RSSM(WorldModel):
             return {}
         moves = [part.to(next(self.parameters()).device) for part in moves]
         if self.cfg.ball_mirror:
-            window, action, target = moves
-            moves = [torch.cat([window, mirrored(window)]), action.repeat(2), torch.cat([target, mirrored(target)])]
+            moves = with_mirrored(*moves)
         return self.objects.prefit_ball(*moves, self.cfg.ball_prefit, progress, self.cfg.ball_noise)
 
     # ------------------------------------------------------------------ pieces

@@ -105,6 +105,14 @@ def mirrored(objects: torch.Tensor) -> torch.Tensor:
     return out[..., [1, 0, 2], :]
 
 
+def with_mirrored(
+    window: torch.Tensor, actions: torch.Tensor, target: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Moves (N, 2, 3, 3), (N,), (N, 3, 3) and the same moves mirrored left to right after them (``ball_mirror``;
+    the actions repeated: the ``relative`` head does not read them)."""
+    return torch.cat([window, mirrored(window)]), actions.repeat(2), torch.cat([target, mirrored(target)])
+
+
 def object_windows(found: torch.Tensor) -> torch.Tensor:
     """Detected objects over sequences (B, T, 3, 3) -> each frame's window (B, T, 2, 3, 3): the frame's objects
     and the previous frame's (frame 0's repeated)."""

@@ -29,7 +29,7 @@ import torch
 from dataset_tools.sequences import SequenceDataset
 from world_models import build_model
 from world_models.pixel.rssm import RSSMConfig, detector_moves
-from world_models.pixel.rssm_objects import BALL_DX, ObjectState, with_mirrored
+from world_models.pixel.rssm_objects import BALL_DX, PADDLE_DY, ObjectState, with_mirrored
 
 AWAY = (4, 8, 12, 16, 24)
 """Raw px the player's paddle is moved further from the ball."""
@@ -100,9 +100,25 @@ def returns_table(objects: ObjectState, data: Path) -> dict[str, float]:
     return out
 
 
-def enemy_fit(objects: ObjectState, data: Path, seed: int) -> dict[str, float]:
+def enemy_head(data: Path, steps: int, seed: int, hidden: int) -> tuple[ObjectState, float]:
+    """``rssm``'s objects-only enemy head (``enemy_moves=objects``) fitted as ``enemy_prefit`` fits it, and its
+    fit's seconds."""
+    cfg = RSSMConfig(hidden=hidden, object_state=True, enemy_moves="objects")
+    train = SequenceDataset(data, seq_len=2, split="train")
+    h, w, c = train.preprocess.shape
+    model = build_model("rssm", cfg, (c, h, w), len(train.ds.read_manifest()["action_meanings"]))
+    model.bind_data("Pong", train.preprocess)
+    window, _, target = split_moves(model.objects, data, "train")
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    model.objects.prefit_enemy(window, target, steps, progress=False)
+    return model.objects.eval(), time.perf_counter() - t0
+
+
+def enemy_fit(objects: ObjectState, data: Path, seed: int, steps: int, hidden: int) -> dict[str, float]:
     """The enemy's next vertical move (raw px) from the objects: held-out median and 90th-percentile errors of
-    gradient-boosted trees, of repeating the last move, and of no move."""
+    gradient-boosted trees, of ``rssm``'s enemy head (its expected move, and its likeliest as a dream at
+    ``move_temperature=0`` takes it), of repeating the last move, and of no move."""
     import numpy as np
     from sklearn.ensemble import HistGradientBoostingRegressor
 
@@ -130,8 +146,17 @@ def enemy_fit(objects: ObjectState, data: Path, seed: int) -> dict[str, float]:
     x, y, _ = rows("train")
     xv, yv, last = rows("val")
     trees = HistGradientBoostingRegressor(max_iter=300, random_state=seed).fit(x, y)
-    out = {"moves": float(len(yv))}
-    for name, guess in (("objects", trees.predict(xv)), ("last move", last), ("no move", np.zeros_like(yv))):
+    head, seconds = enemy_head(data, steps, seed, hidden)
+    window, _, target = split_moves(objects, data, "val")
+    kept = window[(window[:, 0, 1, 0] > 0) & (window[:, 1, 1, 0] > 0) & (target[:, 1, 0] > 0)]
+    with torch.no_grad():
+        logits = head._paddle_logits(kept.new_zeros(len(kept), 2, 2 * PADDLE_DY + 1), kept)[:, 1]
+    grid = torch.arange(-PADDLE_DY, PADDLE_DY + 1.0)
+    expected, likeliest = (logits.softmax(-1) @ grid).numpy(), (logits.argmax(-1) - PADDLE_DY).float().numpy()
+    out = {"moves": float(len(yv)), "head seconds": seconds}
+    guesses = {"trees": trees.predict(xv), "head, expected": expected, "head, likeliest": likeliest}
+    guesses.update({"last move": last, "no move": np.zeros_like(yv)})
+    for name, guess in guesses.items():
         error = np.abs(guess - yv)
         out[name] = float(np.median(error))
         out[name + " p90"] = float(np.quantile(error, 0.9))
@@ -170,9 +195,10 @@ def main() -> None:
         print(f"| {head} | {noise:g} | {r['as read']:.2f} | {moved} | {across:.2f} | {false:.2f} |")
 
     if args.enemy:
-        e = enemy_fit(objects, args.data, args.seed)
+        e = enemy_fit(objects, args.data, args.seed, args.steps, args.hidden)
         print(f"\nThe enemy's next vertical move, {int(e['moves'])} held-out moves: error (raw px, median / 90th pct)")
-        for name in ("objects", "last move", "no move"):
+        print(f"(the head: rssm's enemy_moves=objects, {args.steps} enemy_prefit steps, {e['head seconds']:.0f} s)")
+        for name in ("trees", "head, expected", "head, likeliest", "last move", "no move"):
             print(f"- {name}: {e[name]:.2f} / {e[name + ' p90']:.2f}")
 
 

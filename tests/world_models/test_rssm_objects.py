@@ -15,8 +15,10 @@ from world_models.pixel.rssm import RSSMConfig
 from world_models.pixel.rssm_objects import (
     BALL_DX,
     BALL_DY,
+    ENEMY,
     PADDLE_DY,
     RELATIVE,
+    enemy_features,
     fill_gaps,
     mirrored,
     object_features,
@@ -28,6 +30,7 @@ SMALL = RSSMConfig(n_past=2, n_future=4, deter=32, stoch=4, classes=4, hidden=32
 OBJECTS = dataclasses.replace(SMALL, object_state=True)
 OBJECT_BALL = dataclasses.replace(OBJECTS, ball_moves="objects")
 OBJECT_REL = dataclasses.replace(OBJECTS, ball_moves="relative")
+OBJECT_ENEMY = dataclasses.replace(OBJECTS, enemy_moves="objects")
 
 
 def _batch(pong_dataset: Path, size: int = 4):
@@ -383,3 +386,92 @@ def test_a_served_ball_appears_at_its_odds_whatever_the_move_temperature() -> No
         held = objects.step(torch.zeros(400, 32), window, still, torch.Generator().manual_seed(0), 0.0, False)
     assert 0.22 < drawn[:, 0, 2, 0].mean() < 0.38
     assert held[:, 0, 2, 0].sum() == 0
+
+
+def test_enemy_features_read_the_ball_from_the_enemy() -> None:
+    """The enemy reads the ball's place from it, the ball's move, its own height and last move: the player's paddle
+    is not read, the same stand higher up differs only in the enemy's height, and no ball reads zero."""
+    window = _contact(0.1, 0.12)
+    window[1, 1, 2] = -0.05  # the enemy moved down 0.05 since the frame before
+    f = enemy_features(window)
+    assert f.shape == (ENEMY,)
+    assert torch.allclose(f[4:6], torch.tensor([0.74 + 0.78, 0.1]))  # the ball from the enemy
+    assert torch.allclose(f[6:], torch.tensor([0.25, 0.1, 0.0, 0.25]))  # its move x 5, the enemy's height, move x 5
+    away = window.clone()
+    away[:, 0, 2] = -0.9
+    assert torch.equal(enemy_features(away), f)
+    raised = window.clone()
+    raised[:, 1:, 2] -= 0.3
+    g = enemy_features(raised)
+    assert torch.allclose(g[8], f[8] - 0.3) and torch.allclose(
+        g[[0, 1, 2, 3, 4, 5, 6, 7, 9]], f[[0, 1, 2, 3, 4, 5, 6, 7, 9]]
+    )
+    gone = window.clone()
+    gone[:, 2] = 0.0
+    assert torch.equal(enemy_features(gone)[2:8], torch.zeros(6))
+
+
+def _enemy_moves(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Windows (n, 2, 3, 3) with the ball and the enemy at random heights, and targets where the enemy moved up to
+    6 raw px towards the ball (a following enemy; 80 raw px a field unit vertically, Pong's crop)."""
+    window = torch.zeros(n, 2, 3, 3)
+    window[..., 0, :] = torch.tensor([1.0, 0.78, 0.0])
+    window[..., 1, 0], window[..., 1, 1] = 1.0, -0.78
+    window[..., 1, 2] = (torch.rand(n, generator=generator) * 1.6 - 0.8)[:, None]
+    window[..., 2, 0], window[..., 2, 1] = 1.0, torch.tensor([0.1, 0.05])
+    window[..., 2, 2] = (torch.rand(n, generator=generator) * 1.6 - 0.8)[:, None]
+    target = window[:, 0].clone()
+    target[:, 1, 2] += ((window[:, 0, 2, 2] - window[:, 0, 1, 2]) * 80).clamp(-6, 6) / 80
+    return window, target
+
+
+def test_enemy_prefit_fits_a_following_enemy_that_a_dream_steps(pong_dataset: Path) -> None:
+    from dataset_tools.dataset import DatasetDir
+
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    model = build_model("rssm", dataclasses.replace(OBJECT_ENEMY, enemy_prefit=300), (3, 64, 64), 6)
+    objects = model.objects
+    logs = objects.prefit_enemy(*_enemy_moves(2000, g), 600, progress=False)
+    assert logs["prefit_enemy_moves"] == 2000
+    window, target = _enemy_moves(400, g)
+    with torch.no_grad():
+        objects.paddle_head[-1].weight.zero_()  # h says: every object stays, both paddles stand still
+        objects.paddle_head[-1].bias.zero_()
+        objects.paddle_head[-1].bias[:3] = 20.0
+        objects.paddle_head[-1].bias[9 + PADDLE_DY] = objects.paddle_head[-1].bias[9 + 3 * PADDLE_DY + 1] = 50.0
+        new = objects.step(torch.zeros(400, 32), window, torch.zeros(400, dtype=torch.int64), g, 0.0)
+        _, error = objects.enemy_ce(window, target)
+    moved = (new[:, 0, 1, 2] - window[:, 0, 1, 2]) * 80
+    wanted = (target[:, 1, 2] - window[:, 0, 1, 2]) * 80
+    assert (moved - wanted).abs().median() < 1.0  # the likeliest move: where the ball is
+    assert error.median() < 0.4 * wanted.abs().median()  # the expected one: nearer than standing still
+    assert torch.equal(new[:, 0, 0], window[:, 0, 0])  # the player's paddle still follows h
+    # on the detector's moves of real play, through the model's prefit; then held
+    model.bind_data("Pong", DatasetDir(pong_dataset).preprocess())
+    batch = _batch(pong_dataset, 8)
+    fresh = build_model("rssm", dataclasses.replace(OBJECT_ENEMY, enemy_prefit=300), (3, 64, 64), 6)
+    fresh.bind_data("Pong", DatasetDir(pong_dataset).preprocess())
+    others = {k: v.clone() for k, v in fresh.state_dict().items() if ".enemy_net." not in k}
+    with torch.no_grad():
+        before = fresh.loss(batch)[1]["enemy_move_ce"]
+    data = SequenceDataset(pong_dataset, seq_len=SMALL.n_past + SMALL.n_future, split="train")
+    logs = fresh.prefit(data, progress=False)
+    loss, train_logs = fresh.loss(batch)
+    assert logs["prefit_enemy_moves"] > 100 and train_logs["enemy_move_ce"] < 0.6 * before
+    assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in others.items())  # nothing else moved
+    loss.backward()
+    assert all(p.grad is None for p in fresh.objects.enemy_net.parameters())
+    assert fresh.objects.paddle_head[0].weight.grad is not None
+
+
+def test_enemy_moves_refuses_what_it_cannot_do() -> None:
+    with pytest.raises(ValueError, match="enemy_moves must be one of h, objects"):
+        build_model("rssm", dataclasses.replace(OBJECTS, enemy_moves="relative"), (3, 64, 64), 6)
+    with pytest.raises(ValueError, match="enemy_prefit needs enemy_moves=objects"):
+        build_model("rssm", dataclasses.replace(OBJECTS, enemy_prefit=10), (3, 64, 64), 6)
+    unheld = build_model("rssm", OBJECT_ENEMY, (3, 64, 64), 6).objects  # not prefit: it trains with the rest
+    window, target = _enemy_moves(8, torch.Generator().manual_seed(0))
+    loss, _ = unheld.loss(torch.zeros(8, 32), window, torch.zeros(8, dtype=torch.int64), target)
+    loss.backward()
+    assert unheld.enemy_net[0].weight.grad is not None

@@ -57,6 +57,12 @@ one given it (:class:`ObjectState`); ``relative``: as ``objects``, reading where
 instead of where each object is (:func:`relative_features`)."""
 RELATIVE = 17
 """Length of :func:`relative_features`."""
+ENEMY_MOVES = ("h", "objects")
+"""What the enemy paddle's vertical move is drawn from (``rssm``'s ``enemy_moves``): with the player's, from ``h``,
+the objects and the action (one head); or the objects alone as the enemy sees them (:func:`enemy_features`; two
+hidden layers). The game's enemy follows the ball by a rule of what is on the field."""
+ENEMY = 10
+"""Length of :func:`enemy_features`."""
 FINE_CLIP = 5.0
 """``relative_features`` at the fine scale are clipped to this (0.25 field units, 20 raw px either way on Pong):
 a ball further from a paddle looks the same to the fine inputs wherever it is."""
@@ -95,6 +101,20 @@ def relative_features(window: torch.Tensor, paddles: torch.Tensor) -> torch.Tens
     paddle_move = (paddles[..., 2:] - now[..., 2:]) * paddles[..., :1] * now[..., :1] * SPEED_SCALE  # (..., 2, 1)
     pairs = torch.cat([paddles[..., :1], from_now, from_next, paddle_move], -1)  # (..., 2, 6)
     return torch.cat([seen, moved, speed, ball[..., 1:] * seen, pairs.flatten(-2)], -1)
+
+
+def enemy_features(window: torch.Tensor) -> torch.Tensor:
+    """The field as the enemy's paddle sees it (``enemy_moves=objects``): ``window`` (..., 2, 3, 3) the state's
+    objects -> (..., 10): whether the enemy is found now and in both frames, whether the ball is found now and in
+    both, the ball's place from the enemy, the ball's move, the enemy's height and its last move."""
+    last, before = window[..., 0, :, :], window[..., 1, :, :]
+    enemy, ball = last[..., 1, :], last[..., 2, :]
+    seen, ball_seen = enemy[..., :1], ball[..., :1]
+    kept, moved = seen * before[..., 1, :1], ball_seen * before[..., 2, :1]
+    offset = (ball[..., 1:] - enemy[..., 1:]) * seen * ball_seen
+    speed = (ball[..., 1:] - before[..., 2, 1:]) * moved * SPEED_SCALE
+    step = (enemy[..., 2:] - before[..., 1, 2:]) * kept * SPEED_SCALE
+    return torch.cat([seen, kept, ball_seen, moved, offset, speed, enemy[..., 2:] * seen, step], -1)
 
 
 def mirrored(objects: torch.Tensor) -> torch.Tensor:
@@ -158,14 +178,19 @@ class ObjectState(nn.Module):
         contact_weight: float = 0.0,
         ball_moves: str = "h",
         ball_held: bool = False,
+        enemy_moves: str = "h",
+        enemy_held: bool = False,
     ) -> None:
         super().__init__()
         if ball_moves not in BALL_MOVES:
             raise ValueError(f"rssm's ball_moves must be one of {', '.join(BALL_MOVES)}, not {ball_moves!r}")
+        if enemy_moves not in ENEMY_MOVES:
+            raise ValueError(f"rssm's enemy_moves must be one of {', '.join(ENEMY_MOVES)}, not {enemy_moves!r}")
         self.n_actions = n_actions
         self.contact_weight = contact_weight
         self.ball_moves = ball_moves
         self.ball_held = ball_held  # fitted alone first (ball_prefit), then not trained with the rest
+        self.enemy_held = enemy_held  # fitted alone first (enemy_prefit), then not trained with the rest
         self.frame_shape = frame_shape
         self.register_buffer("crop", torch.tensor([float(v) for v in crop]))  # (top, bottom, left, right) raw
         d_in = deter + 2 * FEATURES + n_actions
@@ -179,6 +204,8 @@ class ObjectState(nn.Module):
             n_in = 2 * FEATURES + n_actions + 2 * 6 if ball_moves == "objects" else 2 * RELATIVE
             n_in += 2 * BALL_DX + 1
             self.ball_net = norm_mlp(n_in, hidden, 2 * BALL_DX + 1 + 2 * BALL_DY + 1, depth=2)
+        # the enemy's vertical move from the objects alone (its part of paddle_head unused)
+        self.enemy_net = norm_mlp(2 * ENEMY, hidden, n_paddle, depth=2) if enemy_moves == "objects" else None
         self.heat = nn.Conv2d(3, frame_shape[0], 5, padding=2)
         nn.init.zeros_(self.heat.weight)
         nn.init.zeros_(self.heat.bias)
@@ -211,6 +238,19 @@ class ObjectState(nn.Module):
         out = self.paddle_head(x).float()
         found, place = out[..., :3], torch.tanh(out[..., 3:9]).unflatten(-1, (3, 2))
         return found, place, out[..., 9:].unflatten(-1, (2, 2 * PADDLE_DY + 1))
+
+    def _paddle_logits(self, out: torch.Tensor, window: torch.Tensor, grad: bool = True) -> torch.Tensor:
+        """The paddles' move logits (..., 2, n): ``paddle_head``'s ``out``, the enemy's from :func:`enemy_features`
+        of ``window`` (..., 2, 3, 3) at both scales (the fine one clipped to ``FINE_CLIP``) with
+        ``enemy_moves=objects`` (without gradients unless ``grad``)."""
+        if self.enemy_net is None:
+            return out
+        e = enemy_features(window.float())
+        with torch.set_grad_enabled(torch.is_grad_enabled() and grad):
+            enemy = self.enemy_net(
+                torch.cat([e, e[..., :4], (e[..., 4:] * FINE_GAIN).clamp(-FINE_CLIP, FINE_CLIP)], -1)
+            )
+        return torch.stack([out[..., 0, :], enemy.float()], -2)
 
     def _head_input(
         self, h: torch.Tensor, window: torch.Tensor, actions: torch.Tensor
@@ -264,6 +304,7 @@ class ObjectState(nn.Module):
         x, fine = self._head_input(h, window, actions)
         found_logits, appear, paddle_logits = self._paddle_out(torch.cat([x, fine], -1))
         found = draw_presence(torch.sigmoid(found_logits), sample_presence, generator).to(window.dtype)  # (B, 3)
+        paddle_logits = self._paddle_logits(paddle_logits, window)
         half = self._half()
         last = window[:, 0]  # (B, 3, 3)
         dy = _choose(paddle_logits, temperature, generator).to(window.dtype) - PADDLE_DY  # (B, 2) raw px
@@ -300,8 +341,10 @@ class ObjectState(nn.Module):
         both = seen * last[..., 0]  # (B, T, 3)
         move = (now[..., 1:] - last[..., 1:]) * self._half()  # raw px
         paddle_target = two_hot(move[..., :2, 1], -PADDLE_DY, PADDLE_DY)  # (B, T, 2, n)
-        paddle_ce = -(paddle_target * paddle_logits.log_softmax(-1)).sum(-1)  # (B, T, 2)
-        paddle_ce = (paddle_ce * both[..., :2]).sum() / both[..., :2].sum().clamp(min=1.0)
+        paddle_logits = self._paddle_logits(paddle_logits, window, not self.enemy_held)
+        each_ce = -(paddle_target * paddle_logits.log_softmax(-1)).sum(-1)  # (B, T, 2)
+        paddle_ce = (each_ce * both[..., :2]).sum() / both[..., :2].sum().clamp(min=1.0)  # a held enemy's: no grad
+        enemy_ce = (each_ce[..., 1] * both[..., 1]).sum() / both[..., 1].sum().clamp(min=1.0)
         if self.ball_moves == "h":
             ball_logits = self._ball_logits(x, fine, now[..., :2, :])  # given the true next paddles
             ball_ce, ball_px = self._ball_ce(ball_logits.log_softmax(-1), window, target)
@@ -315,6 +358,7 @@ class ObjectState(nn.Module):
         logs = {
             "object_found_bce": found_bce.item(),
             "paddle_move_ce": paddle_ce.item(),
+            "enemy_move_ce": enemy_ce.item(),
             "ball_move_ce": ball_ce.item(),
             "appear_place": place.item(),
             "ball_move_px": ball_px,
@@ -378,23 +422,49 @@ class ObjectState(nn.Module):
         """``ball_prefit``: fit the objects-only ball head alone on the detector's moves (N, 2, 3, 3), (N,),
         (N, 3, 3) for ``steps`` steps of ``PREFIT_BATCH`` drawn moves, the places it reads off by up to ``noise``
         raw px (``ball_noise``) -> logs (the last 100 steps' mean loss)."""
-        from tqdm import tqdm
-
         moved = (window[:, 0, 2, 0] > 0) & (target[:, 2, 0] > 0)
         window, actions, target = window[moved], actions[moved], target[moved]
         if not len(window):
             return {}
-        optim = torch.optim.Adam(self.ball_net.parameters(), lr=PREFIT_LR)
-        last: list[float] = []
-        for _ in tqdm(range(steps), desc="ball prefit", disable=not progress, dynamic_ncols=True):
-            pick = torch.randint(0, len(window), (PREFIT_BATCH,), device=window.device)
-            ce, _ = self._ball_objects_ce(window[pick], actions[pick], target[pick], noise)
-            optim.zero_grad(set_to_none=True)
-            ce.backward()
-            optim.step()
-            last = [*last[-99:], ce.item()]
-        optim.zero_grad(set_to_none=True)
-        return {"prefit_ball_move_ce": float(np.mean(last)), "prefit_moves": float(len(window))}
+        logs = _fit(
+            self.ball_net,
+            lambda pick: self._ball_objects_ce(window[pick], actions[pick], target[pick], noise)[0],
+            len(window),
+            steps,
+            "ball prefit",
+            progress,
+        )
+        return {"prefit_ball_move_ce": logs, "prefit_moves": float(len(window))}
+
+    def enemy_ce(self, window: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``enemy_moves=objects``: the enemy's two-hot cross-entropy on moves (N, 2, 3, 3) -> (N, 3, 3) where it is
+        found in both frames (their mean), and the raw px between the expected and the true move (N,)."""
+        logits = self._paddle_logits(window.new_zeros(*window.shape[:-3], 2, 2 * PADDLE_DY + 1), window)[..., 1, :]
+        move = (target[:, 1, 2] - window[:, 0, 1, 2]) * self._half()[1]
+        log_probs = logits.log_softmax(-1)
+        ce = -(two_hot(move, -PADDLE_DY, PADDLE_DY) * log_probs).sum(-1)
+        grid = torch.arange(-PADDLE_DY, PADDLE_DY + 1.0, device=logits.device)
+        return ce.mean(), (log_probs.exp() @ grid - move).abs().detach()
+
+    def prefit_enemy(
+        self, window: torch.Tensor, target: torch.Tensor, steps: int, progress: bool = True
+    ) -> dict[str, float]:
+        """``enemy_prefit``: fit the objects-only enemy head alone on the detector's moves (N, 2, 3, 3) -> (N, 3, 3)
+        where the enemy is found in both, ``steps`` steps of ``PREFIT_BATCH`` drawn moves -> logs (the last 100
+        steps' mean loss)."""
+        kept = (window[:, 0, 1, 0] > 0) & (target[:, 1, 0] > 0)
+        window, target = window[kept], target[kept]
+        if self.enemy_net is None or not len(window):
+            return {}
+        logs = _fit(
+            self.enemy_net,
+            lambda pick: self.enemy_ce(window[pick], target[pick])[0],
+            len(window),
+            steps,
+            "enemy prefit",
+            progress,
+        )
+        return {"prefit_enemy_move_ce": logs, "prefit_enemy_moves": float(len(window))}
 
     def _contact(self, objects: torch.Tensor) -> torch.Tensor:
         """Where the ball of ``objects`` (..., 3, 3) may turn: within 12 raw px of a found paddle's column or 10 px
@@ -422,6 +492,24 @@ class ObjectState(nn.Module):
         gx = torch.exp(-0.5 * ((xs - px[..., None]) / sigma[:, 0, None]) ** 2)  # (B, 3, W)
         gy = torch.exp(-0.5 * ((ys - py[..., None]) / sigma[:, 1, None]) ** 2)  # (B, 3, H)
         return gy[..., :, None] * gx[..., None, :] * last[..., 0, None, None] * HEAT_GAIN  # (B, 3, H, W)
+
+
+def _fit(net: nn.Module, loss, n: int, steps: int, desc: str, progress: bool) -> float:
+    """Fit ``net`` alone (``ball_prefit``, ``enemy_prefit``): ``steps`` Adam steps (``PREFIT_LR``) of ``loss(pick)``
+    on ``PREFIT_BATCH`` indices drawn from ``n`` > 0 moves -> the last 100 steps' mean loss."""
+    from tqdm import tqdm
+
+    optim = torch.optim.Adam(net.parameters(), lr=PREFIT_LR)
+    last: list[float] = []
+    device = next(net.parameters()).device
+    for _ in tqdm(range(steps), desc=desc, disable=not progress, dynamic_ncols=True):
+        ce = loss(torch.randint(0, n, (PREFIT_BATCH,), device=device))
+        optim.zero_grad(set_to_none=True)
+        ce.backward()
+        optim.step()
+        last = [*last[-99:], ce.item()]
+    optim.zero_grad(set_to_none=True)
+    return float(np.mean(last))
 
 
 def _choose(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:

@@ -11,7 +11,9 @@ This script fits each head as ``ball_prefit`` does (``--steps`` steps of 256 mov
 held-out episodes' moves, at the steps where the real ball moving right at the player's paddle turns back next:
 how likely it turns back (as read; with the player's paddle, now and next, moved 4 to 24 px further from the ball,
 where the game turns none at 24; with the ball 2 px to either side), and how likely it turns back a ball that
-goes on (false turns). The detector reads frames only; nothing here reads the RAM.
+goes on (false turns); and, away from the paddles and walls, how far its likeliest move (the one a dream at
+``move_temperature=0`` takes) is from the ball's true move. The detector reads frames only; nothing here reads
+the RAM.
 
 It also asks how far the enemy's next vertical move is a function of the objects it sees (``--enemy``):
 gradient-boosted trees fitted on the training split's moves (the ball's offset from the enemy's paddle, the
@@ -29,7 +31,7 @@ import torch
 from dataset_tools.sequences import SequenceDataset
 from world_models import build_model
 from world_models.pixel.rssm import RSSMConfig, detector_moves
-from world_models.pixel.rssm_objects import BALL_DX, PADDLE_DY, ObjectState, with_mirrored
+from world_models.pixel.rssm_objects import BALL_DX, BALL_DY, PADDLE_DY, ObjectState, with_mirrored
 
 AWAY = (4, 8, 12, 16, 24)
 """Raw px the player's paddle is moved further from the ball."""
@@ -51,6 +53,7 @@ def fit_head(data: Path, head: str, noise: float, steps: int, seed: int, hidden:
     """A fitted ball head (``objects``, ``relative`` or ``relative+mirror``) and its fit's seconds."""
     moves_kind = head.split("+")[0]
     cfg = RSSMConfig(hidden=hidden, object_state=True, ball_moves=moves_kind)
+    torch.manual_seed(seed)  # the head's initial weights too
     train = SequenceDataset(data, seq_len=2, split="train")
     h, w, c = train.preprocess.shape
     model = build_model("rssm", cfg, (c, h, w), len(train.ds.read_manifest()["action_meanings"]))
@@ -97,6 +100,13 @@ def returns_table(objects: ObjectState, data: Path) -> dict[str, float]:
         t[:, 2, 1] += px / half[0] * t[:, 2, 0]
         across.append(back(w, t, turns))
     out["ball 2 px across"] = min(across)
+    flying = seen & (objects._contact(window[:, 0]) == 0)
+    inputs = objects._ball_input(window[flying], action[flying], target[flying, :2])
+    mx = objects._ball_x(inputs).argmax(-1)
+    my = objects._ball_y(inputs, torch.nn.functional.one_hot(mx, 2 * BALL_DX + 1)).argmax(-1)
+    true = (target[flying, 2, 1:] - window[flying, 0, 2, 1:]) * half
+    off = (torch.stack([mx - BALL_DX, my - BALL_DY], -1) - true).norm(dim=-1)
+    out["in flight"], out["in flight p90"] = float(off.median()), float(off.quantile(0.9))
     return out
 
 
@@ -104,6 +114,7 @@ def enemy_head(data: Path, steps: int, seed: int, hidden: int) -> tuple[ObjectSt
     """``rssm``'s objects-only enemy head (``enemy_moves=objects``) fitted as ``enemy_prefit`` fits it, and its
     fit's seconds."""
     cfg = RSSMConfig(hidden=hidden, object_state=True, enemy_moves="objects")
+    torch.manual_seed(seed)
     train = SequenceDataset(data, seq_len=2, split="train")
     h, w, c = train.preprocess.shape
     model = build_model("rssm", cfg, (c, h, w), len(train.ds.read_manifest()["action_meanings"]))
@@ -187,12 +198,16 @@ def main() -> None:
     print(f"({args.data}, {args.steps} fit steps, seed {args.seed}):\n")
     away = " / ".join(f"{px}" for px in AWAY)
     print(f"| head | noise (px) | turned back, as read | the paddle {away} px further ", end="")
-    print("| ball 2 px across (worse side) | false turns |")
-    print("|---|---:|---:|---|---:|---:|")
+    print("| ball 2 px across (worse side) | false turns | in flight: likeliest move off (px, median / p90) |")
+    print("|---|---:|---:|---|---:|---:|---:|")
     for head, noise, _, r in rows:
         moved = " / ".join(f"{r[f'{px} px']:.2f}" for px in AWAY)
-        across, false = r["ball 2 px across"], r["false turns"]
-        print(f"| {head} | {noise:g} | {r['as read']:.2f} | {moved} | {across:.2f} | {false:.2f} |")
+        across, false, flight = (
+            r["ball 2 px across"],
+            r["false turns"],
+            f"{r['in flight']:.2f} / {r['in flight p90']:.2f}",
+        )
+        print(f"| {head} | {noise:g} | {r['as read']:.2f} | {moved} | {across:.2f} | {false:.2f} | {flight} |")
 
     if args.enemy:
         e = enemy_fit(objects, args.data, args.seed, args.steps, args.hidden)

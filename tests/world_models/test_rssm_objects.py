@@ -18,6 +18,7 @@ from world_models.pixel.rssm_objects import (
     ENEMY,
     PADDLE_DY,
     RELATIVE,
+    drawn_grid_move,
     enemy_features,
     fill_gaps,
     mirrored,
@@ -285,6 +286,23 @@ def test_ball_prefit_fits_the_ball_head_alone_on_the_detectors_moves(pong_datase
         build_model("rssm", dataclasses.replace(OBJECTS, ball_prefit=10), (3, 64, 64), 6)
     with pytest.raises(ValueError, match="ball_noise is the ball_prefit fit's"):
         build_model("rssm", dataclasses.replace(OBJECT_BALL, ball_noise=1.0), (3, 64, 64), 6)
+
+
+def test_the_vertical_move_is_taught_given_a_grid_move_as_a_dream_draws_it(monkeypatch) -> None:
+    """The horizontal move the vertical one is taught given is one grid move drawn from the true move's two-hot
+    weights (a dream gives the head a drawn one-hot move; given two-hot weights in training, the head read their
+    fraction and at one-hot inputs called flying balls flat)."""
+    torch.manual_seed(0)
+    moves = drawn_grid_move(torch.tensor([3.75] * 4000 + [-2.0, 20.0, -20.0]), BALL_DX) - BALL_DX
+    assert 0.72 < (moves[:4000] == 4).float().mean() < 0.78 and set(moves[:4000].tolist()) == {3, 4}
+    assert moves[4000:].tolist() == [-2, BALL_DX, -BALL_DX]  # on the grid: itself; beyond: the grid's end
+    objects = build_model("rssm", OBJECT_BALL, (3, 64, 64), 6).objects
+    given = []
+    real_y = objects._ball_y
+    monkeypatch.setattr(objects, "_ball_y", lambda inputs, dx: given.append(dx) or real_y(inputs, dx))
+    window, target = _one_ball([(3.75, -3.0), (-4.5, 3.0), (2.2, 1.0)])
+    objects._ball_objects_ce(window[0], torch.zeros(3, dtype=torch.int64), target[0])
+    assert torch.equal(given[0].sum(-1), torch.ones(3)) and set(given[0].flatten().tolist()) == {0.0, 1.0}
 
 
 def test_ball_noise_moves_what_the_head_reads_not_what_it_is_taught() -> None:

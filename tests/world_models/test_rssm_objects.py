@@ -176,7 +176,7 @@ def test_object_state_refuses_what_it_cannot_do() -> None:
 
 
 @pytest.mark.parametrize("config", [OBJECTS, OBJECT_BALL, OBJECT_REL], ids=["h", "objects", "relative"])
-def test_a_ball_stepped_past_the_fields_edge_is_not_seen(config: RSSMConfig) -> None:
+def test_a_ball_stepped_past_the_fields_side_is_not_seen_and_past_a_wall_stays(config: RSSMConfig) -> None:
     model = build_model("rssm", config, (3, 64, 64), 6).eval()
     objects = model.objects
     with torch.no_grad():
@@ -184,17 +184,19 @@ def test_a_ball_stepped_past_the_fields_edge_is_not_seen(config: RSSMConfig) -> 
         last = objects.ball_net[-1] if config.ball_moves != "h" else objects.ball_head[-1]
         last.weight.zero_()
         last.bias.zero_()
-        if config.ball_moves != "h":  # the ball moves 13 px right, then 0 down
-            last.bias[BALL_DX + 13] = last.bias[2 * BALL_DX + 1 + BALL_DY] = 50.0
+        if config.ball_moves != "h":  # the ball moves 13 px right, then 4 down
+            last.bias[BALL_DX + 13] = last.bias[2 * BALL_DX + 1 + BALL_DY + 4] = 50.0
         else:
-            last.bias[(BALL_DX + 13) * (2 * BALL_DY + 1) + BALL_DY] = 50.0
-        window = torch.zeros(2, 2, 3, 3)
+            last.bias[(BALL_DX + 13) * (2 * BALL_DY + 1) + BALL_DY + 4] = 50.0
+        window = torch.zeros(3, 2, 3, 3)
         window[:, :, :2] = torch.tensor([[1.0, 0.78, 0.0], [1.0, -0.78, 0.0]])
         window[0, :, 2] = torch.tensor([1.0, 0.80, 0.0])  # a ball at 0.80 in both frames
         window[1, :, 2] = torch.tensor([1.0, 0.90, 0.0])  # one at 0.90
-        new = objects.step(torch.zeros(2, 32), window, torch.zeros(2, dtype=torch.int64), temperature=0.0)
-    assert new[0, 0, 2, 0] == 1 and torch.allclose(new[0, 0, 2, 1], torch.tensor(0.80 + 13 / 80))
+        window[2, :, 2] = torch.tensor([1.0, 0.0, 0.98])  # one at mid-field, 1.6 px above the bottom wall
+        new = objects.step(torch.zeros(3, 32), window, torch.zeros(3, dtype=torch.int64), temperature=0.0)
+    assert new[0, 0, 2, 0] == 1 and torch.allclose(new[0, 0, 2, 1:], torch.tensor([0.80 + 13 / 80, 4 / 80]))
     assert torch.equal(new[1, 0, 2], torch.zeros(3))  # 0.90 + 13 px is past the edge: gone, as from the frame
+    assert torch.allclose(new[2, 0, 2], torch.tensor([1.0, 13 / 80, 1.0]))  # past the wall: kept at it
 
 
 def test_contact_weight_weighs_the_balls_moves_where_it_may_turn() -> None:

@@ -12,7 +12,8 @@ project's frame detector (:func:`~world_models.objects.pong_objects.find_objects
   reward head reads it alone (a point is the ball leaving the field);
 * a dream step draws each object's presence, then the paddles' vertical moves, then the ball's move given
   where the paddles went (as ``slot_dynamics``' tiers), from fixed grids of 1-raw-pixel moves; an object that
-  appears is placed by regression, a ball past the field's edge is gone. Moves are trained with two-hot targets
+  appears is placed by regression, a ball past the field's left or right edge is gone (one drawn past the top or
+  bottom wall stays at the wall). Moves are trained with two-hot targets
   (DreamerV3's two-hot, here over the neighbouring grid moves), so a drawn move averages to the true one, not to
   the nearest grid move; the heads read the objects in field units and finer (``FINE_GAIN``);
 * frames are decoded with each object drawn at its place: its Gaussian heat map, through a learned 5 x 5 conv,
@@ -315,13 +316,13 @@ class ObjectState(nn.Module):
         """One dream step of the objects: ``h`` (B, deter) the new ``h``, ``window`` (B, 2, 3, 3) the state's,
         ``actions`` (B,) the move's -> the new window (B, 2, 3, 3). The moves are drawn at ``temperature`` (0: the
         likeliest), the presences drawn (``sample_presence``) or thresholded at 0.5; with ``keep_present`` the
-        objects found in the last frame thresholded, only the absent ones drawn."""
+        objects found in the last frame stay (a ball leaves by the field's sides), only the absent ones drawn."""
         x, fine = self._head_input(h, window, actions)
         found_logits, appear, paddle_logits = self._paddle_out(torch.cat([x, fine], -1))
         prob = torch.sigmoid(found_logits)
         found = draw_presence(prob, sample_presence, generator)  # (B, 3)
         if keep_present:
-            found = torch.where(window[:, 0, :, 0] > 0, prob > 0.5, found)
+            found = torch.where(window[:, 0, :, 0] > 0, True, found)
         found = found.to(window.dtype)
         paddle_logits = self._paddle_logits(paddle_logits, window)
         half = self._half()
@@ -340,7 +341,8 @@ class ObjectState(nn.Module):
             ball_move = torch.stack([move // (2 * BALL_DY + 1) - BALL_DX, move % (2 * BALL_DY + 1) - BALL_DY], -1)
         ball = last[:, 2, 1:] + ball_move.to(window.dtype) / half
         ball = torch.where(last[:, 2, :1] > 0, ball, appear[:, 2].to(window.dtype))
-        seen = found[:, 2:] * (ball.abs() <= 1).all(-1, keepdim=True)  # a ball past the field's edge is not seen
+        ball = torch.stack([ball[:, 0], ball[:, 1].clamp(-1.0, 1.0)], -1)  # the walls: it bounces, it stays
+        seen = found[:, 2:] * (ball[:, :1].abs() <= 1)  # a ball past the field's left or right edge is not seen
         new_ball = torch.cat([seen, ball * seen], -1)[:, None]  # (B, 1, 3)
         return torch.stack([torch.cat([new_paddles, new_ball], 1), last], 1)
 

@@ -495,3 +495,28 @@ def test_enemy_moves_refuses_what_it_cannot_do() -> None:
     loss, _ = unheld.loss(torch.zeros(8, 32), window, torch.zeros(8, dtype=torch.int64), target)
     loss.backward()
     assert unheld.enemy_net[0].weight.grad is not None
+
+
+def test_keep_present_keeps_objects_and_lets_a_ball_past_a_paddle_leave_by_its_presence() -> None:
+    """With ``keep_present`` a found object stays whatever its presence (0.2 here), but for a ball past a
+    paddle's column, where the presence decides; absent objects are still drawn."""
+    objects = build_model("rssm", OBJECT_BALL, (3, 64, 64), 6).objects.eval()
+    with torch.no_grad():
+        objects.paddle_head[-1].weight.zero_()
+        objects.paddle_head[-1].bias.zero_()
+        objects.paddle_head[-1].bias[:3] = float(torch.logit(torch.tensor(0.2)))  # every presence 0.2
+        window = torch.zeros(400, 2, 3, 3)
+        window[:, :, :2] = torch.tensor([[1.0, 0.78, 0.0], [1.0, -0.78, 0.0]])
+        window[:200, :, 2] = torch.tensor([1.0, 0.0, 0.0])  # a ball mid-field
+        window[200:300, :, 2] = torch.tensor([1.0, 0.85, 0.0])  # past the player's column
+        window[300:, :, 2] = torch.tensor([1.0, -0.85, 0.0])  # past the enemy's
+        still = torch.zeros(400, dtype=torch.int64)
+        kept = objects.step(torch.zeros(400, 32), window, still, torch.Generator().manual_seed(0), 0.0, True, True)
+        drawn = objects.step(torch.zeros(400, 32), window, still, torch.Generator().manual_seed(0), 0.0, True, False)
+        gone = window.clone()
+        gone[:, :, 2] = 0.0
+        served = objects.step(torch.zeros(400, 32), gone, still, torch.Generator().manual_seed(0), 0.0, True, True)
+    assert torch.equal(kept[:, 0, :2, 0], torch.ones(400, 2)) and torch.equal(kept[:200, 0, 2, 0], torch.ones(200))
+    assert kept[200:, 0, 2, 0].sum() == 0  # out of play at 0.2: gone
+    assert 0.1 < drawn[:, 0, :, 0].mean() < 0.3  # without: each object drawn at 0.2
+    assert 0.1 < served[:, 0, 2, 0].mean() < 0.3

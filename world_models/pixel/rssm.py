@@ -211,14 +211,17 @@ class RSSMConfig(ModelConfig):
     this setting, a 2,000-update object-state run showed a ball in 0.00-0.09 of its dreams' frames at every
     100th step, the game 0.22-0.81)."""
     keep_present: bool = True
-    """Imagination setting (``object_state``): an object found in the last frame stays; only absent objects'
-    presences are drawn (``sample_presence``), so a serve still comes after a drawn wait, and a ball leaves by the
-    field's left or right side (a point). The presence head is trained on batches where half the windows hold a
-    point (``point_share``), where balls vanish, and it reads a dream's ``h``: drawn at every step, a flying ball
-    vanished in 0.077 of the steps it was found in ``enm``'s dreams (``move_temperature=0``, random play; the
-    detector on held-out real frames: 0.009, points included) and the enemy in 0.024 (real 0.004), coming back
-    elsewhere; thresholded instead, a flying ball still vanished mid-field 8.6 times per 1,000 steps. false:
-    every presence drawn (or thresholded)."""
+    """Imagination setting (``object_state``): an object found in the last frame stays (the ball, once past a
+    paddle's column, while its presence is over 0.5); only absent objects' presences are drawn
+    (``sample_presence``), so a serve still comes after a drawn wait. The presence head is trained on batches
+    where half the windows hold a point (``point_share``), where balls vanish, and it reads a dream's ``h``: drawn
+    at every step, a flying ball vanished in 0.077 of the steps it was found in ``enm``'s dreams
+    (``move_temperature=0``, random play; the detector on held-out real frames: 0.009, points included) and the
+    enemy in 0.024 (real 0.004), coming back elsewhere; thresholded instead, a flying ball still vanished
+    mid-field 8.6 times per 1,000 steps. Past a paddle the ball is out of play, and where the detector reads it
+    clipped by the field's side a head may hold it there (``ball_moves=relative``: moves of 0 px), so there its
+    presence decides. A ball past the field's left or right side is gone whatever this says. false: every
+    presence drawn (or thresholded)."""
     reward_sample: bool = False
     """Imagination setting: draw each step's reward sign from the reward head's distribution instead of taking
     the most likely one. A point is rarely more likely than no point at any one step, so the most likely sign

@@ -316,13 +316,19 @@ class ObjectState(nn.Module):
         """One dream step of the objects: ``h`` (B, deter) the new ``h``, ``window`` (B, 2, 3, 3) the state's,
         ``actions`` (B,) the move's -> the new window (B, 2, 3, 3). The moves are drawn at ``temperature`` (0: the
         likeliest), the presences drawn (``sample_presence``) or thresholded at 0.5; with ``keep_present`` the
-        objects found in the last frame stay (a ball leaves by the field's sides), only the absent ones drawn."""
+        objects found in the last frame stay (a ball past a paddle's column while its presence is over 0.5), only
+        the absent ones drawn."""
         x, fine = self._head_input(h, window, actions)
         found_logits, appear, paddle_logits = self._paddle_out(torch.cat([x, fine], -1))
         prob = torch.sigmoid(found_logits)
         found = draw_presence(prob, sample_presence, generator)  # (B, 3)
-        if keep_present:
-            found = torch.where(window[:, 0, :, 0] > 0, True, found)
+        if keep_present:  # the ball past a paddle's column, out of play, leaves where its presence says
+            last = window[:, 0]
+            past = ((last[:, 2, 1] > last[:, 0, 1]) & (last[:, 0, 0] > 0)) | (
+                (last[:, 2, 1] < last[:, 1, 1]) & (last[:, 1, 0] > 0)
+            )
+            stay = torch.stack([torch.ones_like(past), torch.ones_like(past), ~past | (prob[:, 2] > 0.5)], -1)
+            found = torch.where(last[..., 0] > 0, stay, found)
         found = found.to(window.dtype)
         paddle_logits = self._paddle_logits(paddle_logits, window)
         half = self._half()

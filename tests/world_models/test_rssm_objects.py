@@ -31,6 +31,7 @@ SMALL = RSSMConfig(n_past=2, n_future=4, deter=32, stoch=4, classes=4, hidden=32
 OBJECTS = dataclasses.replace(SMALL, object_state=True)
 OBJECT_BALL = dataclasses.replace(OBJECTS, ball_moves="objects")
 OBJECT_REL = dataclasses.replace(OBJECTS, ball_moves="relative")
+OBJECT_RELX = dataclasses.replace(OBJECTS, ball_moves="relative_x")
 OBJECT_ENEMY = dataclasses.replace(OBJECTS, enemy_moves="objects")
 
 
@@ -175,7 +176,9 @@ def test_object_state_refuses_what_it_cannot_do() -> None:
         model.bind_data("Boxing", default_preprocess("Boxing"))
 
 
-@pytest.mark.parametrize("config", [OBJECTS, OBJECT_BALL, OBJECT_REL], ids=["h", "objects", "relative"])
+@pytest.mark.parametrize(
+    "config", [OBJECTS, OBJECT_BALL, OBJECT_REL, OBJECT_RELX], ids=["h", "objects", "relative", "relative_x"]
+)
 def test_a_ball_stepped_past_the_fields_side_is_not_seen_and_past_a_wall_stays(config: RSSMConfig) -> None:
     model = build_model("rssm", config, (3, 64, 64), 6).eval()
     objects = model.objects
@@ -233,7 +236,7 @@ def _one_ball(moves: list[tuple[float, float]]) -> tuple[torch.Tensor, torch.Ten
     return window, target
 
 
-@pytest.mark.parametrize("config", [OBJECT_BALL, OBJECT_REL], ids=["objects", "relative"])
+@pytest.mark.parametrize("config", [OBJECT_BALL, OBJECT_REL, OBJECT_RELX], ids=["objects", "relative", "relative_x"])
 def test_objects_ball_head_draws_the_vertical_move_given_the_horizontal_one(config: RSSMConfig) -> None:
     """Served up and right or down and left, never across: drawn one after the other the moves keep together
     (drawn apart, each at its own odds, half would cross); and the ball's move reads no ``h``."""
@@ -357,6 +360,15 @@ def test_relative_features_read_the_ball_from_each_paddle() -> None:
     assert torch.equal(
         relative_features(gone, gone[0, :2])[[0, 1, 2, 3, 4, 6, 7, 8, 9, 12, 13, 14, 15]], torch.zeros(13)
     )
+
+
+def test_relative_x_reads_the_relative_inputs_and_the_balls_x() -> None:
+    window = _contact(0.1, 0.12)[None]
+    actions = torch.zeros(1, dtype=torch.int64)
+    rel = build_model("rssm", OBJECT_REL, (3, 64, 64), 6).objects._ball_input(window, actions, window[:, 0, :2])
+    relx = build_model("rssm", OBJECT_RELX, (3, 64, 64), 6).objects._ball_input(window, actions, window[:, 0, :2])
+    assert torch.equal(relx[:, : rel.shape[1]], rel)
+    assert torch.allclose(relx[:, rel.shape[1] :], torch.tensor([[0.74, 0.74 * 20]]))  # its x (0.74), and x 20
 
 
 def test_mirrored_swaps_the_paddles_and_the_sides() -> None:

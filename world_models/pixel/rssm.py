@@ -159,7 +159,9 @@ class RSSMConfig(ModelConfig):
     from v5, ``ball_mirror``, ``move_temperature=0``) the balls that reach the player's paddle within 0-4 / 4-8 / 8-12 /
     12-16 / 16-24 / > 24 px come back at 0.65 / 0.67 / 0.55 / 0.35 / 0.17 / 0.01 (``objects``: 0.56 / 0.29 / 0.30 / 0.35
     / 0.10 / 0.09; the game 1.00 / 1.00 / 0.66 / 0.27 / 0.07 / 0.00), but its ball drifts further in flight, and its
-    agent lost (-20.9): the dream's enemy paddle does not follow the ball (its moves read ``h``)."""
+    agent lost (-20.9): the dream's enemy paddle does not follow the ball (its moves read ``h``). ``relative_x``: as
+    ``relative`` and the ball's own x, so it knows how near a side it is: past a paddle the detector reads the ball
+    clipped by the field's side, with moves of 0 px, and ``relative`` held such balls there in a dream."""
     ball_prefit: int = 0
     """``ball_moves=objects`` or ``relative``: before the first update the ball's head is fitted alone, this many steps
     of 256 moves (Adam, 3e-4), on every move the detector reads in the training split (it reads no ``h``, so it needs no
@@ -291,8 +293,10 @@ class RSSM(WorldModel):
             raise ValueError(f"rssm needs stoch >= 1 and classes >= 2, got {cfg.stoch} and {cfg.classes}")
         if cfg.ball_noise and not cfg.ball_prefit:
             raise ValueError("rssm's ball_noise is the ball_prefit fit's: set ball_prefit too")
-        if cfg.ball_mirror and not (cfg.ball_prefit and cfg.ball_moves == "relative"):
-            raise ValueError("rssm's ball_mirror is the ball_prefit fit's of ball_moves=relative: set both")
+        if cfg.ball_mirror and not (cfg.ball_prefit and cfg.ball_moves in ("relative", "relative_x")):
+            raise ValueError(
+                "rssm's ball_mirror is the ball_prefit fit's of ball_moves=relative or relative_x: set both"
+            )
         if cfg.enemy_prefit and cfg.enemy_moves != "objects":
             raise ValueError(
                 "rssm's enemy_prefit needs enemy_moves=objects (a head that reads h cannot be fitted alone)"

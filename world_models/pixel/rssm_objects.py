@@ -51,11 +51,12 @@ What they decide turns on a few pixels: a point is the ball 3 px further at the 
 units), a wall bounce or a paddle's return the ball a few pixels from the wall or the paddle's end. Reading
 field units, the reward head called no point of 11 after 500 updates at 1e-4, and dreamed balls ran on into the
 corners; the move heads read both scales (the fine one added after the first runs, at zero weight)."""
-BALL_MOVES = ("h", "objects", "relative")
+BALL_MOVES = ("h", "objects", "relative", "relative_x")
 """What the ball's move is drawn from (``rssm``'s ``ball_moves``): ``h`` and the objects, one hidden layer, one
 draw over the 2-D grid; or the objects alone, two hidden layers, the horizontal move drawn first and the vertical
 one given it (:class:`ObjectState`); ``relative``: as ``objects``, reading where the ball is from each paddle
-instead of where each object is (:func:`relative_features`)."""
+instead of where each object is (:func:`relative_features`); ``relative_x``: as ``relative`` and the ball's own x
+(how near the field's sides it is, where the detector reads a ball clipped by the side)."""
 RELATIVE = 17
 """Length of :func:`relative_features`."""
 ENEMY_MOVES = ("h", "objects")
@@ -215,6 +216,7 @@ class ObjectState(nn.Module):
             self.ball_head = norm_mlp(d_in + 12, hidden, (2 * BALL_DX + 1) * (2 * BALL_DY + 1))
         else:  # the objects (or the ball from the paddles) at both scales, and the horizontal move when drawn
             n_in = 2 * FEATURES + n_actions + 2 * 6 if ball_moves == "objects" else 2 * RELATIVE
+            n_in += 2 if ball_moves == "relative_x" else 0
             n_in += 2 * BALL_DX + 1
             self.ball_net = norm_mlp(n_in, hidden, 2 * BALL_DX + 1 + 2 * BALL_DY + 1, depth=2)
         # the enemy's vertical move from the objects alone (its part of paddle_head unused)
@@ -282,10 +284,15 @@ class ObjectState(nn.Module):
     def _ball_input(self, window: torch.Tensor, actions: torch.Tensor, paddles: torch.Tensor) -> torch.Tensor:
         """``ball_moves=objects``: the objects' features, the action and the next paddles, at both scales;
         ``relative``: :func:`relative_features` at both scales (the fine one of the paddles' columns clipped to
-        ``FINE_CLIP``), no action (it moves the ball only through the player's next place, which is read)."""
-        if self.ball_moves == "relative":
+        ``FINE_CLIP``), no action (it moves the ball only through the player's next place, which is read);
+        ``relative_x``: and the ball's x at both scales."""
+        if self.ball_moves in ("relative", "relative_x"):
             r = relative_features(window.float(), paddles.float())
-            return torch.cat([r, r[..., :5] * FINE_GAIN, (r[..., 5:] * FINE_GAIN).clamp(-FINE_CLIP, FINE_CLIP)], -1)
+            parts = [r, r[..., :5] * FINE_GAIN, (r[..., 5:] * FINE_GAIN).clamp(-FINE_CLIP, FINE_CLIP)]
+            if self.ball_moves == "relative_x":
+                x = window[..., 0, 2, 1:2].float() * window[..., 0, 2, 0:1].float()
+                parts += [x, x * FINE_GAIN]
+            return torch.cat(parts, -1)
         f = object_features(window).float()
         p = paddles.flatten(-2).float()
         return torch.cat([f, F.one_hot(actions.long(), self.n_actions).float(), p, f * FINE_GAIN, p * FINE_GAIN], -1)

@@ -33,6 +33,7 @@ from world_models import build_model
 from world_models.pixel.rssm import RSSMConfig, detector_moves
 from world_models.pixel.rssm_objects import BALL_DX, BALL_DY, PADDLE_DY, ObjectState, with_mirrored
 
+HEADS = ("objects", "relative", "relative+mirror", "relative_x", "relative_x+mirror")
 AWAY = (4, 8, 12, 16, 24)
 """Raw px the player's paddle is moved further from the ball."""
 _READ: dict[tuple[Path, str], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
@@ -49,22 +50,27 @@ def split_moves(objects: ObjectState, data: Path, split: str) -> tuple[torch.Ten
     return _READ[data, split]
 
 
-def fit_head(data: Path, head: str, noise: float, steps: int, seed: int, hidden: int) -> tuple[ObjectState, float]:
-    """A fitted ball head (``objects``, ``relative`` or ``relative+mirror``) and its fit's seconds."""
-    moves_kind = head.split("+")[0]
-    cfg = RSSMConfig(hidden=hidden, object_state=True, ball_moves=moves_kind)
-    torch.manual_seed(seed)  # the head's initial weights too
+def _objects(data: Path, cfg: RSSMConfig, seed: int) -> ObjectState:
+    """``rssm``'s object state for ``data``'s frames, its initial weights drawn with ``seed``."""
+    torch.manual_seed(seed)
     train = SequenceDataset(data, seq_len=2, split="train")
     h, w, c = train.preprocess.shape
     model = build_model("rssm", cfg, (c, h, w), len(train.ds.read_manifest()["action_meanings"]))
     model.bind_data("Pong", train.preprocess)
-    window, action, target = split_moves(model.objects, data, "train")
+    return model.objects
+
+
+def fit_head(data: Path, head: str, noise: float, steps: int, seed: int, hidden: int) -> tuple[ObjectState, float]:
+    """A fitted ball head (``objects``, ``relative``, ``relative_x``, each relative one ``+mirror`` too) and its
+    fit's seconds."""
+    objects = _objects(data, RSSMConfig(hidden=hidden, object_state=True, ball_moves=head.split("+")[0]), seed)
+    window, action, target = split_moves(objects, data, "train")
     if head.endswith("+mirror"):
         window, action, target = with_mirrored(window, action, target)
     torch.manual_seed(seed)
     t0 = time.perf_counter()
-    model.objects.prefit_ball(window, action, target, steps, progress=False, noise=noise)
-    return model.objects.eval(), time.perf_counter() - t0
+    objects.prefit_ball(window, action, target, steps, progress=False, noise=noise)
+    return objects.eval(), time.perf_counter() - t0
 
 
 @torch.no_grad()
@@ -113,17 +119,12 @@ def returns_table(objects: ObjectState, data: Path) -> dict[str, float]:
 def enemy_head(data: Path, steps: int, seed: int, hidden: int) -> tuple[ObjectState, float]:
     """``rssm``'s objects-only enemy head (``enemy_moves=objects``) fitted as ``enemy_prefit`` fits it, and its
     fit's seconds."""
-    cfg = RSSMConfig(hidden=hidden, object_state=True, enemy_moves="objects")
-    torch.manual_seed(seed)
-    train = SequenceDataset(data, seq_len=2, split="train")
-    h, w, c = train.preprocess.shape
-    model = build_model("rssm", cfg, (c, h, w), len(train.ds.read_manifest()["action_meanings"]))
-    model.bind_data("Pong", train.preprocess)
-    window, _, target = split_moves(model.objects, data, "train")
+    objects = _objects(data, RSSMConfig(hidden=hidden, object_state=True, enemy_moves="objects"), seed)
+    window, _, target = split_moves(objects, data, "train")
     torch.manual_seed(seed)
     t0 = time.perf_counter()
-    model.objects.prefit_enemy(window, target, steps, progress=False)
-    return model.objects.eval(), time.perf_counter() - t0
+    objects.prefit_enemy(window, target, steps, progress=False)
+    return objects.eval(), time.perf_counter() - t0
 
 
 def enemy_fit(objects: ObjectState, data: Path, seed: int, steps: int, hidden: int) -> dict[str, float]:
@@ -185,8 +186,8 @@ def main() -> None:
     parser.add_argument("--enemy", action="store_true", help="also: the enemy's move from the objects")
     args = parser.parse_args()
     for head in args.heads:
-        if head not in ("objects", "relative", "relative+mirror"):
-            raise SystemExit(f"--heads: {head!r} is not one of objects, relative, relative+mirror")
+        if head not in HEADS:
+            raise SystemExit(f"--heads: {head!r} is not one of {', '.join(HEADS)}")
     rows = []
     for head in args.heads:
         for noise in args.noise:

@@ -329,8 +329,8 @@ class ObjectState(nn.Module):
         found_logits, appear, paddle_logits = self._paddle_out(torch.cat([x, fine], -1))
         prob = torch.sigmoid(found_logits)
         found = draw_presence(prob, sample_presence, generator)  # (B, 3)
+        last = window[:, 0]  # (B, 3, 3)
         if keep_present:  # the ball past a paddle's column, out of play, leaves where its presence says
-            last = window[:, 0]
             past = ((last[:, 2, 1] > last[:, 0, 1]) & (last[:, 0, 0] > 0)) | (
                 (last[:, 2, 1] < last[:, 1, 1]) & (last[:, 1, 0] > 0)
             )
@@ -339,7 +339,6 @@ class ObjectState(nn.Module):
         found = found.to(window.dtype)
         paddle_logits = self._paddle_logits(paddle_logits, window)
         half = self._half()
-        last = window[:, 0]  # (B, 3, 3)
         dy = _choose(paddle_logits, temperature, generator).to(window.dtype) - PADDLE_DY  # (B, 2) raw px
         paddles = last[:, :2, 1:] + torch.stack([torch.zeros_like(dy), dy / half[1]], -1)
         paddles = torch.where(last[:, :2, :1] > 0, paddles, appear[:, :2].to(window.dtype)).clamp(-1.0, 1.0)
@@ -428,9 +427,9 @@ class ObjectState(nn.Module):
         self, window: torch.Tensor, actions: torch.Tensor, target: torch.Tensor, noise: float = 0.0
     ) -> tuple[torch.Tensor, float]:
         """``ball_moves=objects``: :meth:`_ball_ce` of the horizontal move and of the vertical one given the true
-        horizontal one (a grid move drawn from its two-hot weights, :func:`drawn_grid_move`), on moves (N, 2, 3, 3), (N,), (N, 3, 3). ``noise`` > 0: every place the head reads (each
-        object in each frame, and the next paddles) is off by up to that many raw px, uniformly; the moves it is
-        taught stay the true ones."""
+        horizontal one (a grid move drawn from its two-hot weights, :func:`drawn_grid_move`), on moves (N, 2, 3, 3),
+        (N,), (N, 3, 3). ``noise`` > 0: every place the head reads (each object in each frame, and the next
+        paddles) is off by up to that many raw px, uniformly; the moves it is taught stay the true ones."""
         seen, paddles = window, target[:, :2]  # given the true next paddles
         if noise > 0:
             half = self._half()

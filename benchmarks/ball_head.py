@@ -31,7 +31,7 @@ import torch
 from dataset_tools.sequences import SequenceDataset
 from world_models import build_model
 from world_models.pixel.rssm import RSSMConfig, detector_moves
-from world_models.pixel.rssm_objects import BALL_DX, BALL_DY, PADDLE_DY, ObjectState, with_mirrored
+from world_models.pixel.rssm_objects import BALL_DX, PADDLE_DY, ObjectState, with_mirrored
 
 HEADS = ("objects", "relative", "relative+mirror", "relative_x", "relative_x+mirror")
 AWAY = (4, 8, 12, 16, 24)
@@ -108,10 +108,8 @@ def returns_table(objects: ObjectState, data: Path) -> dict[str, float]:
     out["ball 2 px across"] = min(across)
     flying = seen & (objects._contact(window[:, 0]) == 0)
     inputs = objects._ball_input(window[flying], action[flying], target[flying, :2])
-    mx = objects._ball_x(inputs).argmax(-1)
-    my = objects._ball_y(inputs, torch.nn.functional.one_hot(mx, 2 * BALL_DX + 1)).argmax(-1)
     true = (target[flying, 2, 1:] - window[flying, 0, 2, 1:]) * half
-    off = (torch.stack([mx - BALL_DX, my - BALL_DY], -1) - true).norm(dim=-1)
+    off = (objects.draw_ball_move(inputs) - true).norm(dim=-1)  # the likeliest move
     out["in flight"], out["in flight p90"] = float(off.median()), float(off.quantile(0.9))
     return out
 
@@ -162,7 +160,7 @@ def enemy_fit(objects: ObjectState, data: Path, seed: int, steps: int, hidden: i
     window, _, target = split_moves(objects, data, "val")
     kept = window[(window[:, 0, 1, 0] > 0) & (window[:, 1, 1, 0] > 0) & (target[:, 1, 0] > 0)]
     with torch.no_grad():
-        logits = head._paddle_logits(kept.new_zeros(len(kept), 2, 2 * PADDLE_DY + 1), kept)[:, 1]
+        logits = head._enemy_logits(kept)
     grid = torch.arange(-PADDLE_DY, PADDLE_DY + 1.0)
     expected, likeliest = (logits.softmax(-1) @ grid).numpy(), (logits.argmax(-1) - PADDLE_DY).float().numpy()
     out = {"moves": float(len(yv)), "head seconds": seconds}

@@ -255,17 +255,21 @@ class ObjectState(nn.Module):
         return found, place, out[..., 9:].unflatten(-1, (2, 2 * PADDLE_DY + 1))
 
     def _paddle_logits(self, out: torch.Tensor, window: torch.Tensor, grad: bool = True) -> torch.Tensor:
-        """The paddles' move logits (..., 2, n): ``paddle_head``'s ``out``, the enemy's from :func:`enemy_features`
-        of ``window`` (..., 2, 3, 3) at both scales (the fine one clipped to ``FINE_CLIP``) with
-        ``enemy_moves=objects`` (without gradients unless ``grad``)."""
+        """The paddles' move logits (..., 2, n): ``paddle_head``'s ``out``, the enemy's from :meth:`_enemy_logits`
+        with ``enemy_moves=objects`` (without gradients unless ``grad``)."""
         if self.enemy_net is None:
             return out
-        e = enemy_features(window.float())
         with torch.set_grad_enabled(torch.is_grad_enabled() and grad):
-            enemy = self.enemy_net(
-                torch.cat([e, e[..., :4], (e[..., 4:] * FINE_GAIN).clamp(-FINE_CLIP, FINE_CLIP)], -1)
-            )
-        return torch.stack([out[..., 0, :], enemy.float()], -2)
+            enemy = self._enemy_logits(window)
+        return torch.stack([out[..., 0, :], enemy], -2)
+
+    def _enemy_logits(self, window: torch.Tensor) -> torch.Tensor:
+        """``enemy_moves=objects``: the enemy's vertical move logits (..., n) from :func:`enemy_features` of
+        ``window`` (..., 2, 3, 3) at both scales (the fine one clipped to ``FINE_CLIP``)."""
+        e = enemy_features(window.float())
+        return self.enemy_net(
+            torch.cat([e, e[..., :4], (e[..., 4:] * FINE_GAIN).clamp(-FINE_CLIP, FINE_CLIP)], -1)
+        ).float()
 
     def _head_input(
         self, h: torch.Tensor, window: torch.Tensor, actions: torch.Tensor
@@ -310,6 +314,15 @@ class ObjectState(nn.Module):
         out = self.ball_net(torch.cat([inputs, dx.to(inputs.dtype)], -1)).float()
         return out[..., 2 * BALL_DX + 1 :].log_softmax(-1)
 
+    def draw_ball_move(
+        self, inputs: torch.Tensor, temperature: float = 0.0, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """``ball_moves`` other than ``h``: the ball's move (..., 2) in raw px from :meth:`_ball_input`'s
+        ``inputs``, the horizontal one drawn at ``temperature`` (0: the likeliest), then the vertical one given it."""
+        mx = _choose(self._ball_x(inputs), temperature, generator)
+        my = _choose(self._ball_y(inputs, F.one_hot(mx, 2 * BALL_DX + 1)), temperature, generator)
+        return torch.stack([mx - BALL_DX, my - BALL_DY], -1)
+
     def step(
         self,
         h: torch.Tensor,
@@ -345,9 +358,7 @@ class ObjectState(nn.Module):
         new_paddles = torch.cat([found[:, :2, None], paddles * found[:, :2, None]], -1)  # (B, 2, 3)
         if self.ball_moves != "h":
             inputs = self._ball_input(window, actions, new_paddles)
-            mx = _choose(self._ball_x(inputs), temperature, generator)
-            my = _choose(self._ball_y(inputs, F.one_hot(mx, 2 * BALL_DX + 1)), temperature, generator)
-            ball_move = torch.stack([mx - BALL_DX, my - BALL_DY], -1)
+            ball_move = self.draw_ball_move(inputs, temperature, generator)
         else:
             move = _choose(self._ball_logits(x, fine, new_paddles), temperature, generator)
             ball_move = torch.stack([move // (2 * BALL_DY + 1) - BALL_DX, move % (2 * BALL_DY + 1) - BALL_DY], -1)
@@ -472,7 +483,7 @@ class ObjectState(nn.Module):
     def enemy_ce(self, window: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``enemy_moves=objects``: the enemy's two-hot cross-entropy on moves (N, 2, 3, 3) -> (N, 3, 3) where it is
         found in both frames (their mean), and the raw px between the expected and the true move (N,)."""
-        logits = self._paddle_logits(window.new_zeros(*window.shape[:-3], 2, 2 * PADDLE_DY + 1), window)[..., 1, :]
+        logits = self._enemy_logits(window)
         move = (target[:, 1, 2] - window[:, 0, 1, 2]) * self._half()[1]
         log_probs = logits.log_softmax(-1)
         ce = -(two_hot(move, -PADDLE_DY, PADDLE_DY) * log_probs).sum(-1)

@@ -17,7 +17,10 @@ the RAM.
 
 It also asks how far the enemy's next vertical move is a function of the objects it sees (``--enemy``):
 gradient-boosted trees fitted on the training split's moves (the ball's offset from the enemy's paddle, the
-ball's move, the paddle's height and last move), scored on the held-out moves against repeating the last move.
+ball's move, the paddle's height and last move), scored on the held-out moves against repeating the last move,
+and ``rssm``'s enemy head fitted with each ``--enemy-shuffle`` (``enemy_shuffle``): its errors, and where the ball
+is far from the enemy, how often its likeliest move goes toward the ball, as read and with the enemy's last move
+reversed (moving away from the ball, as a dream's enemy that overshoots does).
 """
 
 from __future__ import annotations
@@ -114,21 +117,52 @@ def returns_table(objects: ObjectState, data: Path) -> dict[str, float]:
     return out
 
 
-def enemy_head(data: Path, steps: int, seed: int, hidden: int) -> tuple[ObjectState, float]:
-    """``rssm``'s objects-only enemy head (``enemy_moves=objects``) fitted as ``enemy_prefit`` fits it, and its
-    fit's seconds."""
-    objects = _objects(data, RSSMConfig(hidden=hidden, object_state=True, enemy_moves="objects"), seed)
+def enemy_head(
+    data: Path, steps: int, seed: int, hidden: int, shuffle: float = 0.0, noise: float = 0.0
+) -> tuple[ObjectState, float]:
+    """``rssm``'s objects-only enemy head (``enemy_moves=objects``) fitted as ``enemy_prefit`` fits it with
+    ``enemy_serve`` (the serves left out), ``enemy_shuffle`` and ``enemy_noise``, and its fit's seconds."""
+    config = RSSMConfig(hidden=hidden, object_state=True, enemy_moves="objects", enemy_prefit=1, enemy_serve=True)
+    objects = _objects(data, config, seed)
     window, _, target = split_moves(objects, data, "train")
     torch.manual_seed(seed)
     t0 = time.perf_counter()
-    objects.prefit_enemy(window, target, steps, progress=False)
+    objects.prefit_enemy(window, target, steps, progress=False, shuffle=shuffle, noise=noise)
     return objects.eval(), time.perf_counter() - t0
 
 
-def enemy_fit(objects: ObjectState, data: Path, seed: int, steps: int, hidden: int) -> dict[str, float]:
+FAR = 16.0
+"""Raw px between the ball and the enemy's centre past which the enemy is far from it (``enemy_turns``)."""
+
+
+def enemy_turns(head: ObjectState, window: torch.Tensor) -> dict[str, float]:
+    """At held-out states where the ball is more than ``FAR`` px above or below the enemy (both found, the enemy in
+    both frames): the share of the head's likeliest moves that go toward the ball, as read and with the enemy's
+    last move set to go away from the ball (by its size, at least 4 px): a state a dream makes when its enemy
+    overshoots and real play seldom shows."""
+    half = head._half()
+    ball, enemy = window[:, 0, 2], window[:, 0, 1]
+    gap = (ball[:, 2] - enemy[:, 2]) * half[1]
+    far = (ball[:, 0] > 0) & (enemy[:, 0] > 0) & (window[:, 1, 1, 0] > 0) & (gap.abs() > FAR)
+    window, toward = window[far], gap[far].sign()
+    away = window.clone()
+    size = ((window[:, 0, 1, 2] - window[:, 1, 1, 2]) * half[1]).abs().clamp(min=4.0)
+    away[:, 1, 1, 2] = window[:, 0, 1, 2] + toward * size / half[1]  # came from the ball's side: moved away
+    out = {"far states": float(len(window))}
+    with torch.no_grad():
+        for name, w in (("far, as read", window), ("far, last move reversed", away)):
+            move = head._enemy_logits(w).argmax(-1) - PADDLE_DY
+            out[name] = float((move.sign() == toward).float().mean())
+    return out
+
+
+def enemy_fit(
+    objects: ObjectState, data: Path, seed: int, steps: int, hidden: int, shuffles: list[float], noise: float
+) -> dict[str, float]:
     """The enemy's next vertical move (raw px) from the objects: held-out median and 90th-percentile errors of
-    gradient-boosted trees, of ``rssm``'s enemy head (its expected move, and its likeliest as a dream at
-    ``move_temperature=0`` takes it), of repeating the last move, and of no move."""
+    gradient-boosted trees, of ``rssm``'s enemy head fitted with each ``enemy_shuffle`` in ``shuffles`` (its
+    expected move, and its likeliest as a dream at ``move_temperature=0`` takes it; and :func:`enemy_turns`), of
+    repeating the last move, and of no move."""
     import numpy as np
     from sklearn.ensemble import HistGradientBoostingRegressor
 
@@ -156,15 +190,18 @@ def enemy_fit(objects: ObjectState, data: Path, seed: int, steps: int, hidden: i
     x, y, _ = rows("train")
     xv, yv, last = rows("val")
     trees = HistGradientBoostingRegressor(max_iter=300, random_state=seed).fit(x, y)
-    head, seconds = enemy_head(data, steps, seed, hidden)
     window, _, target = split_moves(objects, data, "val")
     kept = window[(window[:, 0, 1, 0] > 0) & (window[:, 1, 1, 0] > 0) & (target[:, 1, 0] > 0)]
-    with torch.no_grad():
-        logits = head._enemy_logits(kept)
     grid = torch.arange(-PADDLE_DY, PADDLE_DY + 1.0)
-    expected, likeliest = (logits.softmax(-1) @ grid).numpy(), (logits.argmax(-1) - PADDLE_DY).float().numpy()
-    out = {"moves": float(len(yv)), "head seconds": seconds}
-    guesses = {"trees": trees.predict(xv), "head, expected": expected, "head, likeliest": likeliest}
+    out = {"moves": float(len(yv))}
+    guesses = {"trees": trees.predict(xv)}
+    for shuffle in shuffles:
+        head, out[f"head seconds, shuffle {shuffle:g}"] = enemy_head(data, steps, seed, hidden, shuffle, noise)
+        with torch.no_grad():
+            logits = head._enemy_logits(kept)
+        guesses[f"head, shuffle {shuffle:g}, expected"] = (logits.softmax(-1) @ grid).numpy()
+        guesses[f"head, shuffle {shuffle:g}, likeliest"] = (logits.argmax(-1) - PADDLE_DY).float().numpy()
+        out.update({f"{k}, shuffle {shuffle:g}": v for k, v in enemy_turns(head, kept).items()})
     guesses.update({"last move": last, "no move": np.zeros_like(yv)})
     for name, guess in guesses.items():
         error = np.abs(guess - yv)
@@ -182,6 +219,10 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=256, help="the head's width (rssm's hidden; v5's 256)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--enemy", action="store_true", help="also: the enemy's move from the objects")
+    parser.add_argument(
+        "--enemy-shuffle", nargs="+", type=float, default=[0.0], help="with --enemy: enemy_shuffle values"
+    )
+    parser.add_argument("--enemy-noise", type=float, default=0.0, help="with --enemy: enemy_noise (raw px)")
     args = parser.parse_args()
     for head in args.heads:
         if head not in HEADS:
@@ -209,11 +250,23 @@ def main() -> None:
         print(f"| {head} | {noise:g} | {r['as read']:.2f} | {moved} | {across:.2f} | {false:.2f} | {flight} |")
 
     if args.enemy:
-        e = enemy_fit(objects, args.data, args.seed, args.steps, args.hidden)
+        shuffles = args.enemy_shuffle
+        e = enemy_fit(objects, args.data, args.seed, args.steps, args.hidden, shuffles, args.enemy_noise)
         print(f"\nThe enemy's next vertical move, {int(e['moves'])} held-out moves: error (raw px, median / 90th pct)")
-        print(f"(the head: rssm's enemy_moves=objects, {args.steps} enemy_prefit steps, {e['head seconds']:.0f} s)")
-        for name in ("trees", "head, expected", "head, likeliest", "last move", "no move"):
+        print(f"(the head: rssm's enemy_moves=objects, {args.steps} enemy_prefit steps, enemy_serve, ", end="")
+        print(f"enemy_noise {args.enemy_noise:g})")
+        names = ["trees"] + [f"head, shuffle {v:g}, {k}" for v in shuffles for k in ("expected", "likeliest")]
+        for name in names + ["last move", "no move"]:
             print(f"- {name}: {e[name]:.2f} / {e[name + ' p90']:.2f}")
+        n = int(e[f"far states, shuffle {shuffles[0]:g}"])
+        print(f"\nThe enemy far from the ball (> {FAR:g} px, {n} held-out states): share of likeliest moves toward it")
+        print("\n| enemy_shuffle | fit (s) | as read | its last move reversed (away from the ball) |")
+        print("|---:|---:|---:|---:|")
+        for v in shuffles:
+            fit, read, away = (
+                e[f"{k}, shuffle {v:g}"] for k in ("head seconds", "far, as read", "far, last move reversed")
+            )
+            print(f"| {v:g} | {fit:.0f} | {read:.2f} | {away:.2f} |")
 
 
 if __name__ == "__main__":

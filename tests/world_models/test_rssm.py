@@ -15,7 +15,7 @@ import torch
 from dataset_tools.dataset import DatasetDir
 from dataset_tools.sequences import SequenceDataset
 from world_models import build_model
-from world_models.evaluation.closed_loop import ClosedLoopConfig, _direction, closed_loop
+from world_models.evaluation.closed_loop import ClosedLoopConfig, _direction, _recall_precision_near, closed_loop
 from world_models.pixel.rssm import RSSMConfig
 
 SMALL = RSSMConfig(n_past=2, n_future=4, deter=32, stoch=4, classes=4, hidden=32, embed=32, nf=8)
@@ -163,6 +163,19 @@ def test_the_real_twin_filters_the_whole_game(
     assert torch.allclose(torch.from_numpy(obs), model.observation(state)[0], atol=1e-5)
 
 
+def test_rewards_within_one_step_count_a_call_a_step_off_in_its_window_and_sign() -> None:
+    true = np.array([[0, -1, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0]])
+    pred = np.array([[0, 0, -1, 0, 0, 0], [1, 0, 0, 0, 0, 0], [0, 0, 1, 0, 0, -1]])
+    # row 0: the -1 called a step late (counts), the +1 missed; row 1: a call with no point; row 2: a +1 called
+    # two steps late (does not count) and a -1 with no point
+    got = _recall_precision_near(true, pred)
+    assert got == {"points": 3, "called": 4, "recall": 1 / 3, "precision": 1 / 4}
+    wrong_sign = _recall_precision_near(true, -pred)
+    assert wrong_sign["recall"] == 0.0 and wrong_sign["precision"] == 0.0
+    assert _recall_precision_near(true, pred, slack=2)["recall"] == 2 / 3
+    assert _recall_precision_near(true, true)["precision"] == 1.0
+
+
 @pytest.mark.parametrize("fixture", ["tiny_rssm", "tiny_object_rssm"])
 def test_closed_loop_grades_a_trained_rssm(fixture: str, pong_dataset: Path, tmp_path: Path, request) -> None:
     checkpoint = request.getfixturevalue(fixture)
@@ -199,6 +212,9 @@ def test_closed_loop_grades_a_trained_rssm(fixture: str, pong_dataset: Path, tmp
     assert head["filtered"]["points"] == sum(int(np.count_nonzero(r)) for r in rewards)
     assert "own states" in (tmp_path / "cl" / "closed_loop.md").read_text()
     assert [r["steps"] for r in head["tracking"]["by_step"]] == [1, 2, 3, 4, 5]
+    near = head["within_one_step"]
+    assert near["points"] == counted and near["called"] == head["called"] and near["recall"] >= head["recall"]
+    assert "Within one step" in (tmp_path / "cl" / "closed_loop.md").read_text()
     hits = sum(round(r["recall"] * r["points"]) for r in by_step)
     assert head["tracking"]["missed"] == counted - hits  # every point not called with its sign
     assert "Where those dreams leave the game" in (tmp_path / "cl" / "closed_loop.md").read_text()

@@ -24,6 +24,8 @@ from world_models.pixel.rssm_objects import (
     mirrored,
     object_features,
     relative_features,
+    serve_steps,
+    shuffled_last_move,
     two_hot,
 )
 
@@ -497,11 +499,101 @@ def test_enemy_prefit_fits_a_following_enemy_that_a_dream_steps(pong_dataset: Pa
     assert fresh.objects.paddle_head[0].weight.grad is not None
 
 
+def test_shuffled_last_move_draws_other_rows_last_moves_and_keeps_the_latest_frame() -> None:
+    g = torch.Generator().manual_seed(0)
+    window, _ = _enemy_moves(2000, g)
+    window[:, 1, 1, 2] = window[:, 0, 1, 2] - torch.arange(2000.0) / 10000  # every last move its own
+    window[:5, 1, 1, 0] = 0.0  # not found before: left as read
+    assert torch.equal(shuffled_last_move(window, 0.0), window)
+    torch.manual_seed(0)
+    out = shuffled_last_move(window, 0.5)
+    assert torch.equal(out[:, 0], window[:, 0]) and torch.equal(out[:5], window[:5])
+    last, was = out[:, 0, 1, 2] - out[:, 1, 1, 2], window[:, 0, 1, 2] - window[:, 1, 1, 2]
+    changed = ~torch.isclose(last, was, atol=1e-6)
+    assert 0.4 < changed.float().mean() < 0.6  # about the share (a draw may pick its own row)
+    assert torch.isclose(last[changed, None], was[None, 5:], atol=1e-6).any(-1).all()  # another found row's
+    assert not changed[:5].any()
+
+
+def test_enemy_shuffle_makes_the_ball_decide_where_the_last_move_misleads() -> None:
+    """Moves where the enemy's next move is always its last one: near the ball it drifts 4 px either way whatever
+    the ball does, far from it (more than 16 px) it chases it at 8 px. Fitted as read, the head copies the last
+    move; with ``enemy_shuffle`` it goes toward a far ball when its last move goes away."""
+    g = torch.Generator().manual_seed(0)
+
+    def moves(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        window, target = _enemy_moves(n, g)
+        gap = (window[:, 0, 2, 2] - window[:, 0, 1, 2]) * 80
+        drift = torch.where(torch.rand(n, generator=g) < 0.5, -4.0, 4.0)
+        step = torch.where(gap.abs() > 16, 8.0 * gap.sign(), drift)
+        window[:, 1, 1, 2] = window[:, 0, 1, 2] - step / 80
+        target[:, 1, 2] = window[:, 0, 1, 2] + step / 80
+        return window, target
+
+    window, target = moves(4000)
+    probe, _ = moves(2000)
+    gap = (probe[:, 0, 2, 2] - probe[:, 0, 1, 2]) * 80
+    probe, toward = probe[gap.abs() > 16], gap[gap.abs() > 16].sign()
+    probe[:, 1, 1, 2] = probe[:, 0, 1, 2] + toward * 8 / 80  # it moved 8 px away from the ball
+    went = {}
+    for share in (0.0, 0.5):
+        torch.manual_seed(0)
+        config = dataclasses.replace(OBJECT_ENEMY, enemy_prefit=1, enemy_shuffle=share)
+        objects = build_model("rssm", config, (3, 64, 64), 6).objects
+        objects.prefit_enemy(window, target, 800, progress=False, shuffle=share)
+        with torch.no_grad():
+            move = objects._enemy_logits(probe).argmax(-1) - PADDLE_DY
+        went[share] = float((move.sign() == toward).float().mean())
+    assert went[0.0] < 0.3 and went[0.5] > 0.9, went
+
+
+def test_enemy_serve_fits_the_serves_offset_and_places_the_enemy_level_with_a_served_ball() -> None:
+    """``enemy_serve``: the serves (a ball appears) give the enemy's offset from the served ball and are left out of
+    the moves' fit; a dream step that serves a ball puts the enemy there, the others move it by its head."""
+    g = torch.Generator().manual_seed(0)
+    window, target = _enemy_moves(1000, g)
+    window[:100, 0, 2] = 0.0  # no ball on the field, then one served 5 raw px above the enemy's next place
+    target[:100, 2] = torch.tensor([1.0, 0.0, 0.0])
+    target[:100, 2, 2] = (torch.rand(100, generator=g) - 0.5) * 0.2
+    target[:100, 1, 2] = target[:100, 2, 2] + (5.0 + torch.randn(100, generator=g) * 0.5) / 80
+    assert torch.equal(serve_steps(window, target), torch.arange(1000) < 100)
+    model = build_model("rssm", dataclasses.replace(OBJECT_ENEMY, enemy_prefit=1, enemy_serve=True), (3, 64, 64), 6)
+    objects = model.objects.eval()
+    logs = objects.prefit_enemy(window, target, 200, progress=False)
+    assert logs["prefit_serves"] == 100 and logs["prefit_enemy_moves"] == 900
+    assert abs(logs["prefit_serve_offset"] - 5.0) < 0.3 and torch.isclose(
+        objects.serve.offset, torch.tensor(5.0), atol=0.3
+    )
+    with torch.no_grad():
+        objects.paddle_head[-1].weight.zero_()
+        objects.paddle_head[-1].bias.zero_()
+        objects.paddle_head[-1].bias[:3] = 20.0  # every object found
+        objects.paddle_head[-1].bias[8] = float(torch.atanh(torch.tensor(0.3)))  # a served ball appears at y 0.3
+        gone = window[100:300].clone()
+        gone[:100, 0, 2] = 0.0  # the first 100: a ball is served
+        new = objects.step(torch.zeros(200, 32), gone, torch.zeros(200, dtype=torch.int64), g, 0.0, True, True)
+    assert torch.allclose(new[:100, 0, 2, 2], torch.full((100,), 0.3), atol=1e-5)
+    assert torch.allclose(new[:100, 0, 1, 2], 0.3 + objects.serve.offset / 80, atol=1e-5)  # level with it
+    moved = (new[100:, 0, 1, 2] - gone[100:, 0, 1, 2]) * 80
+    assert moved.abs().max() <= PADDLE_DY and (moved != 0).any()  # the rest: the head's moves
+    plain = build_model("rssm", dataclasses.replace(OBJECT_ENEMY, enemy_prefit=1), (3, 64, 64), 6).objects
+    assert "prefit_serves" not in plain.prefit_enemy(window, target, 1, progress=False)
+    assert plain.serve is None  # checkpoints without it load as before
+
+
 def test_enemy_moves_refuses_what_it_cannot_do() -> None:
     with pytest.raises(ValueError, match="enemy_moves must be one of h, objects"):
         build_model("rssm", dataclasses.replace(OBJECTS, enemy_moves="relative"), (3, 64, 64), 6)
     with pytest.raises(ValueError, match="enemy_prefit needs enemy_moves=objects"):
         build_model("rssm", dataclasses.replace(OBJECTS, enemy_prefit=10), (3, 64, 64), 6)
+    with pytest.raises(ValueError, match="enemy_serve is fitted by enemy_prefit"):
+        build_model("rssm", dataclasses.replace(OBJECT_ENEMY, enemy_serve=True), (3, 64, 64), 6)
+    with pytest.raises(ValueError, match="enemy_noise is the enemy_prefit fit's"):
+        build_model("rssm", dataclasses.replace(OBJECT_ENEMY, enemy_noise=1.0), (3, 64, 64), 6)
+    with pytest.raises(ValueError, match="enemy_shuffle is the enemy_prefit fit's"):
+        build_model("rssm", dataclasses.replace(OBJECT_ENEMY, enemy_shuffle=0.5), (3, 64, 64), 6)
+    with pytest.raises(ValueError, match=r"enemy_shuffle is a share in \[0, 1\]"):
+        build_model("rssm", dataclasses.replace(OBJECT_ENEMY, enemy_prefit=1, enemy_shuffle=1.5), (3, 64, 64), 6)
     unheld = build_model("rssm", OBJECT_ENEMY, (3, 64, 64), 6).objects  # not prefit: it trains with the rest
     window, target = _enemy_moves(8, torch.Generator().manual_seed(0))
     loss, _ = unheld.loss(torch.zeros(8, 32), window, torch.zeros(8, dtype=torch.int64), target)

@@ -351,6 +351,7 @@ def reward_head(
     device = next(model.parameters()).device
     gen = torch.Generator(device=device).manual_seed(seed)
     true, pred, ahead, dreamt, real = [], [], [], [], []
+    windows: list[tuple[np.ndarray, np.ndarray]] = []  # per chunk: (chunk, horizon) real and dreamt rewards
     for i in range(0, len(starts), batch):
         chunk = starts[i : i + batch]
         frames = torch.from_numpy(np.stack([ep["frames"][s - p + 1 : s + 1] for ep, s in chunk])).to(device)
@@ -358,6 +359,7 @@ def reward_head(
         ctx = torch.from_numpy(ctx).to(device)
         future = torch.from_numpy(np.stack([ep["actions"][s : s + horizon] for ep, s in chunk])).to(device)
         state = model.start(frames, ctx, generator=gen)
+        first = len(pred)
         for k in range(horizon):
             state, reward, _ = model.step(state, future[:, k], generator=gen)
             pred.append(reward.float().cpu().numpy())
@@ -366,9 +368,13 @@ def reward_head(
             if preprocess is not None:
                 dreamt.append(find_objects(model.decode(state).float().clamp(0, 1).cpu(), preprocess))
                 real.append(find_objects(np.stack([ep["frames"][s + k + 1] for ep, s in chunk]), preprocess))
+        windows.append((np.stack(true[first:], 1), np.stack(pred[first:], 1)))
     t, q, k = np.concatenate(true), np.concatenate(pred), np.concatenate(ahead)
     by_step = [{"steps": j, **_recall_precision(t[k == j], q[k == j])} for j in range(1, horizon + 1)]
     out: dict[str, Any] = {**_recall_precision(t, q), "transitions": int(len(t)), "by_step": by_step}
+    out["within_one_step"] = _recall_precision_near(
+        np.concatenate([w[0] for w in windows]), np.concatenate([w[1] for w in windows])
+    )
     if preprocess is not None:
         joined = [{name: np.concatenate([f[name] for f in found]) for name in found[0]} for found in (dreamt, real)]
         out["tracking"] = _tracking(*joined, k, t, q, horizon)
@@ -423,6 +429,34 @@ def _tracking(
         "by_step": by_step,
         "missed": int(missed.sum()),
         "missed_in_play": float((dream["ball"][missed, 0] > 0).mean()) if missed.any() else None,
+    }
+
+
+def _recall_precision_near(true: np.ndarray, pred: np.ndarray, slack: int = 1) -> dict[str, float]:
+    """As :func:`_recall_precision` on windows (N, T) of real and dreamt reward signs, a call counting for a point of
+    its sign up to ``slack`` steps before or after it in the same window (and a point as called so). The game
+    gives Pong's point one step before, at or one step after the step where the frame detector loses the ball
+    (``pong_mix``'s 131 held-out points: 78 at it, 49 one step before, 3 one step after), so a dream whose ball
+    leaves a step early or late calls the right point at the wrong step."""
+
+    def near(hit: np.ndarray) -> np.ndarray:
+        out = hit.copy()
+        for k in range(1, slack + 1):
+            out[:, k:] |= hit[:, :-k]
+            out[:, :-k] |= hit[:, k:]
+        return out
+
+    points, called = true != 0, pred != 0
+    found = np.zeros_like(points)
+    right = np.zeros_like(called)
+    for sign in (-1, 1):
+        found |= (true == sign) & near(pred == sign)
+        right |= (pred == sign) & near(true == sign)
+    return {
+        "points": int(points.sum()),
+        "called": int(called.sum()),
+        "recall": float(found.sum() / max(points.sum(), 1)),
+        "precision": float(right.sum() / called.sum()) if called.any() else float("nan"),
     }
 
 
@@ -564,6 +598,13 @@ def markdown(result: dict[str, Any]) -> str:
         + ".",
         "",
     ]
+    if "within_one_step" in w:
+        n = w["within_one_step"]
+        lines += [
+            f"Within one step (a call one step before or after a point of its sign counts for it): recall "
+            f"{n['recall']:.2f}, precision {_num(n['precision'], 2)}.",
+            "",
+        ]
     if "filtered" in w:
         f = w["filtered"]
         lines += [

@@ -119,6 +119,43 @@ def enemy_features(window: torch.Tensor) -> torch.Tensor:
     return torch.cat([seen, kept, ball_seen, moved, offset, speed, enemy[..., 2:] * seen, step], -1)
 
 
+def serve_steps(window: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The moves (N, 2, 3, 3) -> (N, 3, 3) where a ball is served (absent in the window's last frame, found next)
+    and the enemy is found before and after -> (N,) bool. At a Pong serve the game puts the enemy level with the
+    served ball: ``pong_mix``'s 511 training serves show it 4.7 raw px below the ball at the median (3.7-6.0 for
+    0.90 of them), after a jump of 32 px at the median, 72 at the 90th percentile, past the moves' reach."""
+    return (window[:, 0, 2, 0] == 0) & (target[:, 2, 0] > 0) & (window[:, 0, 1, 0] > 0) & (target[:, 1, 0] > 0)
+
+
+def jittered(objects: torch.Tensor, noise: float, half: torch.Tensor) -> torch.Tensor:
+    """``objects`` (..., 3) ``[found, x, y]`` (field units) with each found object's place off by up to ``noise``
+    raw px (``half``: raw px a field unit, x and y), uniformly (``ball_noise``, ``enemy_noise``); as is at 0."""
+    if noise <= 0:
+        return objects
+    out = objects.clone()
+    out[..., 1:] += (torch.rand_like(out[..., 1:]) * 2 - 1) * noise / half * out[..., :1]
+    return out
+
+
+def shuffled_last_move(window: torch.Tensor, share: float) -> torch.Tensor:
+    """``enemy_shuffle``: ``window`` (N, 2, 3, 3) with, in about ``share`` of the rows where the enemy is found in
+    both frames, the enemy's earlier place set so that its last move is another such row's (drawn), the latest
+    frame unchanged. A head fitted on real moves only, where the enemy seldom moves away from a ball far from it,
+    goes on moving away when a dream puts it there; with the last move at times unrelated to the field, the
+    ball's place must decide."""
+    if share <= 0:
+        return window
+    kept = torch.nonzero((window[:, 0, 1, 0] > 0) & (window[:, 1, 1, 0] > 0)).squeeze(-1)
+    if not len(kept):
+        return window
+    out = window.clone()
+    last_move = window[kept, 0, 1, 2] - window[kept, 1, 1, 2]
+    drawn = last_move[torch.randint(0, len(kept), (len(kept),), device=window.device)]
+    swap = torch.rand(len(kept), device=window.device) < share
+    out[kept, 1, 1, 2] = torch.where(swap, window[kept, 0, 1, 2] - drawn, window[kept, 1, 1, 2])
+    return out
+
+
 def mirrored(objects: torch.Tensor) -> torch.Tensor:
     """Objects (..., 3, 3) as the field mirrored left to right would show them (``ball_mirror``): each x negated
     (zero stays zero where an object is not found) and the player and the enemy swapped."""
@@ -178,6 +215,15 @@ def two_hot(values: torch.Tensor, low: int, high: int) -> torch.Tensor:
     return out + F.one_hot(below.long() + 1, n).to(values.dtype) * above_w[..., None]
 
 
+class ServeOffset(nn.Module):
+    """``enemy_serve``: how far below a served ball the game puts the enemy paddle (raw px; ``prefit_enemy`` fits it).
+    A module of its own, so that ``init_from`` a checkpoint without it starts it fresh."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("offset", torch.zeros(1))
+
+
 class ObjectState(nn.Module):
     """The object state's heads: presence, moves and appearing places from ``[h, features, action]``, and the
     heat maps the decoder draws the objects with. Positions are in field units, moves in raw pixels."""
@@ -194,6 +240,7 @@ class ObjectState(nn.Module):
         ball_held: bool = False,
         enemy_moves: str = "h",
         enemy_held: bool = False,
+        enemy_serve: bool = False,
     ) -> None:
         super().__init__()
         if ball_moves not in BALL_MOVES:
@@ -221,6 +268,7 @@ class ObjectState(nn.Module):
             self.ball_net = norm_mlp(n_in, hidden, 2 * BALL_DX + 1 + 2 * BALL_DY + 1, depth=2)
         # the enemy's vertical move from the objects alone (its part of paddle_head unused)
         self.enemy_net = norm_mlp(2 * ENEMY, hidden, n_paddle, depth=2) if enemy_moves == "objects" else None
+        self.serve = ServeOffset() if enemy_serve else None
         self.heat = nn.Conv2d(3, frame_shape[0], 5, padding=2)
         nn.init.zeros_(self.heat.weight)
         nn.init.zeros_(self.heat.bias)
@@ -354,6 +402,10 @@ class ObjectState(nn.Module):
         half = self._half()
         dy = _choose(paddle_logits, temperature, generator).to(window.dtype) - PADDLE_DY  # (B, 2) raw px
         paddles = last[:, :2, 1:] + torch.stack([torch.zeros_like(dy), dy / half[1]], -1)
+        if self.serve is not None:  # a ball served: the enemy stands level with it (enemy_serve)
+            served = (last[:, 2, 0] == 0) & (found[:, 2] > 0) & (last[:, 1, 0] > 0)
+            level = appear[:, 2, 1].to(window.dtype) + self.serve.offset.to(window.dtype) / half[1]
+            paddles[:, 1, 1] = torch.where(served, level, paddles[:, 1, 1])
         paddles = torch.where(last[:, :2, :1] > 0, paddles, appear[:, :2].to(window.dtype)).clamp(-1.0, 1.0)
         new_paddles = torch.cat([found[:, :2, None], paddles * found[:, :2, None]], -1)  # (B, 2, 3)
         if self.ball_moves != "h":
@@ -441,14 +493,8 @@ class ObjectState(nn.Module):
         horizontal one (a grid move drawn from its two-hot weights, :func:`drawn_grid_move`), on moves (N, 2, 3, 3),
         (N,), (N, 3, 3). ``noise`` > 0: every place the head reads (each object in each frame, and the next
         paddles) is off by up to that many raw px, uniformly; the moves it is taught stay the true ones."""
-        seen, paddles = window, target[:, :2]  # given the true next paddles
-        if noise > 0:
-            half = self._half()
-            seen = window.clone()
-            seen[..., 1:] += (torch.rand_like(seen[..., 1:]) * 2 - 1) * noise / half * seen[..., :1]
-            paddles = paddles.clone()
-            paddles[..., 1:] += (torch.rand_like(paddles[..., 1:]) * 2 - 1) * noise / half * paddles[..., :1]
-        inputs = self._ball_input(seen, actions, paddles)
+        half = self._half()  # given the true next paddles
+        inputs = self._ball_input(jittered(window, noise, half), actions, jittered(target[:, :2], noise, half))
         dx = (target[:, 2, 1] - window[:, 0, 2, 1]) * self._half()[0] * target[:, 2, 0] * window[:, 0, 2, 0]
         y = self._ball_y(inputs, F.one_hot(drawn_grid_move(dx, BALL_DX), 2 * BALL_DX + 1))
         log_probs = (self._ball_x(inputs)[:, :, None] + y[:, None, :]).flatten(-2)
@@ -480,10 +526,14 @@ class ObjectState(nn.Module):
         )
         return {"prefit_ball_move_ce": logs, "prefit_moves": float(len(window))}
 
-    def enemy_ce(self, window: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def enemy_ce(
+        self, window: torch.Tensor, target: torch.Tensor, noise: float = 0.0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``enemy_moves=objects``: the enemy's two-hot cross-entropy on moves (N, 2, 3, 3) -> (N, 3, 3) where it is
-        found in both frames (their mean), and the raw px between the expected and the true move (N,)."""
-        logits = self._enemy_logits(window)
+        found in both frames (their mean), and the raw px between the expected and the true move (N,). ``noise`` >
+        0: every place the head reads is off by up to that many raw px (:func:`jittered`); the moves it is taught
+        stay the true ones."""
+        logits = self._enemy_logits(jittered(window, noise, self._half()))
         move = (target[:, 1, 2] - window[:, 0, 1, 2]) * self._half()[1]
         log_probs = logits.log_softmax(-1)
         ce = -(two_hot(move, -PADDLE_DY, PADDLE_DY) * log_probs).sum(-1)
@@ -491,24 +541,41 @@ class ObjectState(nn.Module):
         return ce.mean(), (log_probs.exp() @ grid - move).abs().detach()
 
     def prefit_enemy(
-        self, window: torch.Tensor, target: torch.Tensor, steps: int, progress: bool = True
+        self,
+        window: torch.Tensor,
+        target: torch.Tensor,
+        steps: int,
+        progress: bool = True,
+        shuffle: float = 0.0,
+        noise: float = 0.0,
     ) -> dict[str, float]:
         """``enemy_prefit``: fit the objects-only enemy head alone on the detector's moves (N, 2, 3, 3) -> (N, 3, 3)
-        where the enemy is found in both, ``steps`` steps of ``PREFIT_BATCH`` drawn moves -> logs (the last 100
-        steps' mean loss)."""
+        where the enemy is found in both, ``steps`` steps of ``PREFIT_BATCH`` drawn moves, that share (``shuffle``,
+        ``enemy_shuffle``) of them reading another move's last enemy move (:func:`shuffled_last_move`), the places
+        it reads off by up to ``noise`` raw px (``enemy_noise``) -> logs (the last 100 steps' mean loss). With
+        ``enemy_serve`` the serves (:func:`serve_steps`) are left out of the fit and give :class:`ServeOffset`: the
+        median of how far below the served ball the enemy stands then (raw px)."""
         kept = (window[:, 0, 1, 0] > 0) & (target[:, 1, 0] > 0)
+        logs = {}
+        if self.serve is not None:  # the serves' offset, and the moves without them (their jumps pass the reach)
+            served = serve_steps(window, target)
+            if served.any():
+                offset = (target[served, 1, 2] - target[served, 2, 2]).median() * self._half()[1]
+                self.serve.offset.fill_(float(offset))
+            logs = {"prefit_serves": float(served.sum()), "prefit_serve_offset": float(self.serve.offset)}
+            kept &= ~served
         window, target = window[kept], target[kept]
         if self.enemy_net is None or not len(window):
-            return {}
-        logs = _fit(
+            return logs
+        fit = _fit(
             self.enemy_net,
-            lambda pick: self.enemy_ce(window[pick], target[pick])[0],
+            lambda pick: self.enemy_ce(shuffled_last_move(window[pick], shuffle), target[pick], noise)[0],
             len(window),
             steps,
             "enemy prefit",
             progress,
         )
-        return {"prefit_enemy_move_ce": logs, "prefit_enemy_moves": float(len(window))}
+        return {**logs, "prefit_enemy_move_ce": fit, "prefit_enemy_moves": float(len(window))}
 
     def _contact(self, objects: torch.Tensor) -> torch.Tensor:
         """Where the ball of ``objects`` (..., 3, 3) may turn: within 12 raw px of a found paddle's column or 10 px

@@ -15,7 +15,13 @@ import torch
 from dataset_tools.dataset import DatasetDir
 from dataset_tools.sequences import SequenceDataset
 from world_models import build_model
-from world_models.evaluation.closed_loop import ClosedLoopConfig, _direction, _recall_precision_near, closed_loop
+from world_models.evaluation.closed_loop import (
+    ClosedLoopConfig,
+    _direction,
+    _recall_precision_near,
+    closed_loop,
+    enemy_gap,
+)
 from world_models.pixel.rssm import RSSMConfig
 
 SMALL = RSSMConfig(n_past=2, n_future=4, deter=32, stoch=4, classes=4, hidden=32, embed=32, nf=8)
@@ -163,6 +169,16 @@ def test_the_real_twin_filters_the_whole_game(
     assert torch.allclose(torch.from_numpy(obs), model.observation(state)[0], atol=1e-5)
 
 
+def test_enemy_gap_reads_the_steps_where_both_are_found() -> None:
+    ball = np.zeros((1, 5, 3))
+    enemy = np.zeros((1, 5, 3))
+    ball[0, :, 0], ball[0, :, 2] = [1, 1, 1, 0, 1], [100, 100, 100, 100, 100]
+    enemy[0, :, 0], enemy[0, :, 2] = [1, 1, 1, 1, 0], [96, 70, 104, 0, 0]
+    gap = enemy_gap(ball, enemy)
+    assert gap["n"] == 3 and gap["median"] == 4.0 and gap["far"] == 1 / 3
+    assert enemy_gap(ball, np.zeros((1, 5, 3)))["n"] == 0
+
+
 def test_rewards_within_one_step_count_a_call_a_step_off_in_its_window_and_sign() -> None:
     true = np.array([[0, -1, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0]])
     pred = np.array([[0, 0, -1, 0, 0, 0], [1, 0, 0, 0, 0, 0], [0, 0, 1, 0, 0, -1]])
@@ -212,6 +228,10 @@ def test_closed_loop_grades_a_trained_rssm(fixture: str, pong_dataset: Path, tmp
     assert head["filtered"]["points"] == sum(int(np.count_nonzero(r)) for r in rewards)
     assert "own states" in (tmp_path / "cl" / "closed_loop.md").read_text()
     assert [r["steps"] for r in head["tracking"]["by_step"]] == [1, 2, 3, 4, 5]
+    real_gap, dream_gap = result["real"]["enemy_gap"], result["dreams"]["enemy_gap"]
+    assert real_gap["n"] > 0 and 0 <= real_gap["median"] <= real_gap["p90"] <= real_gap["p99"]
+    assert 0 <= real_gap["far"] <= 1 and set(dream_gap) == set(real_gap)  # a tiny model's dream may show none
+    assert "The enemy's paddle from the ball" in (tmp_path / "cl" / "closed_loop.md").read_text()
     near = head["within_one_step"]
     assert near["points"] == counted and near["called"] == head["called"] and near["recall"] >= head["recall"]
     assert "Within one step" in (tmp_path / "cl" / "closed_loop.md").read_text()

@@ -38,8 +38,10 @@ class DreamConfig:
     """Dream steps (summed over all envs)."""
     n_envs: int = 64
     """Parallel dream envs (one batched model step)."""
-    obs_type: Literal["latent", "frames"] = "latent"
-    """``latent`` (the model's features; MlpPolicy) or ``frames`` (CnnPolicy)."""
+    obs_type: Literal["latent", "frames", "objects"] = "latent"
+    """``latent`` (the model's features; MlpPolicy), ``objects`` (the ball and paddles an ``rssm`` with
+    ``object_state`` holds, alone: the dream's as it steps them, the real game's as the frame detector reads
+    them; MlpPolicy) or ``frames`` (CnnPolicy)."""
     max_episode_steps: int = 0
     """Truncate dream episodes after this many steps; short rollouts from real starts (as SimPLe's
     50-step ones) keep the model's drift small (on LearnedPongObjects-v0, 1,000-step episodes gave
@@ -118,14 +120,14 @@ def train_in_dream(cfg: DreamConfig, out: str | Path, progress: bool = True) -> 
         venv = LearnedVectorEnv(checkpoint, cfg.n_envs, **env_kwargs)
     env = SB3VecEnv(venv)  # reports episode returns and lengths (rollout/ep_rew_mean) as VecMonitor would
     env.seed(cfg.seed)
-    policy = "MlpPolicy" if cfg.obs_type == "latent" else "CnnPolicy"
+    policy = "CnnPolicy" if cfg.obs_type == "frames" else "MlpPolicy"
     spec = get_algo(cfg.algo)
     algo = spec.cls()(
         policy,
         env,
         learning_rate=cfg.lr,
         gamma=cfg.gamma,
-        policy_kwargs={"net_arch": list(cfg.net_arch)} if cfg.obs_type == "latent" else None,
+        policy_kwargs={"net_arch": list(cfg.net_arch)} if cfg.obs_type != "frames" else None,
         tensorboard_log=str(out / "tb"),
         seed=cfg.seed,
         device=str(device),

@@ -24,7 +24,23 @@ from world_models.base import WorldModel, pick_device
 
 log = logging.getLogger(__name__)
 
-ObsType = Literal["frames", "latent"]
+ObsType = Literal["frames", "latent", "objects"]
+OBS_TYPES = ("frames", "latent", "objects")
+
+
+def check_obs_type(obs_type: str | None, model: Any, source: str | Path) -> str:
+    """``obs_type`` (None: the model's ``default_obs``) if ``model`` can give it, else a one-line ValueError."""
+    if obs_type not in (None, *OBS_TYPES):
+        raise ValueError(f"obs_type must be one of {', '.join(OBS_TYPES)}, got {obs_type!r}")
+    obs_type = obs_type or model.default_obs
+    if obs_type == "objects" and model.object_dim == 0:
+        raise ValueError(
+            f"{source}: obs_type 'objects' needs a model that holds objects beside its latent (rssm "
+            f"object_state=true); this is {type(model).name} without"
+        )
+    return obs_type
+
+
 Precision = Literal["float32", "bfloat16"]
 
 
@@ -35,9 +51,10 @@ class LearnedVectorEnv(VectorEnv):
         checkpoint: checkpoint dir, or a run dir (its newest checkpoint).
         num_envs: number of parallel envs (one batched forward pass per step).
         device: ``"auto"`` (CUDA if present), ``"cpu"``, ``"cuda:0"`` ...
-        obs_type: ``"frames"`` (H, W, C) uint8 model frames, or ``"latent"`` feature vectors (float32 in
-            ``[-model.feature_bound, model.feature_bound]``); default (None): the model's ``default_obs``,
-            the objects for object models, frames for pixel models.
+        obs_type: ``"frames"`` (H, W, C) uint8 model frames, ``"latent"`` feature vectors (float32 in
+            ``[-model.feature_bound, model.feature_bound]``), or ``"objects"`` the objects a pixel model holds
+            beside its latent (``rssm`` with ``object_state``: the ball and paddles alone); default (None): the
+            model's ``default_obs``, the objects for object models, frames for pixel models.
         render_mode: ``"rgb_array"`` or None.
         max_episode_steps: truncate imagined episodes after this many steps.
         contexts: a dataset dir to draw start contexts from (default: those in the checkpoint).
@@ -66,8 +83,8 @@ class LearnedVectorEnv(VectorEnv):
         if precision not in ("float32", "bfloat16"):
             raise ValueError(f"precision must be 'float32' or 'bfloat16', got {precision!r}")
         self.precision = precision
-        if obs_type not in (None, "frames", "latent"):
-            raise ValueError(f"obs_type must be 'frames' or 'latent', got {obs_type!r}")
+        if obs_type not in (None, *OBS_TYPES):
+            raise ValueError(f"obs_type must be one of {', '.join(OBS_TYPES)}, got {obs_type!r}")
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         if num_envs < 1:
@@ -88,7 +105,7 @@ class LearnedVectorEnv(VectorEnv):
         if note:
             log.warning("note: %s", note)
         self.num_envs = num_envs
-        self.obs_type: ObsType = obs_type or self.model.default_obs  # type: ignore[assignment]
+        self.obs_type: ObsType = check_obs_type(obs_type, self.model, checkpoint)  # type: ignore[assignment]
         self.render_mode = render_mode
         self.max_episode_steps = max_episode_steps
         ctx = load_contexts(checkpoint, self.config, contexts)
@@ -101,8 +118,8 @@ class LearnedVectorEnv(VectorEnv):
         if self.obs_type == "frames":
             self.single_observation_space = gym.spaces.Box(0, 255, (h, w, c), np.uint8)
         else:
-            bound = float(self.model.feature_bound)
-            self.single_observation_space = gym.spaces.Box(-bound, bound, (self.model.feature_dim,), np.float32)
+            bound, dim = float(self.model.feature_bound), self.model.observation_dim(self.obs_type)
+            self.single_observation_space = gym.spaces.Box(-bound, bound, (dim,), np.float32)
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
         self.action_meanings = list(self.config.action_meanings)
         self._state: dict[str, torch.Tensor] | None = None
@@ -134,8 +151,8 @@ class LearnedVectorEnv(VectorEnv):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16")
 
     def _observe(self, state: dict[str, torch.Tensor]) -> np.ndarray:
-        if self.obs_type == "latent":
-            return self.model.observation(state).cpu().numpy()
+        if self.obs_type != "frames":
+            return self.model.observation(state, self.obs_type).cpu().numpy()
         with self._autocast():
             frames = self.model.decode(state).float()  # (B, C, H, W) in [0, 1]
         return (frames.permute(0, 2, 3, 1).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
@@ -214,6 +231,8 @@ def _observation_key(venv: LearnedVectorEnv) -> tuple[Any, ...]:
     object extractor (two dynamics models over the same extractor observe alike; two pixel models do not)."""
     if venv.obs_type == "frames":
         return ("frames", venv.single_observation_space.shape)
+    if venv.obs_type == "objects":  # the same objects, read the same way, whatever model steps them
+        return ("objects", venv.config.model, venv.single_observation_space.shape)
     spec = venv.config.model_config.get("extractor_spec") or {}
     owner = spec.get("digest") or venv.checkpoint  # without an extractor, a latent is its own model's
     return ("latent", venv.config.model, owner, venv.single_observation_space.shape)

@@ -19,7 +19,7 @@ import torch
 
 from dataset_tools.games import EnvSettings, make_env
 from dataset_tools.preprocess import Preprocess
-from learned_envs.env import ObsType
+from learned_envs.env import ObsType, check_obs_type
 from world_models import WorldModel, load_model
 from world_models.base import pick_device
 from world_models.checkpoint import CheckpointConfig
@@ -33,9 +33,7 @@ class Observer:
     """
 
     def __init__(self, model: WorldModel, config: CheckpointConfig, obs_type: ObsType | None = None) -> None:
-        if obs_type not in (None, "frames", "latent"):
-            raise ValueError(f"obs_type must be 'frames' or 'latent', got {obs_type!r}")
-        obs_type = obs_type or model.default_obs  # type: ignore[assignment]
+        obs_type = check_obs_type(obs_type, model, f"the real twin of a {config.model} checkpoint")  # type: ignore[assignment]
         self.model, self.config, self.obs_type = model, config, obs_type
         self.preprocess = Preprocess.from_dict(config.preprocess)
         self.n_past = int(config.model_config["n_past"])
@@ -48,13 +46,13 @@ class Observer:
         if obs_type == "latent" and hasattr(model, "encode_frames") and hasattr(model, "start_encoded"):
             self._encoded = deque(maxlen=self.n_past)
         # models whose posterior takes one real frame at a time carry their state through the whole game
-        self._filters = obs_type == "latent" and hasattr(model, "observe_step")
+        self._filters = obs_type != "frames" and hasattr(model, "observe_step")
         c, h, w = config.frame_shape
         if obs_type == "frames":
             self.observation_space = gym.spaces.Box(0, 255, (h, w, c), np.uint8)
         else:
-            bound = float(model.feature_bound)
-            self.observation_space = gym.spaces.Box(-bound, bound, (model.feature_dim,), np.float32)
+            bound, dim = float(model.feature_bound), model.observation_dim(obs_type)
+            self.observation_space = gym.spaces.Box(-bound, bound, (dim,), np.float32)
 
     def reset(self, raw: np.ndarray) -> np.ndarray:
         """Start from the first raw frame (the context repeats it until real steps fill it)."""
@@ -88,7 +86,7 @@ class Observer:
         frame = torch.from_numpy(self._frames[-1]).to(device).permute(2, 0, 1).float().unsqueeze(0) / 255.0
         actions = torch.tensor([action], dtype=torch.int64, device=device)
         self.last_state = self.model.observe_step(self.last_state, actions, frame)  # type: ignore[attr-defined]
-        return self.model.observation(self.last_state)[0].cpu().numpy()
+        return self.model.observation(self.last_state, self.obs_type)[0].cpu().numpy()
 
     @torch.no_grad()
     def _encode(self, frame: np.ndarray, previous: torch.Tensor | None = None) -> torch.Tensor:
@@ -143,14 +141,14 @@ class Observer:
         if self._encoded is not None:
             actions = torch.tensor([list(self._actions)[-(self.n_past - 1) :]], dtype=torch.int64, device=device)
             self.last_state = self.model.start_encoded(torch.stack(list(self._encoded))[None], actions)
-            return self.model.observation(self.last_state)[0].cpu().numpy()
+            return self.model.observation(self.last_state, self.obs_type)[0].cpu().numpy()
         frames = torch.from_numpy(np.stack(self._frames)).to(device)  # (P, H, W, C)
         frames = frames.permute(0, 3, 1, 2).float().unsqueeze(0) / 255.0  # -> (1, P, C, H, W)
         actions = torch.tensor(
             [list(self._actions)[-(self.n_past - 1) :] if self.n_past > 1 else []], dtype=torch.int64, device=device
         )
         self.last_state = self.model.start(frames, actions.reshape(1, self.n_past - 1))
-        return self.model.observation(self.last_state)[0].cpu().numpy()
+        return self.model.observation(self.last_state, self.obs_type)[0].cpu().numpy()
 
 
 class RealTwin(gym.Wrapper):

@@ -209,10 +209,30 @@ class WorldModel(Model):
     def feature_dim(self) -> int:
         """Length of :meth:`features` vectors."""
 
-    def observation(self, state: State) -> torch.Tensor:
-        """:meth:`features` in float32, clipped to ``[-feature_bound, feature_bound]``: the latent observation
-        of learned envs and of the real twin."""
-        return self.features(state).float().clamp(-self.feature_bound, self.feature_bound)
+    @property
+    def object_dim(self) -> int:
+        """Length of :meth:`object_features` vectors; 0: the model holds no objects beside its latent."""
+        return 0
+
+    def object_features(self, state: State) -> torch.Tensor:
+        """The objects the state holds as numbers, (B, object_dim): the ``"objects"`` observation (``rssm`` with
+        ``object_state``: the ball and paddles, as its dreams step them and as the frame detector reads them in
+        real frames). Models without (``object_dim`` 0) refuse it."""
+        raise ValueError(
+            f"{type(self).name} holds no objects beside its latent: obs_type 'objects' needs one that does "
+            "(rssm object_state=true); object models' 'latent' observation is their objects"
+        )
+
+    def observation(self, state: State, obs_type: str = "latent") -> torch.Tensor:
+        """:meth:`features` (``obs_type`` ``"latent"``) or :meth:`object_features` (``"objects"``) in float32,
+        clipped to ``[-feature_bound, feature_bound]``: the vector observation of learned envs and of the real
+        twin."""
+        vector = self.object_features(state) if obs_type == "objects" else self.features(state)
+        return vector.float().clamp(-self.feature_bound, self.feature_bound)
+
+    def observation_dim(self, obs_type: str = "latent") -> int:
+        """Length of :meth:`observation` vectors of ``obs_type``."""
+        return self.object_dim if obs_type == "objects" else self.feature_dim
 
     # ------------------------------------------------------------------ generic helpers
     @torch.no_grad()

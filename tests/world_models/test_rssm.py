@@ -505,3 +505,51 @@ def test_points_to_end_ends_an_imagined_game_when_a_side_reaches_them(pong_datas
             state, _, term = model.step(state, torch.zeros(4, dtype=torch.int64))
             ends.append(float(term.min()))
     assert ends == [0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0]  # off; then the 3rd point ends it, and the 6th
+
+
+def test_an_agent_observes_the_objects_alone_in_the_dream_and_in_the_real_game(
+    tiny_rssm: Path, tiny_object_rssm: Path, tmp_path: Path
+) -> None:
+    """``obs_type="objects"``: the ball and paddles an object-state ``rssm`` holds, without ``h`` and ``z``, in
+    its learned env (as its dream steps them) and in the real twin (as the frame detector reads them)."""
+    from agents.dream import DreamConfig, train_in_dream
+    from agents.evaluate import evaluate_agent, load_agent
+    from learned_envs.env import LearnedVectorEnv
+    from learned_envs.twin import make_real_twin
+    from world_models.pixel.rssm_objects import FEATURES, object_features
+
+    venv = LearnedVectorEnv(tiny_object_rssm, 4, device="cpu", obs_type="objects")
+    obs, _ = venv.reset(seed=0)
+    obs, *_ = venv.step(np.zeros(4, dtype=np.int64))
+    assert obs.shape == (4, FEATURES) and venv.single_observation_space.shape == (FEATURES,)
+    expected = object_features(venv.state["obj"]).clamp(-venv.model.feature_bound, venv.model.feature_bound)
+    assert np.allclose(obs, expected.numpy(), atol=1e-6)
+    latent = LearnedVectorEnv(tiny_object_rssm, 4, device="cpu", obs_type="latent")
+    assert latent.single_observation_space.shape[0] > FEATURES
+    with pytest.raises(ValueError, match="obs_type 'objects' needs a model that holds objects"):
+        LearnedVectorEnv(tiny_rssm, 1, device="cpu", obs_type="objects")
+    twin = make_real_twin(tiny_object_rssm, obs_type="objects")
+    seen, _ = twin.reset(seed=0)
+    for a in (2, 3, 0):
+        seen, *_ = twin.step(a)
+    state = twin.observer.last_state
+    assert seen.shape == (FEATURES,) and np.allclose(seen, object_features(state["obj"])[0].numpy(), atol=1e-6)
+    assert seen[0] == 1.0  # the detector found the player's paddle in the real frame
+    twin.close()
+    cfg = DreamConfig(
+        env=str(tiny_object_rssm),
+        obs_type="objects",
+        steps=64,
+        n_envs=8,
+        n_steps=8,
+        batch_size=32,
+        n_epochs=1,
+        eval_every=0,
+        eval_episodes=0,
+        device="cpu",
+        net_arch=[16],
+    )
+    path = train_in_dream(cfg, tmp_path / "agent", progress=False)
+    policy, meta = load_agent(path)
+    assert meta["obs_type"] == "objects" and policy.observation_space.shape == (FEATURES,)
+    assert len(evaluate_agent(path, episodes=1, seed=0, progress=False, max_steps=20)["scores"]) == 1

@@ -130,8 +130,8 @@ def long_dreams(
         if policy is None:
             a = torch.randint(model.n_actions, (b,), generator=gen, device=frames.device)
         else:
-            if obs_type == "latent":
-                obs = model.observation(state).cpu().numpy()
+            if obs_type != "frames":
+                obs = model.observation(state, obs_type).cpu().numpy()
             else:  # the learned env's frames: (B, H, W, C) uint8
                 obs = (model.decode(state).float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
             chosen = np.asarray(policy.predict(obs, deterministic=True)[0]).reshape(-1)

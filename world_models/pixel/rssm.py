@@ -597,6 +597,17 @@ class RSSM(WorldModel):
     def feature_dim(self) -> int:
         return self.cfg.deter + self.cfg.stoch * self.cfg.classes + (FEATURES if self.cfg.object_state else 0)
 
+    @property
+    def object_dim(self) -> int:
+        return FEATURES if self.cfg.object_state else 0
+
+    def object_features(self, state: State) -> torch.Tensor:
+        """With ``object_state``: the objects' features alone (places and moves of the last two frames), without
+        ``h`` and ``z``; the real twin reads them from the frame detector, a dream from its drawn moves."""
+        if "obj" not in state:
+            return super().object_features(state)
+        return object_features(state["obj"]).float()
+
     # ------------------------------------------------------------------ training
     def loss(self, batch: SequenceBatch) -> tuple[torch.Tensor, dict[str, float]]:
         frames, actions = batch.frames, batch.actions  # (B, T, C, H, W), (B, T-1)

@@ -576,6 +576,12 @@ def test_enemy_serve_fits_the_serves_offset_and_places_the_enemy_level_with_a_se
     assert torch.allclose(new[:100, 0, 1, 2], 0.3 + objects.serve.offset / 80, atol=1e-5)  # level with it
     moved = (new[100:, 0, 1, 2] - gone[100:, 0, 1, 2]) * 80
     assert moved.abs().max() <= PADDLE_DY and (moved != 0).any()  # the rest: the head's moves
+    assert torch.equal(new[:, 0, 1, 1], gone[:, 0, 1, 1])  # a found enemy keeps its x
+    with torch.no_grad():
+        unseen = gone.clone()
+        unseen[:, 0, 1] = 0.0  # no enemy in the last frame: it appears (presence 1), in its column
+        back = objects.step(torch.zeros(200, 32), unseen, torch.zeros(200, dtype=torch.int64), g, 0.0, True, True)
+    assert torch.allclose(back[:, 0, 1, 1], torch.full((200,), (18.0 - 80.0) / 80.0), atol=1e-6)
     plain = build_model("rssm", dataclasses.replace(OBJECT_ENEMY, enemy_prefit=1), (3, 64, 64), 6).objects
     assert "prefit_serves" not in plain.prefit_enemy(window, target, 1, progress=False)
     assert plain.serve is None  # checkpoints without it load as before

@@ -204,7 +204,8 @@ class RSSMConfig(ModelConfig):
     enemy_serve: bool = False
     """``enemy_prefit``: at a serve (a ball appears) the enemy is placed level with the served ball, as far below it
     as the training split's serves show (their median; :func:`~world_models.pixel.rssm_objects.serve_steps`), and
-    its head is fitted on the other moves. The game puts its paddle there, a jump of 32 raw px at the median and 72
+    its head is fitted on the other moves; an enemy that appears stands in its column (the detector's; the
+    appearing place's head, seldom taught an enemy's, put it 7 px off in ``e5ns``, at 0.031 of its steps). The game puts its paddle there, a jump of 32 raw px at the median and 72
     at the 90th percentile, past the moves' reach (26); fitted on those jumps as two-hot targets clamped to the
     reach, the head learned to jump 26 px whenever no ball was on the field and the enemy stood high, and
     ``e3``'s dreams cycled it between the top wall and 26 px below while a serve was awaited, so it met the served

@@ -33,6 +33,7 @@ from torch import nn
 from dataset_tools.preprocess import Preprocess, preprocess_for
 from world_models.blocks import norm_mlp
 from world_models.objects.moves import draw_choice, draw_presence
+from world_models.objects.pong_objects import ENEMY_X
 
 OBJECTS = ("player", "enemy", "ball")
 PADDLE_DY = 26
@@ -407,6 +408,9 @@ class ObjectState(nn.Module):
             level = appear[:, 2, 1].to(window.dtype) + self.serve.offset.to(window.dtype) / half[1]
             paddles[:, 1, 1] = torch.where(served, level, paddles[:, 1, 1])
         paddles = torch.where(last[:, :2, :1] > 0, paddles, appear[:, :2].to(window.dtype)).clamp(-1.0, 1.0)
+        if self.serve is not None:  # an enemy that appears stands in its column (the game's paddles move up and down)
+            column = (sum(ENEMY_X) / 2 - self._centre()[0]) / half[0]
+            paddles[:, 1, 0] = torch.where(last[:, 1, 0] > 0, paddles[:, 1, 0], column)
         new_paddles = torch.cat([found[:, :2, None], paddles * found[:, :2, None]], -1)  # (B, 2, 3)
         if self.ball_moves != "h":
             inputs = self._ball_input(window, actions, new_paddles)

@@ -485,15 +485,8 @@ def _recall_precision_near(true: np.ndarray, pred: np.ndarray, slack: int = 1) -
 
 def _recall_precision(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     """Points (nonzero ``true``), points called (nonzero ``pred``), the share of points called with their sign
-    (recall) and of calls that were such a point (precision; NaN when nothing was called)."""
-    points, called = true != 0, pred != 0
-    hit = points & (pred == true)
-    return {
-        "points": int(points.sum()),
-        "called": int(called.sum()),
-        "recall": float(hit.sum() / max(points.sum(), 1)),
-        "precision": float(hit.sum() / called.sum()) if called.any() else float("nan"),
-    }
+    (recall) and of calls that were such a point (precision; NaN when nothing was called): at the exact step."""
+    return _recall_precision_near(true.reshape(-1, 1), pred.reshape(-1, 1), slack=0)
 
 
 def closed_loop(cfg: ClosedLoopConfig, out: str | Path, policy: Any = None, obs_type: str = "latent") -> dict[str, Any]:

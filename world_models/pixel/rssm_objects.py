@@ -499,7 +499,7 @@ class ObjectState(nn.Module):
         paddles) is off by up to that many raw px, uniformly; the moves it is taught stay the true ones."""
         half = self._half()  # given the true next paddles
         inputs = self._ball_input(jittered(window, noise, half), actions, jittered(target[:, :2], noise, half))
-        dx = (target[:, 2, 1] - window[:, 0, 2, 1]) * self._half()[0] * target[:, 2, 0] * window[:, 0, 2, 0]
+        dx = (target[:, 2, 1] - window[:, 0, 2, 1]) * half[0] * target[:, 2, 0] * window[:, 0, 2, 0]
         y = self._ball_y(inputs, F.one_hot(drawn_grid_move(dx, BALL_DX), 2 * BALL_DX + 1))
         log_probs = (self._ball_x(inputs)[:, :, None] + y[:, None, :]).flatten(-2)
         return self._ball_ce(log_probs, window, target)
@@ -537,8 +537,9 @@ class ObjectState(nn.Module):
         found in both frames (their mean), and the raw px between the expected and the true move (N,). ``noise`` >
         0: every place the head reads is off by up to that many raw px (:func:`jittered`); the moves it is taught
         stay the true ones."""
-        logits = self._enemy_logits(jittered(window, noise, self._half()))
-        move = (target[:, 1, 2] - window[:, 0, 1, 2]) * self._half()[1]
+        half = self._half()
+        logits = self._enemy_logits(jittered(window, noise, half))
+        move = (target[:, 1, 2] - window[:, 0, 1, 2]) * half[1]
         log_probs = logits.log_softmax(-1)
         ce = -(two_hot(move, -PADDLE_DY, PADDLE_DY) * log_probs).sum(-1)
         grid = torch.arange(-PADDLE_DY, PADDLE_DY + 1.0, device=logits.device)

@@ -2,6 +2,10 @@
 
     python benchmarks/learned_env.py --checkpoint learned_envs/assets/LearnedPong-v0 --repeats 3
 
+``--settings move_temperature=0`` steps with imagination settings other than the checkpoint's (as
+``LearnedVectorEnv(settings=...)``); ``--obs latent,objects`` times an object-state ``rssm``'s two vector
+observations.
+
 For each (obs_type, num_envs) it times ``LearnedVectorEnv.step`` with random actions (env steps/s
 = batched steps/s x num_envs) and divides by a real ALE Pong loop's steps/s (one process, random
 actions) timed in the same round; the median ratio over rounds is reported. ``--device cuda`` sweeps
@@ -97,7 +101,14 @@ def main() -> None:
         help="numbers of envs, comma-separated (a scaling table: 1,4,16,...; default 1,16,64,256 on the CPU, "
         "256,1024,4096,16384,65536 on CUDA)",
     )
-    p.add_argument("--obs", default="latent,frames", help="observation types, comma-separated")
+    p.add_argument(
+        "--obs", default="latent,frames", help="observation types, comma-separated (latent, objects, frames)"
+    )
+    p.add_argument(
+        "--settings",
+        default="",
+        help="imagination settings, comma-separated key=value (e.g. move_temperature=0; default: the checkpoint's)",
+    )
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
     p.add_argument("--precision", default="float32", choices=("float32", "bfloat16"))
@@ -108,10 +119,13 @@ def main() -> None:
 
     cuda = pick_device(args.device).type == "cuda"
     sizes = [int(s) for s in (args.envs or ("256,1024,4096,16384,65536" if cuda else "1,16,64,256")).split(",")]
-    if not set(args.obs.split(",")) <= {"latent", "frames"}:
-        p.error(f"--obs takes latent and/or frames, got {args.obs}")
+    if not set(args.obs.split(",")) <= {"latent", "objects", "frames"}:
+        p.error(f"--obs takes latent, objects and/or frames, got {args.obs}")
+    settings = [s for s in args.settings.split(",") if s]
     venvs = {
-        (o, n): LearnedVectorEnv(args.checkpoint, n, device=args.device, obs_type=o, precision=args.precision)
+        (o, n): LearnedVectorEnv(
+            args.checkpoint, n, device=args.device, obs_type=o, precision=args.precision, settings=settings
+        )
         for o in args.obs.split(",")
         for n in sizes
     }
@@ -129,6 +143,7 @@ def main() -> None:
     print(
         f"checkpoint {args.checkpoint} ({next(iter(venvs.values())).config.model}), device {device}, {args.precision}, "
         f"{platform.machine()} {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, median of {args.repeats} rounds"
+        + (f", settings {', '.join(settings)}" if settings else "")
     )
     print(f"real ALE Pong, 1 process: {statistics.median(reals):.0f} steps/s")
     print(f"{'obs':<8}{'envs':>6}{'env steps/s':>14}{'x real':>9}")

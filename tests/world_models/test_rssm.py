@@ -307,7 +307,7 @@ def test_tracking_measures_how_far_the_dream_is_from_the_real_frames() -> None:
 def test_its_learned_env_steps_the_latent_and_decodes_only_to_render(fixture: str, request) -> None:
     from learned_envs.env import LearnedVectorEnv
 
-    venv = LearnedVectorEnv(request.getfixturevalue(fixture), 3, render_mode="rgb_array")
+    venv = LearnedVectorEnv(request.getfixturevalue(fixture), 3, obs_type="latent", render_mode="rgb_array")
     width = 32 + 4 * 4 + (24 if fixture == "tiny_object_rssm" else 0)
     calls = []
     venv.model.decoder.fc.register_forward_hook(lambda *_: calls.append(1))  # object_state skips its forward
@@ -317,6 +317,19 @@ def test_its_learned_env_steps_the_latent_and_decodes_only_to_render(fixture: st
     assert venv.obs_type == "latent" and obs.shape == (3, width) and reward.shape == (3,)
     assert not calls
     assert venv.render() is not None and calls
+
+
+@pytest.mark.parametrize(("fixture", "default"), [("tiny_rssm", "latent"), ("tiny_object_rssm", "objects")])
+def test_an_object_state_rssm_gives_its_objects_unless_told(fixture: str, default: str, request) -> None:
+    from learned_envs.env import LearnedVectorEnv
+    from learned_envs.twin import make_real_twin
+
+    checkpoint = request.getfixturevalue(fixture)
+    venv = LearnedVectorEnv(checkpoint, 2)
+    assert venv.obs_type == default and venv.single_observation_space.shape == (24 if default == "objects" else 48,)
+    twin = make_real_twin(checkpoint)
+    assert twin.obs_type == default  # the real twin's agents read what the dream's do
+    twin.close()
 
 
 def test_drawn_rewards_average_what_the_reward_head_expects(pong_dataset: Path) -> None:

@@ -20,6 +20,7 @@ from world_models.pixel.rssm_objects import (
     RELATIVE,
     drawn_grid_move,
     enemy_features,
+    exit_points,
     fill_gaps,
     mirrored,
     object_features,
@@ -116,16 +117,17 @@ def test_grown_from_a_plain_rssm_it_starts_as_that_model_but_for_the_reward(pong
     h, window = steps[1].state["h"], steps[1].state["obj"]  # the objects drew first: z differs from here on
     assert torch.allclose(steps[0].state["h"], h)
     with torch.no_grad():
-        assert torch.allclose(plain._prior(h), grown._prior(h, window))
+        objs = object_features(window)
+        assert torch.allclose(plain._prior(h), grown._prior(h, objs))
         same = {"h": h, "z": steps[0].state["z"]}
         feat = plain.features(same)
         assert torch.allclose(plain.decode(same), grown.decode({**same, "obj": window}))
         # the reward is read from the objects alone: the same objects, any h and z, the same reward
-        other = grown._reward_logits(torch.randn_like(feat), window)
-        assert torch.equal(grown._reward_logits(feat, window), other)
+        other = grown._reward_logits(torch.randn_like(feat), objs)
+        assert torch.equal(grown._reward_logits(feat, objs), other)
         moved = window.clone()
         moved[:, 0, 2] = torch.tensor([1.0, 0.5, 0.1])  # a ball, elsewhere
-        assert not torch.equal(grown._reward_logits(feat, moved), other)
+        assert not torch.equal(grown._reward_logits(feat, object_features(moved)), other)
         assert torch.equal(grown.features({**same, "obj": window})[:, : plain.feature_dim], feat)
 
 
@@ -630,3 +632,43 @@ def test_keep_present_keeps_objects_and_lets_a_ball_past_a_paddle_leave_by_its_p
     assert kept[200:, 0, 2, 0].sum() == 0  # out of play at 0.2: gone
     assert 0.1 < drawn[:, 0, :, 0].mean() < 0.3  # without: each object drawn at 0.2
     assert 0.1 < served[:, 0, 2, 0].mean() < 0.3
+
+
+def test_exit_points_score_a_ball_gone_past_a_paddle_for_the_other_side() -> None:
+    window = torch.zeros(5, 2, 3, 3)
+    window[:, :, :2] = torch.tensor([[1.0, 0.78, 0.0], [1.0, -0.78, 0.0]])  # the player right, the enemy left
+    window[:, 1, 2] = torch.tensor([[1.0, 0.85, 0.1], [1.0, -0.85, 0.1], [1.0, 0.0, 0.1], [1.0, 0.85, 0.1], [0, 0, 0]])
+    window[3, 0, 2] = torch.tensor([1.0, 0.95, 0.1])  # still found: not yet a point
+    # past the player: the enemy scores; past the enemy: the player does; gone mid-field or never there: nothing
+    assert exit_points(window).tolist() == [-1.0, 1.0, 0.0, 0.0, 0.0]
+
+
+def test_exit_reward_rewards_the_dreams_own_exits_in_the_dream_and_on_real_frames(
+    pong_dataset: Path, monkeypatch
+) -> None:
+    from dataset_tools.dataset import DatasetDir
+
+    with pytest.raises(ValueError, match="exit_reward reads the ball of the object state"):
+        build_model("rssm", dataclasses.replace(SMALL, exit_reward=True), (3, 64, 64), 6)
+    model = build_model("rssm", dataclasses.replace(OBJECTS, keep_present=False), (3, 64, 64), 6).eval()
+    model.bind_data("Pong", DatasetDir(pong_dataset).preprocess())
+    batch = _batch(pong_dataset, 2)
+    frames, actions = batch.frames[:, :2], batch.actions[:, :1]
+    with torch.no_grad():
+        model.reward_head[-1].bias.copy_(torch.tensor([0.0, 9.0, 0.0]))
+        model.obj_reward[-1].bias.copy_(torch.tensor([0.0, 9.0, 0.0]))  # the head: never a point
+        state = model.start(frames, actions)
+        state["obj"][:, 0, :2] = torch.tensor([[1.0, 0.78, 0.0], [1.0, -0.78, 0.0]])
+        state["obj"][:, 0, 2] = torch.tensor([[1.0, 0.9, 0.0], [1.0, -0.9, 0.0]])  # balls past each paddle
+        gone = state["obj"].clone()
+        gone[:, 0, 2] = 0.0  # what the objects' step gives: the balls gone
+        monkeypatch.setattr(model.objects, "step", lambda h, window, *_: torch.stack([gone[:, 0], window[:, 0]], 1))
+        head = model.step(state, batch.actions[:, 1]).reward
+        model.set_imagination(["exit_reward=true"])
+        rule = model.step(state, batch.actions[:, 1]).reward
+        many = _batch(pong_dataset, 64)
+        filtered = model.filtered_rewards(many.frames, many.actions)
+        _, _, _, _, windows = model._filter(many.frames, many.actions)
+    assert head.tolist() == [0.0, 0.0] and rule.tolist() == [-1.0, 1.0]
+    assert filtered.abs().sum() > 0  # on real frames: the rule on the detector's objects, where the head gives none
+    assert torch.equal(filtered, exit_points(windows[:, 1:]))

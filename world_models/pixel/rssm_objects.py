@@ -128,6 +128,24 @@ def serve_steps(window: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (window[:, 0, 2, 0] == 0) & (target[:, 2, 0] > 0) & (window[:, 0, 1, 0] > 0) & (target[:, 1, 0] > 0)
 
 
+def past_paddles(frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Objects ``frame`` (..., 3, 3) -> whether the ball is past the player's column and past the enemy's (each
+    (...) bool, the paddle found): out of play, a point to come."""
+    ball_x = frame[..., 2, 1]
+    return (ball_x > frame[..., 0, 1]) & (frame[..., 0, 0] > 0), (ball_x < frame[..., 1, 1]) & (frame[..., 1, 0] > 0)
+
+
+def exit_points(window: torch.Tensor) -> torch.Tensor:
+    """``exit_reward``: the points a window (..., 2, 3, 3) shows, as reward signs (...): -1 where the ball, found
+    past the player's column in the previous frame, is gone in the latest (the enemy scores), +1 past the enemy's,
+    else 0. On held-out real play the game's point lands one step before (49 of 131), at (78) or after (3) the step
+    the detector loses the ball."""
+    before, now = window[..., 1, :, :], window[..., 0, :, :]
+    gone = (before[..., 2, 0] > 0) & (now[..., 2, 0] == 0)
+    past_player, past_enemy = past_paddles(before)
+    return (gone & past_enemy).to(window.dtype) - (gone & past_player).to(window.dtype)
+
+
 def jittered(objects: torch.Tensor, noise: float, half: torch.Tensor) -> torch.Tensor:
     """``objects`` (..., 3) ``[found, x, y]`` (field units) with each found object's place off by up to ``noise``
     raw px (``half``: raw px a field unit, x and y), uniformly (``ball_noise``, ``enemy_noise``); as is at 0."""
@@ -321,11 +339,12 @@ class ObjectState(nn.Module):
         ).float()
 
     def _head_input(
-        self, h: torch.Tensor, window: torch.Tensor, actions: torch.Tensor
+        self, h: torch.Tensor, window: torch.Tensor, actions: torch.Tensor, objs: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The heads' inputs: ``[h, features, action]`` and the features at the fine scale (``FINE_GAIN``)."""
+        """The heads' inputs: ``[h, features, action]`` and the features at the fine scale (``FINE_GAIN``);
+        ``objs``: :func:`object_features` of ``window`` where the caller has them."""
         a = F.one_hot(actions.long(), self.n_actions).to(h.dtype)
-        f = object_features(window).to(h.dtype)
+        f = (object_features(window) if objs is None else objs).to(h.dtype)
         return torch.cat([h, f, a], -1), f * FINE_GAIN
 
     def _ball_logits(self, x: torch.Tensor, fine: torch.Tensor, paddles: torch.Tensor) -> torch.Tensor:
@@ -381,21 +400,21 @@ class ObjectState(nn.Module):
         temperature: float = 1.0,
         sample_presence: bool = True,
         keep_present: bool = False,
+        objs: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One dream step of the objects: ``h`` (B, deter) the new ``h``, ``window`` (B, 2, 3, 3) the state's,
         ``actions`` (B,) the move's -> the new window (B, 2, 3, 3). The moves are drawn at ``temperature`` (0: the
         likeliest), the presences drawn (``sample_presence``) or thresholded at 0.5; with ``keep_present`` the
         objects found in the last frame stay (a ball past a paddle's column while its presence is over 0.5), only
-        the absent ones drawn."""
-        x, fine = self._head_input(h, window, actions)
+        the absent ones drawn. ``objs``: :func:`object_features` of ``window`` where the caller has them."""
+        x, fine = self._head_input(h, window, actions, objs)
         found_logits, appear, paddle_logits = self._paddle_out(torch.cat([x, fine], -1))
         prob = torch.sigmoid(found_logits)
         found = draw_presence(prob, sample_presence, generator)  # (B, 3)
         last = window[:, 0]  # (B, 3, 3)
         if keep_present:  # the ball past a paddle's column, out of play, leaves where its presence says
-            past = ((last[:, 2, 1] > last[:, 0, 1]) & (last[:, 0, 0] > 0)) | (
-                (last[:, 2, 1] < last[:, 1, 1]) & (last[:, 1, 0] > 0)
-            )
+            past_player, past_enemy = past_paddles(last)
+            past = past_player | past_enemy
             stay = torch.stack([torch.ones_like(past), torch.ones_like(past), ~past | (prob[:, 2] > 0.5)], -1)
             found = torch.where(last[..., 0] > 0, stay, found)
         found = found.to(window.dtype)

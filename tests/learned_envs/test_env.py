@@ -38,7 +38,9 @@ def test_every_shipped_id_passes_both_env_checkers(env_id: str) -> None:
     from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
     learned_envs.shipped_checkpoint(env_id)  # the shipped weights are part of the package
-    for obs_type in ("frames", "latent"):
+    env = gym.make(env_id, device="cpu", render_mode="rgb_array")
+    objects = ("objects",) if env.unwrapped.vec.model.object_dim else ()  # an object-state rssm's own default
+    for obs_type in ("frames", "latent", *objects):
         env = gym.make(env_id, obs_type=obs_type, device="cpu", render_mode="rgb_array")
         check_env(env.unwrapped, skip_render_check=False)
         sb3_check_env(env.unwrapped)

@@ -634,6 +634,31 @@ def test_keep_present_keeps_objects_and_lets_a_ball_past_a_paddle_leave_by_its_p
     assert 0.1 < served[:, 0, 2, 0].mean() < 0.3
 
 
+def test_exit_edge_keeps_a_ball_past_a_paddle_until_the_side_whatever_its_presence() -> None:
+    objects = build_model("rssm", OBJECT_BALL, (3, 64, 64), 6).objects.eval()
+    with torch.no_grad():
+        objects.paddle_head[-1].weight.zero_()
+        objects.paddle_head[-1].bias.zero_()
+        window = torch.zeros(4, 2, 3, 3)
+        window[:, :, :2] = torch.tensor([[1.0, 0.78, 0.0], [1.0, -0.78, 0.0]])
+        balls = torch.tensor([[1.0, 0.85, 0.0], [1.0, 0.95, 0.0], [1.0, -0.85, 0.0], [1.0, 0.0, 0.0]])
+        window[:, :, 2] = balls[:, None]  # past the player's paddle, at its side; past the enemy's; in play
+        still = torch.zeros(4, dtype=torch.int64)
+
+        def step(presence: float, edge: float) -> list[float]:
+            objects.paddle_head[-1].bias[:3] = float(torch.logit(torch.tensor(presence)))  # every presence
+            gen = torch.Generator().manual_seed(0)
+            new = objects.step(torch.zeros(4, 32), window, still, gen, 0.0, False, True, None, edge)
+            return new[:, 0, 2, 0].tolist()
+
+        # the presence decides past a paddle without it; with it the place does: short of the side the ball stays,
+        # at the side it goes; a ball in play stays either way
+        assert step(0.1, 0.0) == [0.0, 0.0, 0.0, 1.0] and step(0.9, 0.0) == [1.0, 1.0, 1.0, 1.0]
+        assert step(0.1, 0.93) == [1.0, 0.0, 1.0, 1.0] and step(0.9, 0.93) == [1.0, 0.0, 1.0, 1.0]
+    with pytest.raises(ValueError, match=r"exit_edge is a place in field units in \[0, 1\]"):
+        build_model("rssm", dataclasses.replace(OBJECTS, exit_edge=1.5), (3, 64, 64), 6)
+
+
 def test_exit_points_score_a_ball_gone_past_a_paddle_for_the_other_side() -> None:
     window = torch.zeros(5, 2, 3, 3)
     window[:, :, :2] = torch.tensor([[1.0, 0.78, 0.0], [1.0, -0.78, 0.0]])  # the player right, the enemy left

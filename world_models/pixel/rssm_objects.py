@@ -401,12 +401,15 @@ class ObjectState(nn.Module):
         sample_presence: bool = True,
         keep_present: bool = False,
         objs: torch.Tensor | None = None,
+        exit_edge: float = 0.0,
     ) -> torch.Tensor:
         """One dream step of the objects: ``h`` (B, deter) the new ``h``, ``window`` (B, 2, 3, 3) the state's,
         ``actions`` (B,) the move's -> the new window (B, 2, 3, 3). The moves are drawn at ``temperature`` (0: the
         likeliest), the presences drawn (``sample_presence``) or thresholded at 0.5; with ``keep_present`` the
         objects found in the last frame stay (a ball past a paddle's column while its presence is over 0.5), only
-        the absent ones drawn. ``objs``: :func:`object_features` of ``window`` where the caller has them."""
+        the absent ones drawn; there, with ``exit_edge`` > 0, a ball past a paddle stays until it has been found at
+        ``|x| >= exit_edge`` and leaves at the next step, whatever its presence. ``objs``: :func:`object_features`
+        of ``window`` where the caller has them."""
         x, fine = self._head_input(h, window, actions, objs)
         found_logits, appear, paddle_logits = self._paddle_out(torch.cat([x, fine], -1))
         prob = torch.sigmoid(found_logits)
@@ -415,7 +418,8 @@ class ObjectState(nn.Module):
         if keep_present:  # the ball past a paddle's column, out of play, leaves where its presence says
             past_player, past_enemy = past_paddles(last)
             past = past_player | past_enemy
-            stay = torch.stack([torch.ones_like(past), torch.ones_like(past), ~past | (prob[:, 2] > 0.5)], -1)
+            held = last[:, 2, 1].abs() < exit_edge if exit_edge > 0 else prob[:, 2] > 0.5
+            stay = torch.stack([torch.ones_like(past), torch.ones_like(past), ~past | held], -1)
             found = torch.where(last[..., 0] > 0, stay, found)
         found = found.to(window.dtype)
         paddle_logits = self._paddle_logits(paddle_logits, window)

@@ -256,7 +256,9 @@ class RSSMConfig(ModelConfig):
     exits past a paddle, 4 steps after it passed at 869 of them (2-3 at 117). Left to the presence head, ``e6``'s
     dreams let the ball go 1 step after it passed at 198 of 667 exits and 5 or more at 197; at 0.93, 4 steps at
     586 of 711, and the exit reward (``exit_reward``) at the exact step recalled 0.51 / precision 0.42 of held-out
-    points (0.19 / 0.18 without; within one step 0.88 / 0.74, 0.63 / 0.60 without)."""
+    points (0.19 / 0.18 without; within one step 0.88 / 0.74, 0.63 / 0.60 without). Yet agents trained in those
+    dreams scored worse on the real game (seeds 0-3: -8.7, -12.2, -6.8, -10.0, mean -9.4; without it +2.2, -0.5,
+    -4.5, -12.1): ``LearnedPong-v6`` leaves it off."""
     reward_sample: bool = False
     """Imagination setting: draw each step's reward sign from the reward head's distribution instead of taking
     the most likely one. A point is rarely more likely than no point at any one step, so the most likely sign

@@ -415,7 +415,7 @@ class ObjectState(nn.Module):
         prob = torch.sigmoid(found_logits)
         found = draw_presence(prob, sample_presence, generator)  # (B, 3)
         last = window[:, 0]  # (B, 3, 3)
-        if keep_present:  # the ball past a paddle's column, out of play, leaves where its presence says
+        if keep_present:  # the ball past a paddle's column, out of play, leaves where its presence (or exit_edge) says
             past_player, past_enemy = past_paddles(last)
             past = past_player | past_enemy
             held = last[:, 2, 1].abs() < exit_edge if exit_edge > 0 else prob[:, 2] > 0.5

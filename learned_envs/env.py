@@ -330,9 +330,10 @@ class LearnedEnv(gym.Env):
         contexts: str | Path | None = None,
         game: str | None = None,
         precision: Precision = "float32",
+        settings: dict[str, Any] | list[str] | None = None,
     ) -> None:
         self.vec = LearnedVectorEnv(
-            checkpoint, 1, device, obs_type, render_mode, max_episode_steps, contexts, game, precision
+            checkpoint, 1, device, obs_type, render_mode, max_episode_steps, contexts, game, precision, settings
         )
         self.observation_space = self.vec.single_observation_space
         self.action_space = self.vec.single_action_space

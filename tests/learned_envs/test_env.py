@@ -337,3 +337,12 @@ def test_ids_not_for_agents_say_so_in_plain_text(caplog: pytest.LogCaptureFixtur
     with caplog.at_level("WARNING", logger="learned_envs"):
         gym.make("LearnedPongObjects-v1", device="cpu")
     assert not caplog.records
+
+
+def test_gym_make_takes_imagination_settings() -> None:
+    """A shipped id's settings (``LearnedPong-v6``'s config sets ``exit_reward``) are undone through ``gym.make``."""
+    shipped = gym.make("LearnedPong-v6", device="cpu").unwrapped
+    told = gym.make("LearnedPong-v6", device="cpu", settings=["exit_reward=false"]).unwrapped
+    assert shipped.model.cfg.exit_reward and not told.model.cfg.exit_reward
+    with pytest.raises(ValueError, match="not an imagination setting"):
+        gym.make("LearnedPong-v6", device="cpu", settings=["deter=8"])

@@ -38,10 +38,12 @@ class DreamConfig:
     """Dream steps (summed over all envs)."""
     n_envs: int = 64
     """Parallel dream envs (one batched model step)."""
-    obs_type: Literal["latent", "frames", "objects"] = "latent"
+    obs_type: Literal["latent", "frames", "objects"] | None = None
     """``latent`` (the model's features; MlpPolicy), ``objects`` (the ball and paddles an ``rssm`` with
     ``object_state`` holds, alone: the dream's as it steps them, the real game's as the frame detector reads
-    them; MlpPolicy) or ``frames`` (CnnPolicy)."""
+    them; MlpPolicy) or ``frames`` (CnnPolicy). None: ``objects`` for an ``rssm`` with ``object_state``
+    (``LearnedPong-v6``: its agents on the objects scored -4.1 on real Pong over 5 seeds, on the latent -16.6
+    over 3 in an earlier dream), ``latent`` for every other model."""
     max_episode_steps: int = 0
     """Truncate dream episodes after this many steps; short rollouts from real starts (as SimPLe's
     50-step ones) keep the model's drift small (on LearnedPongObjects-v0, 1,000-step episodes gave
@@ -86,6 +88,14 @@ class DreamConfig:
     ``env``'s twin."""
 
 
+def vector_observation(checkpoint: str | Path) -> str:
+    """The observation a dream agent reads unless told (``DreamConfig.obs_type`` None): ``objects`` for an ``rssm``
+    with ``object_state``, else ``latent`` (read from the checkpoint's ``config.json``, no weights loaded)."""
+    from world_models.checkpoint import read_config
+
+    return "objects" if read_config(checkpoint).model_config.get("object_state") else "latent"
+
+
 def train_in_dream(cfg: DreamConfig, out: str | Path, progress: bool = True) -> Path:
     """Train an agent in the learned env ``cfg.env``; returns the path of its weights (``agent.pt``; see
     :mod:`agents.policy_io`: nothing in it is unpickled when it is loaded)."""
@@ -103,6 +113,8 @@ def train_in_dream(cfg: DreamConfig, out: str | Path, progress: bool = True) -> 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     env_id, checkpoint = resolve_env(cfg.env)
+    if cfg.obs_type is None:
+        cfg = replace(cfg, obs_type=vector_observation(checkpoint))
     if cfg.max_episode_steps <= 0:
         cfg = replace(cfg, max_episode_steps=dream_episode_steps(env_id))
     device = pick_device(cfg.device)

@@ -332,6 +332,14 @@ def test_an_object_state_rssm_gives_its_objects_unless_told(fixture: str, defaul
     twin.close()
 
 
+@pytest.mark.parametrize(("fixture", "default"), [("tiny_rssm", "latent"), ("tiny_object_rssm", "objects")])
+def test_dream_agents_read_an_object_state_rssms_objects_unless_told(fixture: str, default: str, request) -> None:
+    from agents.dream import DreamConfig, vector_observation
+
+    assert DreamConfig().obs_type is None  # resolved from the checkpoint when the agent trains
+    assert vector_observation(request.getfixturevalue(fixture)) == default
+
+
 def test_drawn_rewards_average_what_the_reward_head_expects(pong_dataset: Path) -> None:
     torch.manual_seed(0)
     model = build_model("rssm", dataclasses.replace(SMALL, reward_sample=True), (3, 64, 64), 6).eval()

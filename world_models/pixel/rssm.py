@@ -614,9 +614,9 @@ class RSSM(WorldModel):
         ``actions`` (B, T-1), as it is trained: (B, T-1), the moves into frames 1..T-1 (the most likely sign,
         or a drawn one with ``reward_sample``; with ``exit_reward`` the rule on the detector's objects). A dream gives
         its rewards from prior states instead."""
+        if self.cfg.exit_reward and self.objects is not None:  # the detector's objects alone: no posterior to run
+            return exit_points(object_windows(self.objects.detect(frames))[:, 1:])
         hs, zs, _, _, windows = self._filter(frames, actions, generator)
-        if self.cfg.exit_reward and windows is not None:
-            return exit_points(windows[:, 1:])
         objs = None if windows is None else object_features(windows[:, 1:])
         logits = self._reward_logits(_stacked(hs[1:], zs[1:]), objs)
         return self._reward(logits, generator)

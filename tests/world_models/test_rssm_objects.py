@@ -24,6 +24,7 @@ from world_models.pixel.rssm_objects import (
     fill_gaps,
     mirrored,
     object_features,
+    pass_points,
     relative_features,
     serve_steps,
     shuffled_last_move,
@@ -697,3 +698,40 @@ def test_exit_reward_rewards_the_dreams_own_exits_in_the_dream_and_on_real_frame
     assert head.tolist() == [0.0, 0.0] and rule.tolist() == [-1.0, 1.0]
     assert filtered.abs().sum() > 0  # on real frames: the rule on the detector's objects, where the head gives none
     assert torch.equal(filtered, exit_points(windows[:, 1:]))
+
+
+def test_pass_points_score_a_ball_as_it_first_stands_past_a_paddle() -> None:
+    window = torch.zeros(5, 2, 3, 3)
+    window[:, :, :2] = torch.tensor([[1.0, 0.78, 0.0], [1.0, -0.78, 0.0]])  # the player right, the enemy left
+    window[:, 1, 2] = torch.tensor([[1.0, 0.7, 0.1], [1.0, -0.7, 0.1], [1.0, 0.85, 0.1], [0, 0, 0], [1.0, 0.0, 0.1]])
+    window[:, 0, 2] = torch.tensor([[1.0, 0.85, 0.1], [1.0, -0.85, 0.1], [1.0, 0.95, 0.1], [1.0, 0.85, 0.1], [0, 0, 0]])
+    # passing the player: the enemy's point; passing the enemy: the player's; already past, not seen before, gone
+    # mid-field: nothing
+    assert pass_points(window).tolist() == [-1.0, 1.0, 0.0, 0.0, 0.0]
+
+
+def test_pass_reward_rewards_the_pass_not_the_exit_in_the_dream_and_on_real_frames(
+    pong_dataset: Path, monkeypatch
+) -> None:
+    from dataset_tools.dataset import DatasetDir
+
+    with pytest.raises(ValueError, match="pass_reward reads the ball of the object state"):
+        build_model("rssm", dataclasses.replace(SMALL, pass_reward=True), (3, 64, 64), 6)
+    model = build_model("rssm", dataclasses.replace(OBJECTS, exit_reward=True), (3, 64, 64), 6).eval()
+    model.bind_data("Pong", DatasetDir(pong_dataset).preprocess())
+    batch = _batch(pong_dataset, 2)
+    with torch.no_grad():
+        state = model.start(batch.frames[:, :2], batch.actions[:, :1])
+        state["obj"][:, 0, :2] = torch.tensor([[1.0, 0.78, 0.0], [1.0, -0.78, 0.0]])
+        state["obj"][:, 0, 2] = torch.tensor([[1.0, 0.7, 0.0], [1.0, -0.7, 0.0]])  # balls in front of each paddle
+        passed = state["obj"].clone()
+        passed[:, 0, 2] = torch.tensor([[1.0, 0.85, 0.0], [1.0, -0.85, 0.0]])  # the objects' step: past them
+        monkeypatch.setattr(model.objects, "step", lambda h, window, *_: torch.stack([passed[:, 0], window[:, 0]], 1))
+        at_exit = model.step(state, batch.actions[:, 1]).reward
+        model.set_imagination(["pass_reward=true"])
+        at_pass = model.step(state, batch.actions[:, 1]).reward
+        many = _batch(pong_dataset, 64)
+        filtered = model.filtered_rewards(many.frames, many.actions)
+        _, _, _, _, windows = model._filter(many.frames, many.actions)
+    assert at_exit.tolist() == [0.0, 0.0] and at_pass.tolist() == [-1.0, 1.0]  # the exit rule waits for the exit
+    assert filtered.abs().sum() > 0 and torch.equal(filtered, pass_points(windows[:, 1:]))

@@ -78,6 +78,7 @@ from world_models.pixel.rssm_objects import (
     fill_gaps,
     object_features,
     object_windows,
+    pass_points,
     with_mirrored,
 )
 
@@ -271,6 +272,13 @@ class RSSMConfig(ModelConfig):
     ``move_temperature=0``) the head called 861 points for 675 exits, 0.68 of its calls within a step of an exit
     of their sign, and 0.70 of the exits called. ``filtered_rewards`` reads the rule on the detector's objects
     too."""
+    pass_reward: bool = False
+    """Imagination setting (``object_state``): the reward is read from the objects at the step the ball, found in
+    both frames, first stands past a paddle's column (-1 past the player's, +1 past the enemy's;
+    :func:`~world_models.pixel.rssm_objects.pass_points`), not at its exit; it overrides ``exit_reward`` and the
+    reward head. The point is decided there and counted by the game about 4 steps later, so the reward comes
+    while the paddle's last moves are still in an agent's recent past. ``filtered_rewards`` reads it on the
+    detector's objects too."""
 
 
 def _kl(q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -323,6 +331,7 @@ class RSSM(WorldModel):
         "keep_present",
         "exit_reward",
         "exit_edge",
+        "pass_reward",
     )
 
     def __init__(self, cfg: RSSMConfig, frame_shape: tuple[int, int, int], n_actions: int) -> None:
@@ -350,6 +359,8 @@ class RSSM(WorldModel):
             raise ValueError(f"rssm's exit_edge is a place in field units in [0, 1], got {cfg.exit_edge}")
         if cfg.exit_reward and not cfg.object_state:
             raise ValueError("rssm's exit_reward reads the ball of the object state: set object_state=true")
+        if cfg.pass_reward and not cfg.object_state:
+            raise ValueError("rssm's pass_reward reads the ball of the object state: set object_state=true")
         if cfg.enemy_noise and not cfg.enemy_prefit:
             raise ValueError("rssm's enemy_noise is the enemy_prefit fit's: set enemy_prefit too")
         if not 0 <= cfg.enemy_shuffle <= 1:
@@ -566,7 +577,9 @@ class RSSM(WorldModel):
             objs = object_features(window)  # the new window's, read by the prior and the reward head
         z = self._draw(self._prior(h, objs), generator, self.cfg.temperature)
         feat = torch.cat([h, z], -1)
-        if self.cfg.exit_reward and window is not None:
+        if self.cfg.pass_reward and window is not None:
+            reward = pass_points(window)
+        elif self.cfg.exit_reward and window is not None:
             reward = exit_points(window)
         else:
             reward = self._reward(self._reward_logits(feat, objs), generator)
@@ -612,10 +625,11 @@ class RSSM(WorldModel):
     ) -> torch.Tensor:
         """The reward signs the head gives on the posterior states of real ``frames`` (B, T, C, H, W) with
         ``actions`` (B, T-1), as it is trained: (B, T-1), the moves into frames 1..T-1 (the most likely sign,
-        or a drawn one with ``reward_sample``; with ``exit_reward`` the rule on the detector's objects). A dream gives
-        its rewards from prior states instead."""
-        if self.cfg.exit_reward and self.objects is not None:  # the detector's objects alone: no posterior to run
-            return exit_points(object_windows(self.objects.detect(frames))[:, 1:])
+        or a drawn one with ``reward_sample``; with ``exit_reward`` or ``pass_reward`` the rule on the detector's
+        objects). A dream gives its rewards from prior states instead."""
+        if (self.cfg.exit_reward or self.cfg.pass_reward) and self.objects is not None:
+            windows = object_windows(self.objects.detect(frames))[:, 1:]  # the detector's alone: no posterior to run
+            return pass_points(windows) if self.cfg.pass_reward else exit_points(windows)
         hs, zs, _, _, windows = self._filter(frames, actions, generator)
         objs = None if windows is None else object_features(windows[:, 1:])
         logits = self._reward_logits(_stacked(hs[1:], zs[1:]), objs)

@@ -50,6 +50,13 @@ BANDS = tuple(range(128, 148, 2))
 """Left edges of the 2-px bands of ball x (raw px) of the one-step table."""
 SPEED_BINS = np.arange(-0.5, 16.5)
 """Bin edges (raw px per step) of the speed histograms: one bin per whole pixel, centred on it."""
+SPEEDS = ("4", "8", "12+")
+"""Classes of the ball's horizontal speed (``|dx|`` raw px per step, rounded to Pong's steps of 4)."""
+
+
+def speed_class(dx: float) -> str:
+    """``|dx|`` (raw px per step) -> its class in :data:`SPEEDS`."""
+    return SPEEDS[0] if abs(dx) < 6 else SPEEDS[1] if abs(dx) < 10 else SPEEDS[2]
 
 
 @dataclass
@@ -91,6 +98,7 @@ def statistics(segments: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
     dist, rallies, dx, dy = [], [], [], []
     near = {b: [0, 0] for b in BANDS}  # turned, seen (paddle within NEAR_PX)
     far = {b: [0, 0] for b in BANDS}
+    kept: dict[str, dict[str, dict[str, int]]] = {"player": {}, "enemy": {}}  # side -> speed in -> speed out -> n
     for tracks, rewards in segments:
         ball, player = tracks[:, 2], tracks[:, 0]
         seen = ball[:, 0] > 0
@@ -108,6 +116,9 @@ def statistics(segments: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
                 x, gap = ball[t - 1, 1], abs(ball[t - 1, 2] - player[t - 1, 2]) if player[t - 1, 0] else np.inf
                 if into[0] > 0 and out[0] < 0 and x > RETURN_X:
                     dist.append(gap)
+                if into[0] * out[0] < 0 and (x > RETURN_X or x < SIDES["enemy"][1]):
+                    side = kept["player" if x > RETURN_X else "enemy"].setdefault(speed_class(into[0]), {})
+                    side[speed_class(out[0])] = side.get(speed_class(out[0]), 0) + 1
                 if into[0] > 0:
                     for b in BANDS:
                         if b <= x < b + 2:
@@ -140,6 +151,7 @@ def statistics(segments: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
         "enemy_vanishes": vanish[1] * k,
         "turn_near": {str(b): [c[0], c[1]] for b, c in near.items()},
         "turn_far": {str(b): [c[0], c[1]] for b, c in far.items()},
+        "return_speeds": kept,
     }
 
 
@@ -156,9 +168,7 @@ def _arrivals(segments: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, list[i
             if not crossing:
                 t += 1
                 continue
-            speed = abs(ball[t, 1] - ball[t - 1, 1])
-            key = "4" if speed < 6 else "8" if speed < 10 else "12+"
-            cell = out.setdefault(key, [0, 0, 0])
+            cell = out.setdefault(speed_class(ball[t, 1] - ball[t - 1, 1]), [0, 0, 0])
             cell[2] += 1
             u = t + 1
             while u < len(tracks):
@@ -385,9 +395,7 @@ def fidelity(cfg: FidelityConfig, out: str | Path | None = None, progress: bool 
         obs_type = meta["obs_type"]
     venv = LearnedVectorEnv(checkpoint, cfg.envs, device=cfg.device, obs_type=obs_type, max_episode_steps=10**9)
     if not game_spec(venv.config.game).paddle_rally:
-        raise ValueError(
-            f"fidelity measures a paddle game's rules (Pong); {checkpoint} models {venv.config.game}"
-        )
+        raise ValueError(f"fidelity measures a paddle game's rules (Pong); {checkpoint} models {venv.config.game}")
     real, seen, truth, replays, real_again = _real_games(cfg, policy, checkpoint, obs_type)
     model, preprocess = venv.model, Preprocess.from_dict(venv.config.preprocess)
     mapping: list[int | None] = list(range(len(NAMES)))
@@ -488,12 +496,32 @@ def markdown(result: dict[str, Any]) -> str:
         "| speed (px per step) | dream | real |",
         "|---|---:|---:|",
     ]
-    for key in ("4", "8", "12+"):
+    for key in SPEEDS:
         cells = []
         for side in ("dream", "real"):
             r, m, n = result[side]["arrivals"].get(key, [0, 0, 0])
             cells.append(f"{r / n:.2f} / {m / n:.2f} ({n})" if n else "-")
         lines.append(f"| {key} | {cells[0]} | {cells[1]} |")
+    if "return_speeds" in result["dream"]:
+        lines += [
+            "",
+            "The ball's speed at a return (px per step): of the balls each paddle turns back at a speed, the share "
+            "that leave at each speed (in brackets, how many). In Pong the enemy mostly keeps the ball's speed and "
+            "the player's hits at times speed it up; a dream that slows fast balls down at returns never shows an "
+            "agent the fast rallies the real game gives it.",
+            "",
+            "| paddle | speed in | dream: out 4 / 8 / 12+ | real: out 4 / 8 / 12+ |",
+            "|---|---|---|---|",
+        ]
+        for side in SIDES:
+            for key in SPEEDS:
+                cells = []
+                for where in ("dream", "real"):
+                    outs = result[where]["return_speeds"][side].get(key, {})
+                    n = sum(outs.values())
+                    shares = " / ".join(f"{outs.get(o, 0) / n:.2f}" for o in SPEEDS) if n else "-"
+                    cells.append(f"{shares} ({n})")
+                lines.append(f"| the {side} | {key} | {cells[0]} | {cells[1]} |")
     cf = result.get("counterfactual") or {}
     if cf:
         lines += [

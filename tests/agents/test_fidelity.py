@@ -12,9 +12,9 @@ from agents.fidelity import NAMES, match_objects, named, statistics
 from learned_envs.cli import main as cli_main
 
 
-def _rally(turn_at: float, paddle_y: float, steps: int = 50) -> tuple[np.ndarray, np.ndarray]:
-    """A ball served at x 80 flying right at 4 px per step (and 2 px down), turning back at ``turn_at``,
-    the player's paddle at ``paddle_y``; the point is lost when it leaves on the left."""
+def _rally(turn_at: float, paddle_y: float, steps: int = 50, back: float = 4.0) -> tuple[np.ndarray, np.ndarray]:
+    """A ball served at x 80 flying right at 4 px per step (and 2 px down), turning back at ``turn_at`` at ``back``
+    px per step, the player's paddle at ``paddle_y``; the point is lost when it leaves on the left."""
     tracks = np.zeros((steps, 3, 3))
     tracks[:, 0] = (1, 142, paddle_y)
     tracks[:, 1] = (1, 18, 100)
@@ -23,7 +23,7 @@ def _rally(turn_at: float, paddle_y: float, steps: int = 50) -> tuple[np.ndarray
     for t in range(2, steps):
         tracks[t, 2] = (1, x, y)
         if x >= turn_at and dx > 0:
-            dx = -dx
+            dx = -back
         x, y = x + dx, y + 2
         if x < 10:
             rewards[t] = -1
@@ -41,6 +41,13 @@ def test_statistics_of_a_return_and_a_lost_point() -> None:
     assert stats["turn_near"]["140"] == [1, 1] and stats["turn_near"]["136"] == [0, 1]
     far = statistics([_rally(turn_at=140, paddle_y=60)])  # returned with the paddle 60 px away: a dream's kindness
     assert far["returns_paddle_far"] == 1.0 and far["turn_far"]["140"] == [1, 1]
+    assert stats["return_speeds"] == {"player": {"4": {"4": 1}}, "enemy": {}}  # turned back at its speed
+
+
+def test_statistics_count_the_balls_speed_in_and_out_of_a_return() -> None:
+    faster = statistics([_rally(turn_at=140, paddle_y=128, back=8.0), _rally(turn_at=140, paddle_y=128, back=12.0)])
+    assert faster["return_speeds"]["player"] == {"4": {"8": 1, "12+": 1}}
+    assert faster["arrivals"] == {"4": [2, 0, 2]}
 
 
 def test_objects_are_matched_to_the_ram_by_position() -> None:

@@ -16,6 +16,7 @@ SHIPPED = {
     "LearnedPong-v4": (ASSETS / "LearnedPong-v4", "Pong"),
     "LearnedPong-v5": (ASSETS / "LearnedPong-v5", "Pong"),
     "LearnedPong-v6": (ASSETS / "LearnedPong-v6", "Pong"),
+    "LearnedPong-v7": (ASSETS / "LearnedPong-v7", "Pong"),
     "LearnedPongObjects-v0": (ASSETS / "LearnedPongObjects-v0", "Pong"),
     "LearnedPongObjects-v1": (ASSETS / "LearnedPongObjects-v1", "Pong"),
     "LearnedPongScene-v0": (ASSETS / "LearnedPongScene-v0", "Pong"),
@@ -37,10 +38,11 @@ SHIPPED = {
 * ``LearnedPongObjects-v1`` / ``-v0``: the objects, (36,) float32 in [-1, 1] (4 frames x player, enemy,
   ball x ``[present, x, y]``); ``"frames"``: 64 x 64 RGB.
 * ``LearnedPongScene-v0``: the SPACE-Time scene slots, (252,) float32 in [-10, 10].
-* ``LearnedPong-v6`` (``rssm`` with an object state: the ball and paddles beside the latent, moved by heads
-  that read them): the objects alone, (24,) float32 in [-1, 1] (the player, the enemy and the ball's
-  ``[found, x, y]`` in the last two frames, and their moves); ``"latent"``: the state and the objects, (536,);
-  ``"frames"``: 64 x 64 RGB, decoded from the state.
+* ``LearnedPong-v7`` / ``-v6`` (``rssm`` with an object state: the ball and paddles beside the latent, moved by
+  heads that read them; the same weights: v7 rewards a point when the ball passes a paddle, v6 when it leaves):
+  the objects alone, (24,) float32 in [-1, 1] (the player, the enemy and the ball's ``[found, x, y]`` in the
+  last two frames, and their moves); ``"latent"``: the state and the objects, (536,); ``"frames"``: 64 x 64
+  RGB, decoded from the state.
 * ``LearnedPong-v5`` / ``-v4`` / ``-v3`` (``rssm``, a latent-recurrent pixel model; v4 and v5 trained longer):
   its state, (512,) float32 in [-1, 1] (GRU state and 16 one-hot categorical latents); ``"frames"``: 64 x 64
   RGB, decoded from the state.

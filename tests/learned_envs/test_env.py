@@ -346,3 +346,27 @@ def test_gym_make_takes_imagination_settings() -> None:
     assert shipped.model.cfg.exit_reward and not told.model.cfg.exit_reward
     with pytest.raises(ValueError, match="not an imagination setting"):
         gym.make("LearnedPong-v6", device="cpu", settings=["deter=8"])
+
+
+def test_learned_pong_v7_is_v6_with_the_point_at_the_pass() -> None:
+    """v7 ships v6's weights with ``pass_reward``: undone, it dreams v6's dreams; with it, its rewards are the
+    pass rule on its own objects."""
+    from world_models.pixel.rssm_objects import pass_points
+
+    v6 = gym.make_vec("LearnedPong-v6", num_envs=8, device="cpu")
+    v7 = gym.make_vec("LearnedPong-v7", num_envs=8, device="cpu")
+    undone = gym.make_vec("LearnedPong-v7", num_envs=8, device="cpu", settings=["pass_reward=false"])
+    assert v7.unwrapped.model.cfg.pass_reward and not v6.unwrapped.model.cfg.pass_reward
+    outs = {}
+    for name, venv in (("v6", v6), ("v7", v7), ("undone", undone)):
+        venv.reset(seed=0)
+        obs, rewards, passes = [], [], []
+        for actions in np.random.default_rng(0).integers(0, 6, (60, 8)):
+            o, r, *_ = venv.step(actions)
+            obs.append(o)
+            rewards.append(r)
+            passes.append(pass_points(venv.unwrapped.state["obj"]).numpy())
+        outs[name] = (np.stack(obs), np.stack(rewards), np.stack(passes))
+    assert np.array_equal(outs["v6"][0], outs["undone"][0]) and np.array_equal(outs["v6"][1], outs["undone"][1])
+    assert np.abs(outs["v7"][1]).sum() > 0  # points come in 60 random steps of 8 dreams
+    assert np.array_equal(outs["v7"][1], outs["v7"][2])  # the reward is the pass rule on the state it stepped to

@@ -150,7 +150,7 @@ def pass_points(window: torch.Tensor) -> torch.Tensor:
     """``pass_reward``: the points a window (..., 2, 3, 3) shows, as reward signs (...), at the step the ball,
     found in both frames, first stands past a paddle's column: -1 past the player's (the enemy will score), +1 past
     the enemy's, else 0. In Pong a ball past a paddle is out of play, so the point is decided there; the game
-    counts it about 4 steps later, when the ball has flown to the side (:func:`exit_points` scores it then)."""
+    counts it 2-4 steps later, when the ball has flown to the side (:func:`exit_points` scores it then)."""
     before, now = window[..., 1, :, :], window[..., 0, :, :]
     seen = (before[..., 2, 0] > 0) & (now[..., 2, 0] > 0)
     was_player, was_enemy = past_paddles(before)

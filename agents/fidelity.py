@@ -506,9 +506,9 @@ def markdown(result: dict[str, Any]) -> str:
         lines += [
             "",
             "The ball's speed at a return (px per step): of the balls each paddle turns back at a speed, the share "
-            "that leave at each speed (in brackets, how many). In Pong the enemy mostly keeps the ball's speed and "
-            "the player's hits at times speed it up; a dream that slows fast balls down at returns never shows an "
-            "agent the fast rallies the real game gives it.",
+            "that leave at each speed (in brackets, how many). A dream faithful for this agent gives the real game's "
+            "shares; one that keeps the ball slow at returns never shows the agent the fast rallies the real game "
+            "gives it.",
             "",
             "| paddle | speed in | dream: out 4 / 8 / 12+ | real: out 4 / 8 / 12+ |",
             "|---|---|---|---|",

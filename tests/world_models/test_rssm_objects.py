@@ -640,6 +640,10 @@ def test_exit_edge_keeps_a_ball_past_a_paddle_until_the_side_whatever_its_presen
     with torch.no_grad():
         objects.paddle_head[-1].weight.zero_()
         objects.paddle_head[-1].bias.zero_()
+        ball = objects.ball_net[-1]  # the ball stands still: a drawn move must not carry it past the field's side
+        ball.weight.zero_()
+        ball.bias.zero_()
+        ball.bias[BALL_DX] = ball.bias[2 * BALL_DX + 1 + BALL_DY] = 50.0
         window = torch.zeros(4, 2, 3, 3)
         window[:, :, :2] = torch.tensor([[1.0, 0.78, 0.0], [1.0, -0.78, 0.0]])
         balls = torch.tensor([[1.0, 0.85, 0.0], [1.0, 0.95, 0.0], [1.0, -0.85, 0.0], [1.0, 0.0, 0.0]])

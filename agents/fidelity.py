@@ -118,7 +118,8 @@ def statistics(segments: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
                     dist.append(gap)
                 if into[0] * out[0] < 0 and (x > RETURN_X or x < SIDES["enemy"][1]):
                     side = kept["player" if x > RETURN_X else "enemy"].setdefault(speed_class(into[0]), {})
-                    side[speed_class(out[0])] = side.get(speed_class(out[0]), 0) + 1
+                    leaving = speed_class(out[0])
+                    side[leaving] = side.get(leaving, 0) + 1
                 if into[0] > 0:
                     for b in BANDS:
                         if b <= x < b + 2:

@@ -47,6 +47,7 @@ the reward read from them and the frames drawn with them (:mod:`world_models.pix
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -580,10 +581,9 @@ class RSSM(WorldModel):
             objs = object_features(window)  # the new window's, read by the prior and the reward head
         z = self._draw(self._prior(h, objs), generator, self.cfg.temperature)
         feat = torch.cat([h, z], -1)
-        if self.cfg.pass_reward and window is not None:
-            reward = pass_points(window)
-        elif self.cfg.exit_reward and window is not None:
-            reward = exit_points(window)
+        rule = self._reward_rule()
+        if rule is not None and window is not None:
+            reward = rule(window)
         else:
             reward = self._reward(self._reward_logits(feat, objs), generator)
         term = torch.sigmoid(self.term_head(feat).squeeze(-1))
@@ -630,13 +630,20 @@ class RSSM(WorldModel):
         ``actions`` (B, T-1), as it is trained: (B, T-1), the moves into frames 1..T-1 (the most likely sign,
         or a drawn one with ``reward_sample``; with ``exit_reward`` or ``pass_reward`` the rule on the detector's
         objects). A dream gives its rewards from prior states instead."""
-        if (self.cfg.exit_reward or self.cfg.pass_reward) and self.objects is not None:
-            windows = object_windows(self.objects.detect(frames))[:, 1:]  # the detector's alone: no posterior to run
-            return pass_points(windows) if self.cfg.pass_reward else exit_points(windows)
+        rule = self._reward_rule()
+        if rule is not None and self.objects is not None:  # the detector's objects alone: no posterior to run
+            return rule(object_windows(self.objects.detect(frames))[:, 1:])
         hs, zs, _, _, windows = self._filter(frames, actions, generator)
         objs = None if windows is None else object_features(windows[:, 1:])
         logits = self._reward_logits(_stacked(hs[1:], zs[1:]), objs)
         return self._reward(logits, generator)
+
+    def _reward_rule(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """The rule that reads the reward from an object window instead of the reward head (``pass_reward``, else
+        ``exit_reward``), or None: the head's."""
+        if self.cfg.pass_reward:
+            return pass_points
+        return exit_points if self.cfg.exit_reward else None
 
     def _reward(self, logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """Reward signs from the reward head's logits (..., 3): drawn with ``reward_sample``, else the most likely."""

@@ -22,8 +22,10 @@ from world_models.pixel.rssm_objects import (
     enemy_features,
     exit_points,
     fill_gaps,
+    line_points,
     mirrored,
     object_features,
+    object_triples,
     pass_points,
     relative_features,
     serve_steps,
@@ -739,3 +741,56 @@ def test_pass_reward_rewards_the_pass_not_the_exit_in_the_dream_and_on_real_fram
         _, _, _, _, windows = model._filter(many.frames, many.actions)
     assert at_exit.tolist() == [0.0, 0.0] and at_pass.tolist() == [-1.0, 1.0]  # the exit rule waits for the exit
     assert filtered.abs().sum() > 0 and torch.equal(filtered, pass_points(windows[:, 1:]))
+
+
+def test_line_points_score_the_first_frame_at_a_scoring_line_or_an_exit_short_of_it() -> None:
+    frames = torch.zeros(8, 3, 3, 3)  # frames t + 1, t, t - 1
+    frames[:, :, :2] = torch.tensor([[1.0, 0.78, 0.0], [1.0, -0.78, 0.0]])  # the player right, the enemy left
+    ball = [  # the ball's x at t - 1, t, t + 1 (None: not found)
+        (0.85, 0.93, 0.96),  # reaches the right line at t: the enemy's point, while the ball is still in sight
+        (-0.85, -0.93, None),  # the left line: the player's
+        (0.93, 0.96, None),  # at the line already at t - 1: counted then
+        (0.85, 0.9, None),  # past the player, gone before its line: counted at the exit
+        (0.85, 0.9, 0.93),  # short of the line at t, at it at t + 1: counted a step later
+        (None, 0.93, 0.96),  # first found at the line at t
+        (0.1, 0.2, None),  # gone mid-field
+        (-0.85, -0.9, None),  # past the enemy, gone before its line
+    ]
+    for i, xs in enumerate(ball):
+        for k, x in enumerate(reversed(xs)):
+            if x is not None:
+                frames[i, k, 2] = torch.tensor([1.0, x, 0.1])
+    assert line_points(frames).tolist() == [-1.0, 1.0, 0.0, -1.0, 0.0, -1.0, 0.0, 1.0]
+
+
+def test_line_reward_rewards_the_move_out_of_the_frame_at_the_line_in_the_dream_and_on_real_frames(
+    pong_dataset: Path, monkeypatch
+) -> None:
+    from dataset_tools.dataset import DatasetDir
+
+    with pytest.raises(ValueError, match="line_reward reads the ball of the object state"):
+        build_model("rssm", dataclasses.replace(SMALL, line_reward=True), (3, 64, 64), 6)
+    model = build_model("rssm", dataclasses.replace(OBJECTS, exit_reward=True), (3, 64, 64), 6).eval()
+    model.bind_data("Pong", DatasetDir(pong_dataset).preprocess())
+    batch = _batch(pong_dataset, 2)
+    with torch.no_grad():
+        state = model.start(batch.frames[:, :2], batch.actions[:, :1])
+        state["obj"][:, :, :2] = torch.tensor([[1.0, 0.78, 0.0], [1.0, -0.78, 0.0]])
+        state["obj"][:, 1, 2] = torch.tensor([[1.0, 0.85, 0.0], [1.0, -0.85, 0.0]])  # frame t - 1: past each paddle
+        state["obj"][:, 0, 2] = torch.tensor([[1.0, 0.93, 0.0], [1.0, -0.93, 0.0]])  # frame t: at the lines
+        on = state["obj"].clone()
+        on[:, 0, 2] = torch.tensor([[1.0, 0.96, 0.0], [1.0, -0.96, 0.0]])  # the objects' step: still in sight
+        monkeypatch.setattr(model.objects, "step", lambda h, window, *_: torch.stack([on[:, 0], window[:, 0]], 1))
+        at_exit = model.step(state, batch.actions[:, 1]).reward
+        model.set_imagination(["line_reward=true"])
+        at_line = model.step(state, batch.actions[:, 1]).reward
+        model.set_imagination(["pass_reward=true"])  # the pass rule overrides it
+        at_pass = model.step(state, batch.actions[:, 1]).reward
+        model.set_imagination(["pass_reward=false"])
+        many = _batch(pong_dataset, 64)
+        filtered = model.filtered_rewards(many.frames, many.actions)
+        _, _, _, _, windows = model._filter(many.frames, many.actions)
+    assert at_exit.tolist() == [0.0, 0.0] and at_line.tolist() == [-1.0, 1.0] and at_pass.tolist() == [0.0, 0.0]
+    triples = torch.cat([windows[:, 1:], windows[:, :-1, 1:]], 2)  # frames t + 1, t, t - 1 of each move
+    assert torch.equal(triples, object_triples(windows[:, :, 0])[:, 1:])
+    assert filtered.abs().sum() > 0 and torch.equal(filtered, line_points(triples))

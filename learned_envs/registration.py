@@ -17,6 +17,7 @@ SHIPPED = {
     "LearnedPong-v5": (ASSETS / "LearnedPong-v5", "Pong"),
     "LearnedPong-v6": (ASSETS / "LearnedPong-v6", "Pong"),
     "LearnedPong-v7": (ASSETS / "LearnedPong-v7", "Pong"),
+    "LearnedPong-v8": (ASSETS / "LearnedPong-v8", "Pong"),
     "LearnedPongObjects-v0": (ASSETS / "LearnedPongObjects-v0", "Pong"),
     "LearnedPongObjects-v1": (ASSETS / "LearnedPongObjects-v1", "Pong"),
     "LearnedPongScene-v0": (ASSETS / "LearnedPongScene-v0", "Pong"),
@@ -38,8 +39,9 @@ SHIPPED = {
 * ``LearnedPongObjects-v1`` / ``-v0``: the objects, (36,) float32 in [-1, 1] (4 frames x player, enemy,
   ball x ``[present, x, y]``); ``"frames"``: 64 x 64 RGB.
 * ``LearnedPongScene-v0``: the SPACE-Time scene slots, (252,) float32 in [-10, 10].
-* ``LearnedPong-v7`` / ``-v6`` (``rssm`` with an object state: the ball and paddles beside the latent, moved by
-  heads that read them; the same weights: v7 rewards a point when the ball passes a paddle, v6 when it leaves):
+* ``LearnedPong-v8`` / ``-v7`` / ``-v6`` (``rssm`` with an object state: the ball and paddles beside the latent,
+  moved by heads that read them; the same weights: v8 rewards a point at the step the game counts it, when the
+  ball reaches a side's scoring line, v7 when the ball passes a paddle, v6 when it leaves):
   the objects alone, (24,) float32 in [-1, 1] (the player, the enemy and the ball's ``[found, x, y]`` in the
   last two frames, and their moves); ``"latent"``: the state and the objects, (536,); ``"frames"``: 64 x 64
   RGB, decoded from the state.

@@ -4,7 +4,7 @@
 ``tests/test_shipped_outputs.py`` recomputes them and compares. The stored file was written by the code
 before ``world_models`` was grouped by role (2026-12-03), so the test shows the move changed no output.
 Ids shipped after it (``LearnedFreeway-v0``, ``LearnedBoxing-v0``, ``LearnedPong-v3``, ``LearnedPong-v4``,
-``LearnedPong-v5``, ``LearnedPong-v6``, ``LearnedPong-v7``) were added when they shipped.
+``LearnedPong-v5``, ``LearnedPong-v6``, ``LearnedPong-v7``, ``LearnedPong-v8``) were added when they shipped.
 
 The object dreams' entries were written again at 91012af, whose move draws use the inverse CDF instead of
 Gumbel-max: the same distribution (``tests/world_models/test_moves.py``), other draws from the same seed.

@@ -370,3 +370,31 @@ def test_learned_pong_v7_is_v6_with_the_point_at_the_pass() -> None:
     assert np.array_equal(outs["v6"][0], outs["undone"][0]) and np.array_equal(outs["v6"][1], outs["undone"][1])
     assert np.abs(outs["v7"][1]).sum() > 0  # points come in 60 random steps of 8 dreams
     assert np.array_equal(outs["v7"][1], outs["v7"][2])  # the reward is the pass rule on the state it stepped to
+
+
+def test_learned_pong_v8_is_v6_with_the_point_at_the_scoring_line() -> None:
+    """v8 ships v6's weights with ``line_reward``: its rewards are the line rule on the frames its own dream
+    stepped through; undone, it dreams v6's dreams."""
+    import torch
+
+    from world_models.pixel.rssm_objects import line_points
+
+    v6 = gym.make_vec("LearnedPong-v6", num_envs=8, device="cpu")
+    v8 = gym.make_vec("LearnedPong-v8", num_envs=8, device="cpu")
+    undone = gym.make_vec("LearnedPong-v8", num_envs=8, device="cpu", settings=["line_reward=false"])
+    assert v8.unwrapped.model.cfg.line_reward and not v6.unwrapped.model.cfg.line_reward
+    outs = {}
+    for name, venv in (("v6", v6), ("v8", v8), ("undone", undone)):
+        venv.reset(seed=0)
+        obs, rewards, lines = [], [], []
+        for actions in np.random.default_rng(0).integers(0, 6, (60, 8)):
+            before = venv.unwrapped.state["obj"]
+            o, r, term, trunc, _ = venv.step(actions)
+            obs.append(o)
+            rewards.append(r)
+            now = venv.unwrapped.state["obj"]  # a new episode's where one ended: its reward is then not checked
+            lines.append(np.where(term | trunc, r, line_points(torch.cat([now[:, :1], before], 1)).numpy()))
+        outs[name] = (np.stack(obs), np.stack(rewards), np.stack(lines))
+    assert np.array_equal(outs["v6"][0], outs["undone"][0]) and np.array_equal(outs["v6"][1], outs["undone"][1])
+    assert np.abs(outs["v8"][1]).sum() > 0  # points come in 60 random steps of 8 dreams
+    assert np.array_equal(outs["v8"][1], outs["v8"][2])

@@ -372,6 +372,20 @@ def test_learned_pong_v7_is_v6_with_the_point_at_the_pass() -> None:
     assert np.array_equal(outs["v7"][1], outs["v7"][2])  # the reward is the pass rule on the state it stepped to
 
 
+def test_dreams_not_for_agents_say_which_to_use(caplog: pytest.LogCaptureFixture) -> None:
+    """Ids whose agents do worse name the dreams to train agents in when they are made; those dreams say nothing."""
+    from learned_envs.registration import NOTES, shipped_note
+
+    for env_id in ("LearnedPong-v1", "LearnedPong-v5", "LearnedPong-v8"):
+        assert "to train agents use LearnedPong-v7" in NOTES[env_id]
+        assert shipped_note(shipped_checkpoint(env_id)) == NOTES[env_id]
+    assert shipped_note(shipped_checkpoint("LearnedPong-v7")) is None
+    assert shipped_note(shipped_checkpoint("LearnedPong-v2")) is None
+    with caplog.at_level("WARNING"):
+        gym.make("LearnedPong-v8", device="cpu")
+    assert "to train agents use LearnedPong-v7" in caplog.text
+
+
 def test_learned_pong_v8_is_v6_with_the_point_at_the_scoring_line() -> None:
     """v8 ships v6's weights with ``line_reward``: its rewards are the line rule on the frames its own dream
     stepped through; undone, it dreams v6's dreams."""

@@ -348,28 +348,38 @@ def test_gym_make_takes_imagination_settings() -> None:
         gym.make("LearnedPong-v6", device="cpu", settings=["deter=8"])
 
 
-def test_learned_pong_v7_is_v6_with_the_point_at_the_pass() -> None:
-    """v7 ships v6's weights with ``pass_reward``: undone, it dreams v6's dreams; with it, its rewards are the
-    pass rule on its own objects."""
-    from world_models.pixel.rssm_objects import pass_points
+@pytest.mark.parametrize(
+    "env_id, setting",
+    [("LearnedPong-v7", "pass_reward"), ("LearnedPong-v8", "line_reward")],
+)
+def test_learned_pong_v7_and_v8_are_v6_with_another_reward_rule(env_id: str, setting: str) -> None:
+    """v7 and v8 ship v6's weights with another reward rule (``pass_reward``: the point as the ball passes a
+    paddle; ``line_reward``: at the step the game counts it): undone, each dreams v6's dreams; with it, its rewards
+    are the rule on the objects its own dream stepped through."""
+    import torch
 
+    from world_models.pixel.rssm_objects import line_points, pass_points
+
+    rule = {"pass_reward": lambda f: pass_points(f[:, :2]), "line_reward": line_points}[setting]
     v6 = gym.make_vec("LearnedPong-v6", num_envs=8, device="cpu")
-    v7 = gym.make_vec("LearnedPong-v7", num_envs=8, device="cpu")
-    undone = gym.make_vec("LearnedPong-v7", num_envs=8, device="cpu", settings=["pass_reward=false"])
-    assert v7.unwrapped.model.cfg.pass_reward and not v6.unwrapped.model.cfg.pass_reward
+    shipped = gym.make_vec(env_id, num_envs=8, device="cpu")
+    undone = gym.make_vec(env_id, num_envs=8, device="cpu", settings=[f"{setting}=false"])
+    assert getattr(shipped.unwrapped.model.cfg, setting) and not getattr(v6.unwrapped.model.cfg, setting)
     outs = {}
-    for name, venv in (("v6", v6), ("v7", v7), ("undone", undone)):
+    for name, venv in (("v6", v6), ("shipped", shipped), ("undone", undone)):
         venv.reset(seed=0)
-        obs, rewards, passes = [], [], []
+        obs, rewards, ruled = [], [], []
         for actions in np.random.default_rng(0).integers(0, 6, (60, 8)):
-            o, r, *_ = venv.step(actions)
+            before = venv.unwrapped.state["obj"]
+            o, r, term, trunc, _ = venv.step(actions)
             obs.append(o)
             rewards.append(r)
-            passes.append(pass_points(venv.unwrapped.state["obj"]).numpy())
-        outs[name] = (np.stack(obs), np.stack(rewards), np.stack(passes))
+            now = venv.unwrapped.state["obj"]  # a new episode's where one ended: its reward is then not checked
+            ruled.append(np.where(term | trunc, r, rule(torch.cat([now[:, :1], before], 1)).numpy()))
+        outs[name] = (np.stack(obs), np.stack(rewards), np.stack(ruled))
     assert np.array_equal(outs["v6"][0], outs["undone"][0]) and np.array_equal(outs["v6"][1], outs["undone"][1])
-    assert np.abs(outs["v7"][1]).sum() > 0  # points come in 60 random steps of 8 dreams
-    assert np.array_equal(outs["v7"][1], outs["v7"][2])  # the reward is the pass rule on the state it stepped to
+    assert np.abs(outs["shipped"][1]).sum() > 0  # points come in 60 random steps of 8 dreams
+    assert np.array_equal(outs["shipped"][1], outs["shipped"][2])
 
 
 def test_dreams_not_for_agents_say_which_to_use(caplog: pytest.LogCaptureFixture) -> None:
@@ -384,31 +394,3 @@ def test_dreams_not_for_agents_say_which_to_use(caplog: pytest.LogCaptureFixture
     with caplog.at_level("WARNING"):
         gym.make("LearnedPong-v8", device="cpu")
     assert "to train agents use LearnedPong-v7" in caplog.text
-
-
-def test_learned_pong_v8_is_v6_with_the_point_at_the_scoring_line() -> None:
-    """v8 ships v6's weights with ``line_reward``: its rewards are the line rule on the frames its own dream
-    stepped through; undone, it dreams v6's dreams."""
-    import torch
-
-    from world_models.pixel.rssm_objects import line_points
-
-    v6 = gym.make_vec("LearnedPong-v6", num_envs=8, device="cpu")
-    v8 = gym.make_vec("LearnedPong-v8", num_envs=8, device="cpu")
-    undone = gym.make_vec("LearnedPong-v8", num_envs=8, device="cpu", settings=["line_reward=false"])
-    assert v8.unwrapped.model.cfg.line_reward and not v6.unwrapped.model.cfg.line_reward
-    outs = {}
-    for name, venv in (("v6", v6), ("v8", v8), ("undone", undone)):
-        venv.reset(seed=0)
-        obs, rewards, lines = [], [], []
-        for actions in np.random.default_rng(0).integers(0, 6, (60, 8)):
-            before = venv.unwrapped.state["obj"]
-            o, r, term, trunc, _ = venv.step(actions)
-            obs.append(o)
-            rewards.append(r)
-            now = venv.unwrapped.state["obj"]  # a new episode's where one ended: its reward is then not checked
-            lines.append(np.where(term | trunc, r, line_points(torch.cat([now[:, :1], before], 1)).numpy()))
-        outs[name] = (np.stack(obs), np.stack(rewards), np.stack(lines))
-    assert np.array_equal(outs["v6"][0], outs["undone"][0]) and np.array_equal(outs["v6"][1], outs["undone"][1])
-    assert np.abs(outs["v8"][1]).sum() > 0  # points come in 60 random steps of 8 dreams
-    assert np.array_equal(outs["v8"][1], outs["v8"][2])

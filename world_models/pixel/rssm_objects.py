@@ -246,8 +246,8 @@ def object_windows(found: torch.Tensor) -> torch.Tensor:
 def object_triples(found: torch.Tensor) -> torch.Tensor:
     """Detected objects over sequences (B, T, 3, 3) -> each frame with the two before it (B, T, 3, 3, 3), latest
     first (frame 0's repeated before it): what :func:`line_points` reads."""
-    prev = torch.cat([found[:, :1], found[:, :-1]], 1)
-    return torch.stack([found, prev, torch.cat([prev[:, :1], prev[:, :-1]], 1)], 2)
+    windows = object_windows(found)
+    return torch.cat([windows, object_windows(windows[:, :, 1])[:, :, 1:]], 2)
 
 
 def fill_gaps(found: torch.Tensor) -> torch.Tensor:
